@@ -1,0 +1,1 @@
+"""Dash pages, layout components, map figures, themes and UI strings."""

@@ -1,0 +1,1 @@
+"""Geography: boundaries, grid cells, CRS conversion, point location and spatial queries."""

@@ -1,0 +1,1 @@
+"""Ingest: MQTT client, topic routing, payload schemas, writers and the simulator."""

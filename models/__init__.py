@@ -1,0 +1,1 @@
+"""Domain: entities and storage schema, configuration, standards, rules and lifecycles."""

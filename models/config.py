@@ -1,0 +1,249 @@
+"""Configuration from environment variables, validated once at start-up.
+
+Every setting has a safe default. A missing service URL means the embedded default
+(an in-process MQTT broker, an in-process Redis-compatible store, SQLite under the
+data directory), so one command shows the whole system on a laptop. A bad value
+stops start-up with a :class:`ConfigError` whose message is one line naming the
+variable, e.g. ``CITYOPS_PORT: must be an integer between 1 and 65535, got '70000'``.
+
+Each variable is listed once in :data:`VARIABLES`; the README's configuration table
+is checked against it by a test, so a new setting cannot go undocumented.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import SplitResult, urlsplit
+
+PREFIX = "CITYOPS_"
+
+#: name -> one-line description (also the README's configuration table, checked by a test)
+VARIABLES: dict[str, str] = {
+    "CITYOPS_MQTT_URL": "MQTT broker, e.g. mqtt://user:pass@broker:1883; unset = embedded broker",
+    "CITYOPS_REDIS_URL": "Redis for live state, e.g. redis://redis:6379/0; unset = in-process store",
+    "CITYOPS_DATABASE_URL": "PostgreSQL+PostGIS, e.g. postgresql+psycopg://cityops@db/cityops; "
+    "unset = SQLite under the data directory",
+    "CITYOPS_HOST": "address the web server binds to (default 127.0.0.1)",
+    "CITYOPS_PORT": "port the web server listens on (default 8050)",
+    "CITYOPS_SECRET_KEY": "key that signs sessions (≥ 32 characters); unset = a random key kept "
+    "in the data directory",
+    "CITYOPS_DATA_DIR": "folder for the SQLite file, the embedded broker's files and generated "
+    "secrets (default ./var)",
+    "CITYOPS_TOPIC_PREFIX": "MQTT topic prefix (default cityops/v1)",
+    "CITYOPS_EMBEDDED_MQTT_PORT": "port of the embedded broker on 127.0.0.1 (default 11883; "
+    "a free port is chosen when it is taken)",
+    "CITYOPS_TILE_URL": "optional self-hosted raster tile server, "
+    "e.g. http://tiles.intranet/{z}/{x}/{y}.png; unset = boundaries only, no tiles",
+    "CITYOPS_LOG_LEVEL": "DEBUG, INFO, WARNING or ERROR (default INFO)",
+}
+
+_MQTT_SCHEMES = {"mqtt", "mqtts", "tcp", "ssl"}
+_REDIS_SCHEMES = {"redis", "rediss", "unix"}
+_DATABASE_SCHEMES = {"postgresql", "postgresql+psycopg", "postgres", "sqlite"}
+_LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR"}
+_TOPIC_PREFIX = re.compile(r"^[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-.]+)*$")
+_MIN_SECRET_LENGTH = 32
+
+
+class ConfigError(ValueError):
+    """A configuration value is unusable; the message is one line naming the variable."""
+
+    def __init__(self, variable: str, problem: str, value: str | None = None) -> None:
+        self.variable = variable
+        shown = "" if value is None else f", got {_redact(value)!r}"
+        super().__init__(f"{variable}: {problem}{shown}")
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceURL:
+    """A parsed service URL. ``str()`` keeps the password out of logs."""
+
+    url: str
+    scheme: str
+    host: str
+    port: int | None
+    username: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
+    path: str = ""
+
+    def __str__(self) -> str:
+        return _redact(self.url)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The validated configuration of one cityops process."""
+
+    mqtt: ServiceURL | None
+    redis_url: str | None
+    database_url: str | None
+    host: str = "127.0.0.1"
+    port: int = 8050
+    secret_key: str | None = field(default=None, repr=False)
+    data_dir: Path = Path("var")
+    topic_prefix: str = "cityops/v1"
+    embedded_mqtt_port: int = 11883
+    tile_url: str | None = None
+    log_level: str = "INFO"
+
+    @property
+    def embedded_mqtt(self) -> bool:
+        return self.mqtt is None
+
+    @property
+    def embedded_redis(self) -> bool:
+        return self.redis_url is None
+
+    @property
+    def embedded_database(self) -> bool:
+        return self.database_url is None
+
+    @property
+    def effective_database_url(self) -> str:
+        """The SQLAlchemy URL to connect to: the configured one or the embedded SQLite file."""
+        if self.database_url is not None:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'cityops.sqlite3').resolve()}"
+
+    def session_secret(self) -> str:
+        """The configured secret, or one generated once and kept in the data directory."""
+        if self.secret_key is not None:
+            return self.secret_key
+        path = self.data_dir / "secret_key"
+        if path.exists():
+            return path.read_text(encoding="ascii").strip()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        # Create with 0600 from the start so the key is never world-readable, even briefly.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(key)
+        return key
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every ``CITYOPS_*`` variable; raise :class:`ConfigError` on the first bad one."""
+    env = os.environ if environ is None else environ
+    unknown = sorted(k for k in env if k.startswith(PREFIX) and k not in VARIABLES)
+    if unknown:
+        raise ConfigError(unknown[0], "unknown setting (a typo?); known: " + ", ".join(VARIABLES))
+
+    def get(name: str) -> str | None:
+        value = env.get(name)
+        if value is None or value.strip() == "":
+            return None
+        return value.strip()
+
+    mqtt_raw = get("CITYOPS_MQTT_URL")
+    redis_raw = get("CITYOPS_REDIS_URL")
+    database_raw = get("CITYOPS_DATABASE_URL")
+    secret = get("CITYOPS_SECRET_KEY")
+    if secret is not None and len(secret) < _MIN_SECRET_LENGTH:
+        raise ConfigError("CITYOPS_SECRET_KEY", f"must be at least {_MIN_SECRET_LENGTH} characters long")
+    prefix = get("CITYOPS_TOPIC_PREFIX") or "cityops/v1"
+    if not _TOPIC_PREFIX.match(prefix):
+        raise ConfigError(
+            "CITYOPS_TOPIC_PREFIX",
+            "must be topic levels of letters, digits, '-', '_' joined by '/', without wildcards",
+            prefix,
+        )
+    log_level = (get("CITYOPS_LOG_LEVEL") or "INFO").upper()
+    if log_level not in _LOG_LEVELS:
+        raise ConfigError("CITYOPS_LOG_LEVEL", "must be one of " + ", ".join(sorted(_LOG_LEVELS)), log_level)
+    tile_url = get("CITYOPS_TILE_URL")
+    if tile_url is not None:
+        parts = _split("CITYOPS_TILE_URL", tile_url, {"http", "https"})
+        if not parts.hostname or not all(p in tile_url for p in ("{z}", "{x}", "{y}")):
+            raise ConfigError("CITYOPS_TILE_URL", "must be an http(s) URL with {z}, {x} and {y}", tile_url)
+
+    return Settings(
+        mqtt=None if mqtt_raw is None else parse_mqtt_url(mqtt_raw),
+        redis_url=None if redis_raw is None else _check_redis_url(redis_raw),
+        database_url=None if database_raw is None else normalise_database_url(database_raw),
+        host=get("CITYOPS_HOST") or "127.0.0.1",
+        port=_port("CITYOPS_PORT", get("CITYOPS_PORT"), 8050),
+        secret_key=secret,
+        data_dir=Path(get("CITYOPS_DATA_DIR") or "var"),
+        topic_prefix=prefix.rstrip("/"),
+        embedded_mqtt_port=_port("CITYOPS_EMBEDDED_MQTT_PORT", get("CITYOPS_EMBEDDED_MQTT_PORT"), 11883),
+        tile_url=tile_url,
+        log_level=log_level,
+    )
+
+
+def parse_mqtt_url(raw: str, variable: str = "CITYOPS_MQTT_URL") -> ServiceURL:
+    parts = _split(variable, raw, _MQTT_SCHEMES)
+    if not parts.hostname:
+        raise ConfigError(variable, "has no host", raw)
+    default_port = 8883 if parts.scheme in {"mqtts", "ssl"} else 1883
+    return ServiceURL(
+        url=raw,
+        scheme=parts.scheme,
+        host=parts.hostname,
+        port=_url_port(variable, parts, raw) or default_port,
+        username=parts.username,
+        password=parts.password,
+        path=parts.path,
+    )
+
+
+def normalise_database_url(raw: str, variable: str = "CITYOPS_DATABASE_URL") -> str:
+    """Check a database URL and make it name the psycopg 3 driver for PostgreSQL."""
+    parts = _split(variable, raw, _DATABASE_SCHEMES)
+    if parts.scheme == "sqlite":
+        if not parts.path or parts.path == "/":
+            raise ConfigError(variable, "a sqlite URL needs a file path, e.g. sqlite:///var/cityops.db", raw)
+        return raw
+    if not parts.hostname and "host=" not in parts.query:
+        raise ConfigError(variable, "has no host", raw)
+    _url_port(variable, parts, raw)
+    if not parts.path.strip("/"):
+        raise ConfigError(variable, "names no database (…/DBNAME at the end)", raw)
+    return "postgresql+psycopg" + raw[len(parts.scheme) :]
+
+
+def _check_redis_url(raw: str, variable: str = "CITYOPS_REDIS_URL") -> str:
+    parts = _split(variable, raw, _REDIS_SCHEMES)
+    if parts.scheme != "unix" and not parts.hostname:
+        raise ConfigError(variable, "has no host", raw)
+    _url_port(variable, parts, raw)
+    return raw
+
+
+def _split(variable: str, raw: str, schemes: set[str]) -> SplitResult:
+    try:
+        parts = urlsplit(raw)
+    except ValueError as exc:
+        raise ConfigError(variable, f"is not a valid URL ({exc})", raw) from None
+    if parts.scheme not in schemes:
+        raise ConfigError(variable, "must start with " + " or ".join(f"{s}://" for s in sorted(schemes)), raw)
+    return parts
+
+
+def _url_port(variable: str, parts: SplitResult, raw: str) -> int | None:
+    try:
+        return parts.port
+    except ValueError:
+        raise ConfigError(variable, "has a port that is not a number between 0 and 65535", raw) from None
+
+
+def _port(variable: str, raw: str | None, default: int) -> int:
+    if raw is None:
+        return default
+    try:
+        port = int(raw)
+    except ValueError:
+        raise ConfigError(variable, "must be an integer between 1 and 65535", raw) from None
+    if not 1 <= port <= 65535:
+        raise ConfigError(variable, "must be an integer between 1 and 65535", raw)
+    return port
+
+
+def _redact(value: str) -> str:
+    """Hide a password inside a URL so it never reaches a log line or an error message."""
+    return re.sub(r"(://[^:/@\s]*:)[^@/\s]*@", r"\1***@", value)
