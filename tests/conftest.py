@@ -1,0 +1,100 @@
+"""Shared fixtures: real services, controllable time and randomness.
+
+Real-service tests talk to the PostgreSQL/PostGIS, Redis and Mosquitto that run on
+127.0.0.1. When one is missing they are skipped with the reason, except under
+``CI=true`` where a missing service is a failure: CI must never pass by skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
+
+import pytest
+
+TEST_DATABASE_URL = os.environ.get(
+    "CITYOPS_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/cityops_test"
+)
+TEST_REDIS_URL = os.environ.get("CITYOPS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+TEST_MQTT_URL = os.environ.get("CITYOPS_TEST_MQTT_URL", "mqtt://127.0.0.1:1883")
+
+# The tests' own variables are not cityops settings: keep them out of load_settings().
+for _name in ("CITYOPS_TEST_DATABASE_URL", "CITYOPS_TEST_REDIS_URL", "CITYOPS_TEST_MQTT_URL"):
+    os.environ.pop(_name, None)
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def service_missing(what: str, reason: str) -> None:
+    """Fail under CI, skip visibly elsewhere."""
+    message = f"{what} is not available: {reason}"
+    if in_ci():
+        pytest.fail(message + " (CI=true: real-service tests must run)", pytrace=False)
+    pytest.skip(message)
+
+
+def _tcp_open(url: str, default_port: int) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or default_port), 1.0):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def postgis_url() -> str:
+    """URL of a PostgreSQL database with PostGIS, prepared by ``make test``."""
+    import sqlalchemy as sa
+
+    try:
+        engine = sa.create_engine(TEST_DATABASE_URL)
+        with engine.connect() as conn:
+            version = conn.execute(sa.text("SELECT postgis_full_version()")).scalar()
+        engine.dispose()
+    except Exception as exc:
+        service_missing("PostgreSQL with PostGIS", f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+    assert version
+    return TEST_DATABASE_URL
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    import redis
+
+    try:
+        redis.Redis.from_url(TEST_REDIS_URL, socket_timeout=2).ping()
+    except Exception as exc:
+        service_missing("Redis", f"{type(exc).__name__}: {exc}")
+    return TEST_REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def mosquitto_url() -> str:
+    if not _tcp_open(TEST_MQTT_URL, 1883):
+        service_missing("Mosquitto", f"nothing listens at {TEST_MQTT_URL}")
+    return TEST_MQTT_URL
+
+
+@pytest.fixture
+def fixed_now() -> datetime:
+    """A fixed, timezone-aware 'now' for tests that depend on the clock."""
+    return datetime(2026, 7, 15, 10, 30, tzinfo=UTC)
+
+
+@pytest.fixture
+def rng() -> random.Random:
+    return random.Random(20261125)
+
+
+@pytest.fixture
+def unique_name() -> Iterator[str]:
+    """A name no other test (or earlier run) uses: for topics, schemas, keys."""
+    yield "t" + uuid.uuid4().hex[:12]
