@@ -1,0 +1,719 @@
+"""The one MQTT client of cityops: paho-mqtt 2.x, MQTT 5, QoS 1, manual acknowledgement.
+
+Every producer (simulator, bridges) and consumer (ingest workers) goes through
+:class:`MqttClient`, so reconnects, resubscription, flow control and the health
+counters behave the same against the embedded broker and Mosquitto.
+
+Delivery contract for consumers::
+
+    client = MqttClient(url, "cityops-ingest-host1", persistent_session=True).start()
+    client.subscribe("cityops/v1/#", shared_group="ingest")
+    while running:
+        batch = client.get_batch(500, timeout=0.5)
+        write_durably(batch)             # Redis + PostGIS
+        client.ack_many(batch)           # only now may the broker forget them
+
+A message is acknowledged (PUBACK) only by :meth:`MqttClient.ack`; until then the
+broker keeps it in the client's session and redelivers it after a reconnect. That
+makes delivery at-least-once: after a crash or reconnect the same message can arrive
+twice, so the pipeline must be idempotent (it dedupes).
+
+Flow control: the client announces a Receive Maximum in CONNECT, which caps how many
+unacknowledged messages a compliant broker (Mosquitto, EMQX) sends. The hand-off queue
+is larger than that cap, so with such a broker paho's network thread never waits on
+it. rumqttd ignores Receive Maximum (measured, see ``ingest/broker.py``); there the
+network thread blocks on the full queue — which stops reading the socket, so TCP
+pushes back on the broker — but only for :data:`HANDOFF_BLOCK_SECONDS`. After that the
+message is left unacknowledged and the connection is dropped, so the broker keeps it
+and redelivers it on the automatic reconnect instead of the thread hanging forever.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import queue
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from models.config import ServiceURL, parse_mqtt_url
+
+log = logging.getLogger(__name__)
+
+# --- tuning -----------------------------------------------------------------------------
+
+#: Seconds between PINGREQs when idle. Shorter detects a dead broker (and lets the broker
+#: detect a dead worker, releasing its shared-subscription share) sooner, at the cost of
+#: more idle traffic from thousands of devices; 30 s finds a dead link within ≈45 s.
+KEEPALIVE_SECONDS = 30
+
+#: Unacknowledged messages a compliant broker may have outstanding to this client
+#: (MQTT 5 Receive Maximum). It bounds the work a crashed worker leaves for redelivery
+#: and the memory a slow worker holds; too small and the broker idles waiting for acks
+#: while a batch is being written. 1000 ≈ two ingest batches at ~15k msgs/s shared by
+#: a few workers, i.e. tens of milliseconds of traffic.
+RECEIVE_MAXIMUM = 1000
+
+#: Received messages waiting for the consumer. Twice :data:`RECEIVE_MAXIMUM` so that,
+#: with a broker that honours Receive Maximum, the network thread never waits even
+#: while stale copies from before a reconnect are still queued.
+HANDOFF_QUEUE_SIZE = 2 * RECEIVE_MAXIMUM
+
+#: Longest the network thread waits for room in a full hand-off queue. While it waits
+#: nothing is read or sent on the socket (no PINGREQ, no PUBACK), so this must stay well
+#: under the keepalive; when it runs out the connection is dropped and the broker
+#: redelivers. Longer rides out a slow database write; shorter reconnects sooner.
+HANDOFF_BLOCK_SECONDS = 10.0
+
+#: QoS 1 publishes paho keeps in flight (sent, PUBACK pending). Higher gives throughput
+#: on high-latency links; it is lowered automatically to the Receive Maximum the broker
+#: announces (Mosquitto's ``max_inflight_messages``), because exceeding it is a
+#: protocol error that gets the connection closed.
+PUBLISH_MAX_INFLIGHT = 1000
+
+#: Publishes paho queues in memory beyond the in-flight window (also while disconnected).
+#: Bounded so a publisher cut off from the broker fails fast instead of growing without
+#: limit; kept below 65,535 because paho's packet ids must stay unique among them.
+PUBLISH_MAX_QUEUED = 20_000
+
+#: Reconnect backoff bounds (seconds, doubling from min to max). The short minimum
+#: recovers quickly from a broker restart; the cap stops hundreds of workers from
+#: hammering a broker that is down for maintenance.
+RECONNECT_MIN_DELAY = 0.5
+RECONNECT_MAX_DELAY = 30.0
+
+#: How long :meth:`MqttClient.start` waits for CONNACK before reporting the broker
+#: unavailable. Covers a TLS handshake over a slow intranet link.
+CONNECT_TIMEOUT_SECONDS = 10.0
+
+#: How long a persistent session (subscriptions + unacknowledged and queued messages)
+#: outlives a disconnected consumer. Long enough to survive a deploy or a host reboot;
+#: Mosquitto's ``persistent_client_expiration`` must not be shorter.
+SESSION_EXPIRY_SECONDS = 24 * 3600
+
+# The ack() of a message must go out on the connection it arrived on: packet ids are
+# reused after a reconnect, so a late PUBACK could acknowledge a *different* message.
+_connection_generation = itertools.count(1)
+
+
+class MqttUnavailable(ConnectionError):
+    """The broker cannot be reached or refused us; the message is one line, without secrets."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedMessage:
+    """One message as handed to the consumer; acknowledge it with :meth:`MqttClient.ack`."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    #: Packet id, meaningful only on the connection that delivered it.
+    mid: int
+    #: ``time.monotonic()`` at receipt: for latencies and queue ages.
+    received_at: float
+    #: ``time.time()`` at receipt: for records and logs.
+    received_wall: float
+    duplicate: bool = False
+    #: Seconds left of the publisher's Message Expiry Interval, when it set one.
+    message_expiry: int | None = None
+    user_properties: tuple[tuple[str, str], ...] = ()
+    content_type: str | None = None
+    #: Which connection delivered it; acks from an earlier connection are not sent.
+    connection: int = 0
+
+    def age(self, now: float | None = None) -> float:
+        """Seconds since receipt (monotonic)."""
+        return (time.monotonic() if now is None else now) - self.received_at
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectArgs:
+    """What paho needs from a broker URL; ``repr`` leaves the password out."""
+
+    host: str
+    port: int
+    tls: bool
+    username: str | None = None
+    password: str | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def __repr__(self) -> str:
+        return (
+            f"ConnectArgs(host={self.host!r}, port={self.port}, tls={self.tls}, "
+            f"username={self.username!r})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class MqttStats:
+    """A snapshot of one client's state for health pages and logs."""
+
+    client_id: str
+    address: str
+    connected: bool
+    received: int
+    acked: int
+    published: int
+    publish_failed: int
+    reconnects: int
+    stale_acks: int
+    handoff_overflows: int
+    queued: int
+    subscriptions: tuple[str, ...]
+    last_error: str | None
+    connected_since: float | None
+
+
+def connect_args(url: ServiceURL | str) -> ConnectArgs:
+    """Host, port, TLS and credentials from a ``mqtt://`` / ``mqtts://`` URL."""
+    parsed = parse_mqtt_url(url) if isinstance(url, str) else url
+    tls = parsed.scheme in {"mqtts", "ssl"}
+    port = parsed.port if parsed.port is not None else (8883 if tls else 1883)
+    return ConnectArgs(
+        host=parsed.host, port=port, tls=tls, username=parsed.username, password=parsed.password
+    )
+
+
+def shared_topic(topic_filter: str, group: str | None) -> str:
+    """``$share/{group}/{filter}`` for a shared subscription, or the filter unchanged."""
+    validate_topic_filter(topic_filter)
+    if group is None:
+        return topic_filter
+    if not group or any(c in group for c in "/+#"):
+        raise ValueError(f"shared subscription group must be non-empty without '/', '+', '#': {group!r}")
+    return f"$share/{group}/{topic_filter}"
+
+
+def build_topic(prefix: str, *levels: str) -> str:
+    """Join a prefix and topic levels into a topic name to publish to.
+
+    Levels must be non-empty and free of ``/``, ``+`` and ``#``, so a device id cannot
+    inject extra levels or wildcards.
+    """
+    for level in levels:
+        if not level or any(c in level for c in "/+#\x00"):
+            raise ValueError(f"invalid topic level {level!r}")
+    topic = "/".join((prefix.rstrip("/"), *levels))
+    validate_topic_name(topic)
+    return topic
+
+
+def validate_topic_name(topic: str) -> None:
+    """Raise ValueError unless ``topic`` is a valid topic name to publish to."""
+    if not topic or "+" in topic or "#" in topic or "\x00" in topic:
+        raise ValueError(f"invalid topic name {topic!r}: empty or contains a wildcard")
+    if len(topic.encode("utf-8")) > 65535:
+        raise ValueError("topic name longer than 65535 bytes")
+
+
+def validate_topic_filter(topic_filter: str) -> None:
+    """Raise ValueError unless ``topic_filter`` is a valid MQTT subscription filter."""
+    if not topic_filter or "\x00" in topic_filter:
+        raise ValueError(f"invalid topic filter {topic_filter!r}")
+    if topic_filter.startswith("$share/"):
+        raise ValueError("pass the shared group as shared_group=, not inside the filter")
+    levels = topic_filter.split("/")
+    for index, level in enumerate(levels):
+        if "#" in level and (level != "#" or index != len(levels) - 1):
+            raise ValueError(f"invalid topic filter {topic_filter!r}: '#' must be a whole, last level")
+        if "+" in level and level != "+":
+            raise ValueError(f"invalid topic filter {topic_filter!r}: '+' must be a whole level")
+
+
+def default_client_id(role: str) -> str:
+    """``cityops-{role}-{hostname}``: stable across restarts of the same host or container.
+
+    A persistent session is found again by its client id, so consumers need one that
+    survives a restart; two live connections with the same id kick each other off, so
+    give each worker on a host its own role suffix (``ingest-1``, ``ingest-2``).
+    """
+    host = socket.gethostname().split(".")[0] or "localhost"
+    return f"cityops-{role}-{host}"[:128]
+
+
+class MqttClient:
+    """paho-mqtt wrapped for cityops: connect, subscribe, publish, receive, acknowledge.
+
+    ``persistent_session=True`` is for consumers: the broker keeps subscriptions and
+    unacknowledged messages for :data:`SESSION_EXPIRY_SECONDS` while the client is away.
+    Publishers keep the default (a fresh session each connect).
+    """
+
+    def __init__(
+        self,
+        url: ServiceURL | str,
+        client_id: str,
+        *,
+        persistent_session: bool = False,
+        session_expiry: int = SESSION_EXPIRY_SECONDS,
+        receive_maximum: int = RECEIVE_MAXIMUM,
+        queue_size: int | None = None,
+        keepalive: int = KEEPALIVE_SECONDS,
+        reconnect_min_delay: float = RECONNECT_MIN_DELAY,
+        reconnect_max_delay: float = RECONNECT_MAX_DELAY,
+        handoff_block_seconds: float = HANDOFF_BLOCK_SECONDS,
+        tls_context: ssl.SSLContext | None = None,
+    ) -> None:
+        if not client_id:
+            raise ValueError("client_id must not be empty: persistent sessions are found by it")
+        if not 1 <= receive_maximum <= 65535:
+            raise ValueError("receive_maximum must be between 1 and 65535")
+        self.client_id = client_id
+        self.args = connect_args(url)
+        self.persistent_session = persistent_session
+        self.session_expiry = session_expiry if persistent_session else 0
+        self.receive_maximum = receive_maximum
+        self.keepalive = keepalive
+        self.handoff_block_seconds = handoff_block_seconds
+        self.connected = threading.Event()
+
+        self._queue: queue.Queue[ReceivedMessage] = queue.Queue(
+            maxsize=queue_size if queue_size is not None else 2 * receive_maximum
+        )
+        self._subscriptions: dict[str, int] = {}  # full filter (with $share) -> qos
+        self._lock = threading.Lock()
+        self._generation = 0
+        self._started = False
+        self._stopping = threading.Event()
+        self._first_connect = threading.Event()
+        self._connect_refusal: str | None = None
+        self._connected_since: float | None = None
+        self.last_error: str | None = None
+        self._counts = dict.fromkeys(
+            ("received", "acked", "published", "publish_failed", "reconnects", "stale_acks",
+             "handoff_overflows", "connects"),
+            0,
+        )
+
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=paho.MQTTv5,
+            manual_ack=True,
+        )
+        client.enable_logger(logging.getLogger(__name__ + ".paho"))
+        # paho types the delays as int, but compares them as numbers; sub-second minimums
+        # keep tests and broker restarts snappy.
+        client.reconnect_delay_set(reconnect_min_delay, reconnect_max_delay)  # type: ignore[arg-type]
+        client.max_inflight_messages_set(PUBLISH_MAX_INFLIGHT)
+        client.max_queued_messages_set(PUBLISH_MAX_QUEUED)
+        if self.args.username is not None:
+            client.username_pw_set(self.args.username, self.args.password)
+        if self.args.tls:
+            if tls_context is not None:
+                client.tls_set_context(tls_context)
+            else:
+                client.tls_set_context(ssl.create_default_context())
+        client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_publish = self._on_publish
+        self._client = client
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    def start(self, timeout: float = CONNECT_TIMEOUT_SECONDS) -> MqttClient:
+        """Connect and start the network thread; raise :class:`MqttUnavailable` on failure.
+
+        Later connection losses are not errors: the client reconnects by itself with
+        backoff and resubscribes; watch :attr:`connected` and :meth:`stats`.
+        """
+        if self._started:
+            return self
+        properties = Properties(PacketTypes.CONNECT)
+        properties.ReceiveMaximum = self.receive_maximum
+        if self.session_expiry:
+            properties.SessionExpiryInterval = self.session_expiry
+        try:
+            self._client.connect(
+                self.args.host,
+                self.args.port,
+                keepalive=self.keepalive,
+                clean_start=not self.persistent_session,
+                properties=properties,
+            )
+        except (OSError, ssl.SSLError) as exc:
+            raise MqttUnavailable(self._unavailable(_describe_os_error(exc))) from None
+        self._started = True
+        self._client.loop_start()
+        if not self._first_connect.wait(timeout):
+            self.stop()
+            raise MqttUnavailable(self._unavailable(f"no CONNACK within {timeout:g} s"))
+        if self._connect_refusal is not None:
+            reason = self._connect_refusal
+            self.stop()
+            raise MqttUnavailable(self._unavailable(f"connection refused: {reason}"))
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Disconnect cleanly and stop the network thread. Unacked messages stay in the session."""
+        if not self._started:
+            return
+        self._started = False
+        self._stopping.set()
+        try:
+            self._client.disconnect()
+        finally:
+            self._client.loop_stop()
+        self.connected.clear()
+
+    def __enter__(self) -> MqttClient:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # --- subscribing -------------------------------------------------------------------
+
+    def subscribe(self, topic_filter: str, qos: int = 1, shared_group: str | None = None) -> str:
+        """Subscribe now (if connected) and after every reconnect; returns the filter used.
+
+        With ``shared_group`` the broker splits matching messages between all clients
+        subscribed with the same group (``$share/{group}/{filter}``).
+        """
+        full = shared_topic(topic_filter, shared_group)
+        if qos not in (0, 1, 2):
+            raise ValueError("qos must be 0, 1 or 2")
+        with self._lock:
+            self._subscriptions[full] = qos
+        if self.connected.is_set():
+            self._send_subscribe([(full, qos)])
+        return full
+
+    def unsubscribe(self, topic_filter: str, shared_group: str | None = None) -> None:
+        full = shared_topic(topic_filter, shared_group)
+        with self._lock:
+            self._subscriptions.pop(full, None)
+        if self.connected.is_set():
+            self._client.unsubscribe(full)
+
+    # --- publishing --------------------------------------------------------------------
+
+    def publish(
+        self,
+        topic: str,
+        payload: bytes | str,
+        qos: int = 1,
+        retain: bool = False,
+        *,
+        properties: Properties | None = None,
+    ) -> paho.MQTTMessageInfo:
+        """Queue one message; ``.wait_for_publish()`` on the result waits for the broker's ack.
+
+        While disconnected, QoS ≥ 1 messages are kept (up to :data:`PUBLISH_MAX_QUEUED`)
+        and sent after the reconnect.
+        """
+        validate_topic_name(topic)
+        info = self._client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
+        if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
+            self._count("publish_failed")
+        return info
+
+    def publish_many(
+        self,
+        messages: Iterable[tuple[str, bytes | str]],
+        qos: int = 1,
+        *,
+        timeout: float = 60.0,
+    ) -> int:
+        """Publish all messages and wait until the broker acknowledged every one.
+
+        Keeps paho's window full instead of waiting message by message, which is what
+        makes QoS 1 fast. Returns the number published; raises TimeoutError when the
+        broker has not acknowledged them all within ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        pending: list[paho.MQTTMessageInfo] = []
+        count = 0
+        for topic, payload in messages:
+            while True:
+                info = self.publish(topic, payload, qos=qos)
+                if info.rc != MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
+                    break
+                # paho's queue is full: wait for the oldest to be acknowledged, then retry.
+                self._wait_published(pending, deadline, keep=PUBLISH_MAX_QUEUED // 2)
+            pending.append(info)
+            count += 1
+            if len(pending) >= PUBLISH_MAX_QUEUED:
+                self._wait_published(pending, deadline, keep=PUBLISH_MAX_QUEUED // 2)
+        self._wait_published(pending, deadline, keep=0)
+        return count
+
+    def _wait_published(self, pending: list[paho.MQTTMessageInfo], deadline: float, keep: int) -> None:
+        while len(pending) > keep:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"{len(pending)} messages not acknowledged by {self.args.address}")
+            # wait_for_publish raises on NO_CONN; a queued message is still sent after reconnect.
+            with contextlib.suppress(RuntimeError):
+                pending[0].wait_for_publish(min(remaining, 1.0))
+            if pending[0].is_published():
+                pending.pop(0)
+
+    # --- receiving ---------------------------------------------------------------------
+
+    def get(self, timeout: float | None = None) -> ReceivedMessage | None:
+        """The next received message, or None after ``timeout`` seconds."""
+        try:
+            return self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def get_batch(self, max_items: int, timeout: float) -> list[ReceivedMessage]:
+        """Up to ``max_items`` messages: waits ``timeout`` for the first, then takes what is there.
+
+        Returning as soon as the queue is drained (instead of waiting to fill the batch)
+        keeps latency low at low rates while still batching under load.
+        """
+        first = self.get(timeout)
+        if first is None:
+            return []
+        batch = [first]
+        while len(batch) < max_items:
+            try:
+                batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def ack(self, message: ReceivedMessage) -> bool:
+        """Acknowledge a message once it is durably stored. False if it can no longer be acked.
+
+        A message that arrived on an earlier connection is not acknowledged: its packet
+        id may now belong to another message, and the broker redelivers it anyway (when
+        the session survived), so the duplicate is handled by the pipeline's dedupe.
+        """
+        if message.qos == 0:
+            return True
+        if message.connection != self._generation or not self.connected.is_set():
+            self._count("stale_acks")
+            return False
+        rc = self._client.ack(message.mid, message.qos)
+        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            return False
+        self._count("acked")
+        return True
+
+    def ack_many(self, messages: Sequence[ReceivedMessage]) -> int:
+        """Acknowledge a batch; returns how many acks were sent."""
+        return sum(1 for message in messages if self.ack(message))
+
+    # --- health ------------------------------------------------------------------------
+
+    def stats(self) -> MqttStats:
+        with self._lock:
+            counts = dict(self._counts)
+            subscriptions = tuple(self._subscriptions)
+        return MqttStats(
+            client_id=self.client_id,
+            address=self.args.address,
+            connected=self.connected.is_set(),
+            received=counts["received"],
+            acked=counts["acked"],
+            published=counts["published"],
+            publish_failed=counts["publish_failed"],
+            reconnects=counts["reconnects"],
+            stale_acks=counts["stale_acks"],
+            handoff_overflows=counts["handoff_overflows"],
+            queued=self._queue.qsize(),
+            subscriptions=subscriptions,
+            last_error=self.last_error,
+            connected_since=self._connected_since,
+        )
+
+    def __repr__(self) -> str:
+        state = "connected" if self.connected.is_set() else "disconnected"
+        return f"<MqttClient {self.client_id} {self.args.address} {state}>"
+
+    # --- paho callbacks (network thread) -----------------------------------------------
+
+    def _on_connect(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        flags: paho.ConnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if reason.is_failure:
+            self.last_error = f"connection refused: {reason}"
+            self._connect_refusal = str(reason)
+            self._first_connect.set()
+            return
+        self._generation = next(_connection_generation)
+        with self._lock:
+            if self._counts["connects"] > 0:
+                self._counts["reconnects"] += 1
+            self._counts["connects"] += 1
+            subscriptions = list(self._subscriptions.items())
+        server_receive_max = getattr(properties, "ReceiveMaximum", None) if properties else None
+        if server_receive_max:
+            # Sending more unacknowledged publishes than the broker allows is a protocol error.
+            client.max_inflight_messages_set(min(PUBLISH_MAX_INFLIGHT, int(server_receive_max)))
+        # Resubscribe on *every* connect: a broker restart (or an embedded broker, which
+        # keeps sessions only in memory) forgets subscriptions even for persistent sessions.
+        if subscriptions:
+            self._send_subscribe(subscriptions)
+        self._connected_since = time.time()
+        self.connected.set()
+        self._first_connect.set()
+        log.info(
+            "MQTT connected to %s as %s (session present: %s)",
+            self.args.address, self.client_id, flags.session_present,
+        )
+
+    def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:
+        self.last_error = f"cannot reach {self.args.address}"
+
+    def _on_disconnect(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        flags: paho.DisconnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        was_connected = self.connected.is_set()
+        self.connected.clear()
+        self._connected_since = None
+        if self._stopping.is_set():
+            return
+        self.last_error = f"disconnected: {reason}"
+        if was_connected:
+            log.warning("MQTT connection to %s lost (%s); reconnecting", self.args.address, reason)
+
+    def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        now = time.monotonic()
+        props = getattr(msg, "properties", None)
+        user_properties: tuple[tuple[str, str], ...] = ()
+        expiry = content_type = None
+        if props is not None:
+            user_properties = tuple(getattr(props, "UserProperty", ()) or ())
+            expiry = getattr(props, "MessageExpiryInterval", None)
+            content_type = getattr(props, "ContentType", None)
+        message = ReceivedMessage(
+            topic=msg.topic,
+            payload=bytes(msg.payload),
+            qos=msg.qos,
+            retain=bool(msg.retain),
+            mid=msg.mid,
+            received_at=now,
+            received_wall=time.time(),
+            duplicate=bool(msg.dup),
+            message_expiry=expiry,
+            user_properties=user_properties,
+            content_type=content_type,
+            connection=self._generation,
+        )
+        self._count("received")
+        try:
+            self._queue.put(message, timeout=self.handoff_block_seconds)
+        except queue.Full:
+            # The consumer has stalled: leave the message unacknowledged and drop the
+            # connection so the broker keeps it and redelivers it after the reconnect.
+            self._count("handoff_overflows")
+            self.last_error = f"consumer stalled: hand-off queue full for {self.handoff_block_seconds:g} s"
+            log.error("%s; dropping the MQTT connection so the broker redelivers", self.last_error)
+            self._drop_connection()
+
+    def _on_publish(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        mid: int,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        self._count("failed" if reason.is_failure else "published")
+
+    # --- helpers -----------------------------------------------------------------------
+
+    def _send_subscribe(self, subscriptions: list[tuple[str, int]]) -> None:
+        # Retained messages only for a *new* subscription: resubscribing after every
+        # reconnect must not replay every retained message to a persistent consumer.
+        topics = [
+            (f, SubscribeOptions(qos=q, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB))
+            for f, q in subscriptions
+        ]
+        rc, _mid = self._client.subscribe(topics)
+        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            self.last_error = f"subscribe failed: {paho.error_string(rc)}"
+
+    def _drop_connection(self) -> None:
+        sock = self._client.socket()
+        if sock is None:
+            return
+        # Shutdown (not close) so paho sees end-of-stream on its next read and runs its
+        # normal reconnect path; closing the fd under it could hit a reused descriptor.
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+    def _count(self, name: str, n: int = 1) -> None:
+        if name == "failed":
+            name = "publish_failed"
+        with self._lock:
+            self._counts[name] += n
+
+    def _unavailable(self, reason: str) -> str:
+        return f"MQTT broker at {self.args.address} is unavailable: {reason}"
+
+
+def _describe_os_error(exc: BaseException) -> str:
+    if isinstance(exc, socket.gaierror):
+        return "host name not found"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return type(exc).__name__
+
+
+# Re-exported so callers need not import paho to type-annotate publish results.
+MessageInfo = paho.MQTTMessageInfo
+
+__all__ = [
+    "CONNECT_TIMEOUT_SECONDS",
+    "HANDOFF_BLOCK_SECONDS",
+    "HANDOFF_QUEUE_SIZE",
+    "KEEPALIVE_SECONDS",
+    "PUBLISH_MAX_INFLIGHT",
+    "PUBLISH_MAX_QUEUED",
+    "RECEIVE_MAXIMUM",
+    "RECONNECT_MAX_DELAY",
+    "RECONNECT_MIN_DELAY",
+    "SESSION_EXPIRY_SECONDS",
+    "ConnectArgs",
+    "MessageInfo",
+    "MqttClient",
+    "MqttStats",
+    "MqttUnavailable",
+    "ReceivedMessage",
+    "build_topic",
+    "connect_args",
+    "default_client_id",
+    "shared_topic",
+    "validate_topic_filter",
+    "validate_topic_name",
+]
