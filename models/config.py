@@ -40,6 +40,8 @@ VARIABLES: dict[str, str] = {
     "CITYOPS_TILE_URL": "optional self-hosted raster tile server, "
     "e.g. http://tiles.intranet/{z}/{x}/{y}.png; unset = boundaries only, no tiles",
     "CITYOPS_LOG_LEVEL": "DEBUG, INFO, WARNING or ERROR (default INFO)",
+    "CITYOPS_WORKER_ID": "stable name of this ingest worker; the broker keeps its session under it "
+    "(default: the host name)",
 }
 
 _MQTT_SCHEMES = {"mqtt", "mqtts", "tcp", "ssl"}
@@ -63,7 +65,7 @@ class ConfigError(ValueError):
 class ServiceURL:
     """A parsed service URL. ``str()`` keeps the password out of logs."""
 
-    url: str
+    url: str = field(repr=False)
     scheme: str
     host: str
     port: int | None
@@ -90,6 +92,7 @@ class Settings:
     embedded_mqtt_port: int = 11883
     tile_url: str | None = None
     log_level: str = "INFO"
+    worker_id: str = "ingest"
 
     @property
     def embedded_mqtt(self) -> bool:
@@ -173,6 +176,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         embedded_mqtt_port=_port("CITYOPS_EMBEDDED_MQTT_PORT", get("CITYOPS_EMBEDDED_MQTT_PORT"), 11883),
         tile_url=tile_url,
         log_level=log_level,
+        worker_id=_worker_id(get("CITYOPS_WORKER_ID")),
     )
 
 
@@ -242,6 +246,15 @@ def _port(variable: str, raw: str | None, default: int) -> int:
     if not 1 <= port <= 65535:
         raise ConfigError(variable, "must be an integer between 1 and 65535", raw)
     return port
+
+
+def _worker_id(raw: str | None) -> str:
+    import socket
+
+    value = raw or socket.gethostname() or "ingest"
+    if not re.fullmatch(r"[A-Za-z0-9_.\-]{1,64}", value):
+        raise ConfigError("CITYOPS_WORKER_ID", "must be 1-64 letters, digits, '.', '-' or '_'", value)
+    return value
 
 
 def _redact(value: str) -> str:

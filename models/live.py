@@ -177,6 +177,45 @@ class LiveStore:
             pipe.execute()
         return len(readings)
 
+    def record_events(
+        self, stream: str, rows: Iterable[Mapping[str, Any]], *, now: float | None = None
+    ) -> int:
+        """Append events (video events, tickets …) to a capped stream and count them per hour."""
+        rows = list(rows)
+        if not rows:
+            return 0
+        hour = counter_key(stream, datetime.fromtimestamp(time.time() if now is None else now, UTC))
+        per_district: dict[str, int] = {}
+        with self.redis.pipeline(transaction=False) as pipe:
+            for r in rows:
+                fields = {k: _encode(v) for k, v in r.items() if k != "geom" and v is not None}
+                pipe.xadd(stream_key(stream), fields, maxlen=STREAM_MAXLEN, approximate=True)
+                for field in ("all", r.get("district_code") or "outside"):
+                    per_district[field] = per_district.get(field, 0) + 1
+            for field, n in per_district.items():
+                pipe.hincrby(hour, field, n)
+            pipe.expire(hour, COUNTER_TTL_S)
+            pipe.publish(UPDATES_CHANNEL, json.dumps({"kind": stream, "n": len(rows)}))
+            pipe.execute()
+        return len(rows)
+
+    def record_dead_letters(self, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Rejected messages: a capped stream for the system page and a counter per reason."""
+        rows = list(rows)
+        if not rows:
+            return 0
+        with self.redis.pipeline(transaction=False) as pipe:
+            for r in rows:
+                pipe.xadd(
+                    stream_key("dead_letters"),
+                    {k: _encode(v)[:1000] for k, v in r.items()},
+                    maxlen=STREAM_MAXLEN,
+                    approximate=True,
+                )
+                pipe.hincrby(f"{KEY_PREFIX}rejected", str(r.get("reason", "unknown")), 1)
+            pipe.execute()
+        return len(rows)
+
     # ---- reads (web) -----------------------------------------------------------------
 
     def devices(self) -> list[DeviceState]:
@@ -210,7 +249,9 @@ class LiveStore:
         states.sort(key=lambda s: s.device_id)
         return states
 
-    def hourly_counts(self, name: str, hours: int, *, now: datetime | None = None) -> list[tuple[datetime, int]]:
+    def hourly_counts(
+        self, name: str, hours: int, *, now: datetime | None = None
+    ) -> list[tuple[datetime, int]]:
         """Counts of the last ``hours`` hours (oldest first) from the per-hour counters."""
         end = (now or datetime.now(UTC)).astimezone(UTC).replace(minute=0, second=0, microsecond=0)
         stamps = [datetime.fromtimestamp(end.timestamp() - 3600 * i, UTC) for i in range(hours - 1, -1, -1)]

@@ -1,0 +1,148 @@
+"""cityops web application and the embedded demo.
+
+``create_app()`` builds the Dash app; ``server`` is its Flask server for gunicorn
+(``gunicorn app:server``). ``python app.py`` (or ``make demo``) runs the whole system on
+the embedded default: broker, ingest worker, simulator and web in one process.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import dash
+import sqlalchemy as sa
+from dash import Dash, dcc, html
+
+from dashboards import context
+from dashboards.i18n import t
+from models.config import Settings, load_settings
+from models.live import LiveStore, connect_redis
+
+ROOT = Path(__file__).resolve().parent
+log = logging.getLogger("cityops")
+
+
+def create_app(settings: Settings, *, live: LiveStore | None = None, engine: sa.Engine | None = None) -> Dash:
+    """Build the Dash app over the given (or configured) live store and database."""
+    from models.db import create_engine_for
+
+    live = live or LiveStore(connect_redis(settings))
+    engine = engine or create_engine_for(settings.effective_database_url)
+    context.configure(context.PageContext(settings=settings, live=live, engine=engine))
+    app = Dash(
+        __name__,
+        use_pages=True,
+        pages_folder=str(ROOT / "dashboards" / "pages"),
+        assets_folder=str(ROOT / "assets"),
+        serve_locally=True,  # no CDN: everything is served by this process
+        title=t("app.title"),
+        update_title=None,
+        suppress_callback_exceptions=True,
+    )
+    app.layout = _shell
+    app.clientside_callback(
+        """function(_) {
+            const d = new Date();
+            const p = (n) => String(n).padStart(2, "0");
+            return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} `
+                 + `${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+        }""",
+        dash.Output("shell-clock", "children"),
+        dash.Input("shell-clock-tick", "n_intervals"),
+    )
+    return app
+
+
+def _shell() -> html.Div:
+    links = [dcc.Link(page["name"], href=page["relative_path"]) for page in dash.page_registry.values()]
+    return html.Div(
+        [
+            html.Header(
+                className="shell-header",
+                children=[
+                    html.Div(t("app.title"), className="shell-title"),
+                    html.Div(t("app.short"), className="shell-sub"),
+                    html.Nav(links, className="shell-nav"),
+                    html.Div(id="shell-clock", className="shell-clock"),
+                    dcc.Interval(id="shell-clock-tick", interval=1000),
+                ],
+            ),
+            dash.page_container,
+        ]
+    )
+
+
+def configure_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def run_demo(settings: Settings, *, rate: float = 40.0, seed: int = 1) -> None:
+    """Start broker, database, ingest, simulator and web in this process; block until Ctrl-C."""
+    from models.reference import seed_reference_data
+
+    from ingest.broker import start_broker_for
+    from ingest.mqtt import MqttClient
+    from ingest.simulator import CitySimulator
+    from ingest.simulator import run as run_simulator
+    from ingest.worker import IngestWorker
+    from models.db import check_database, create_engine_for, upgrade_database
+    from models.live import check_redis
+
+    configure_logging(settings)
+    stop = threading.Event()
+    broker = start_broker_for(settings)
+    try:
+        mqtt_url = broker.url if broker is not None else settings.mqtt.url  # type: ignore[union-attr]
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        engine = create_engine_for(settings.effective_database_url)
+        check_database(engine)
+        upgrade_database(settings.effective_database_url)
+        counts = seed_reference_data(engine)
+        log.info("reference data: %s", counts)
+        live = LiveStore(connect_redis(settings))
+        check_redis(live.redis)
+
+        worker = IngestWorker.from_settings(settings, engine=engine, live=live, mqtt_url=mqtt_url)
+        threading.Thread(target=worker.run, args=(stop,), name="ingest", daemon=True).start()
+
+        publisher = MqttClient(mqtt_url, "cityops-simulator").start()
+        sim = CitySimulator(seed=seed, prefix=settings.topic_prefix)
+
+        def simulate() -> None:
+            for _ in run_simulator(
+                lambda m: publisher.publish(m.topic, m.payload, qos=1, retain=m.retain),
+                sim,
+                rate=rate,
+                stop=stop.is_set,
+            ):
+                pass
+
+        threading.Thread(target=simulate, name="simulator", daemon=True).start()
+        app = create_app(settings, live=live, engine=engine)
+        log.info("cityops demo on http://%s:%d (MQTT %s)", settings.host, settings.port, mqtt_url)
+        app.run(host=settings.host, port=settings.port, debug=False)
+    finally:
+        stop.set()
+        if broker is not None:
+            broker.stop()
+
+
+def __getattr__(name: str) -> Any:
+    # `gunicorn app:server` asks for `server`; build the app only then, not on every import.
+    if name == "server":
+        return create_app(load_settings()).server
+    raise AttributeError(name)
+
+
+if __name__ == "__main__":
+    from cli import run_guarded
+
+    run_guarded(lambda: run_demo(load_settings()))

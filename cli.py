@@ -1,0 +1,181 @@
+"""The ``cityops`` command line.
+
+Expected failures (a bad setting, a service that cannot be reached) end with one line
+on stderr and exit status 2, never a stack trace; anything else is a bug and keeps
+its traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Annotated, TypeVar
+
+import typer
+
+T = TypeVar("T")
+
+main = typer.Typer(
+    name="cityops",
+    help="广安市一网统管城市运行指挥平台 — city-operations command platform.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database schema and reference data.", no_args_is_help=True)
+main.add_typer(db_app, name="db")
+
+
+def expected_errors() -> tuple[type[BaseException], ...]:
+    from ingest.mqtt import MqttUnavailable
+    from models.config import ConfigError
+    from models.db import DatabaseUnavailable
+    from models.live import LiveStoreUnavailable
+
+    return (ConfigError, DatabaseUnavailable, LiveStoreUnavailable, MqttUnavailable)
+
+
+def run_guarded(action: Callable[[], T]) -> T:
+    """Run ``action``; turn an expected failure into one line and exit status 2."""
+    try:
+        return action()
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    except expected_errors() as exc:
+        print(f"cityops: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _settings():
+    from models.config import load_settings
+
+    return run_guarded(load_settings)
+
+
+@main.command()
+def demo(
+    rate: Annotated[float, typer.Option(help="simulated messages per second")] = 40.0,
+    seed: Annotated[int, typer.Option(help="simulator seed")] = 1,
+) -> None:
+    """Run the whole system (broker, ingest, simulator, web) in one process."""
+    from app import run_demo
+
+    settings = _settings()
+    run_guarded(lambda: run_demo(settings, rate=rate, seed=seed))
+
+
+@main.command()
+def web() -> None:
+    """Serve the web pages only (production uses: gunicorn app:server)."""
+    from app import configure_logging, create_app
+
+    settings = _settings()
+    configure_logging(settings)
+
+    def serve() -> None:
+        from models.db import check_database, create_engine_for
+        from models.live import LiveStore, check_redis, connect_redis
+
+        engine = create_engine_for(settings.effective_database_url)
+        check_database(engine)
+        live = LiveStore(connect_redis(settings))
+        check_redis(live.redis)
+        create_app(settings, live=live, engine=engine).run(
+            host=settings.host, port=settings.port, debug=False
+        )
+
+    run_guarded(serve)
+
+
+@main.command()
+def ingest() -> None:
+    """Run one ingest worker against the configured broker, Redis and database."""
+    import threading
+
+    from app import configure_logging
+    from ingest.worker import IngestWorker
+
+    settings = _settings()
+    configure_logging(settings)
+    if settings.mqtt is None:
+        print("cityops: error: CITYOPS_MQTT_URL: a standalone worker needs a broker URL", file=sys.stderr)
+        raise SystemExit(2)
+    worker = run_guarded(lambda: IngestWorker.from_settings(settings))
+    run_guarded(lambda: worker.run(threading.Event()))
+
+
+@main.command()
+def simulate(
+    rate: Annotated[float, typer.Option(help="messages per second")] = 40.0,
+    seed: Annotated[int, typer.Option(help="random seed; the same seed gives the same feed")] = 1,
+    duration: Annotated[float, typer.Option(help="seconds to run; 0 = until Ctrl-C")] = 0.0,
+) -> None:
+    """Publish a realistic Guang'an feed to the configured broker."""
+    import time
+
+    from ingest.mqtt import MqttClient
+    from ingest.simulator import CitySimulator, run
+
+    settings = _settings()
+    if settings.mqtt is None:
+        print("cityops: error: CITYOPS_MQTT_URL: set the broker to publish to", file=sys.stderr)
+        raise SystemExit(2)
+    client = run_guarded(lambda: MqttClient(settings.mqtt.url, f"cityops-simulator-{seed}").start())
+    end = time.monotonic() + duration if duration > 0 else None
+    total = 0
+    sim = CitySimulator(seed=seed, prefix=settings.topic_prefix)
+    for n in run(
+        lambda m: client.publish(m.topic, m.payload, qos=1, retain=m.retain),
+        sim,
+        rate=rate,
+        stop=lambda: end is not None and time.monotonic() >= end,
+    ):
+        total += n
+    client.stop()
+    print(f"published {total} messages and {len(sim.devices)} device registrations")
+
+
+@main.command()
+def check() -> None:
+    """Validate the configuration and reach every configured service."""
+    from models.db import check_database, create_engine_for
+    from models.live import LiveStore, check_redis, connect_redis
+
+    settings = _settings()
+
+    def probe() -> None:
+        check_database(create_engine_for(settings.effective_database_url))
+        check_redis(LiveStore(connect_redis(settings)).redis)
+        if settings.mqtt is not None:
+            from ingest.mqtt import MqttClient
+
+            MqttClient(settings.mqtt.url, "cityops-check").start().stop()
+
+    run_guarded(probe)
+    print("configuration valid; services reachable")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the schema migrations (alembic upgrade head)."""
+    from models.db import upgrade_database
+
+    settings = _settings()
+    run_guarded(lambda: upgrade_database(settings.effective_database_url))
+    print("database schema is up to date")
+
+
+@db_app.command("seed")
+def db_seed() -> None:
+    """Load districts, grid cells and emergency resources (idempotent)."""
+    from models.reference import seed_reference_data
+
+    from models.db import create_engine_for
+
+    settings = _settings()
+    counts = run_guarded(lambda: seed_reference_data(create_engine_for(settings.effective_database_url)))
+    print(", ".join(f"{k}: {v}" for k, v in counts.items()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,505 @@
+"""The ingest pipeline for one batch: validate → locate → de-duplicate → write.
+
+Transport-agnostic: it takes :class:`Inbound` messages (topic, payload, receive time)
+and returns which were stored, duplicated or rejected. The MQTT worker acknowledges a
+batch only after :meth:`IngestPipeline.process` returned, i.e. after the database
+transaction committed — so a crash anywhere before means redelivery, never loss.
+
+Every rejected message becomes a row in ``dead_letters`` (same transaction) and an entry
+in a capped Redis stream, with the reason; one bad message never holds up the others.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from geo.locate import locate
+from pydantic import BaseModel, ValidationError
+from shapely.geometry import Point
+
+from geo.crs import gcj02_to_wgs84
+from ingest.routing import Kind, Route, TopicRouter
+from ingest.schemas import DeviceMeta, HotlineTicket, Observation, VideoEvent
+from models import schema
+from models.catalog import DEVICE_TYPES
+from models.db import hourly_deltas, upsert_hourly
+from models.live import LiveStore
+
+log = logging.getLogger(__name__)
+
+#: Larger payloads are refused before parsing: a sensor reading is a few hundred bytes,
+#: a 12345 ticket a few KB; anything near this is a fault or an attack.
+MAX_PAYLOAD_BYTES = 64 * 1024
+#: How much of a rejected payload is kept in ``dead_letters`` for diagnosis.
+DEAD_LETTER_KEEP_BYTES = 4096
+#: Device clocks drift; beyond these bounds a timestamp is treated as wrong, not late.
+MAX_FUTURE = timedelta(minutes=5)
+MAX_PAST = timedelta(days=7)
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """One message as the transport delivered it."""
+
+    topic: str
+    payload: bytes
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    topic: str
+    reason: str
+    detail: str
+    payload: bytes
+    received_at: datetime
+
+
+@dataclass(slots=True)
+class BatchResult:
+    stored: Counter[str] = field(default_factory=Counter)
+    duplicates: Counter[str] = field(default_factory=Counter)
+    rejected: list[Rejection] = field(default_factory=list)
+
+    @property
+    def rejected_by_reason(self) -> Counter[str]:
+        return Counter(r.reason for r in self.rejected)
+
+
+class Rejected(Exception):
+    """A message cannot be accepted; ``reason`` is a short machine-readable code."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceInfo:
+    device_id: str
+    type: str
+    lon: float
+    lat: float
+    district_code: str | None
+    grid_id: str | None
+
+
+#: Called with each committed batch's accepted records; the rules engine plugs in here.
+BatchHook = Callable[[dict[str, list[dict[str, Any]]]], None]
+
+
+class IngestPipeline:
+    def __init__(
+        self,
+        engine: sa.Engine,
+        live: LiveStore,
+        *,
+        prefix: str = "cityops/v1",
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        hooks: Iterable[BatchHook] = (),
+        city_bounds: tuple[float, float, float, float] | None = None,
+    ) -> None:
+        from geo.boundaries import city_bounds as _city_bounds
+
+        self.engine = engine
+        self.live = live
+        self.router = TopicRouter(prefix)
+        self.clock = clock
+        self.hooks = list(hooks)
+        # Generous box around the city: coordinates outside are wrong (or lon/lat swapped).
+        minx, miny, maxx, maxy = city_bounds or _city_bounds()
+        self.extent = (minx - 0.5, miny - 0.5, maxx + 0.5, maxy + 0.5)
+        self._devices: dict[str, DeviceInfo] = {}
+
+    # ---- public ------------------------------------------------------------------------
+
+    def process(self, messages: Sequence[Inbound]) -> BatchResult:
+        result = BatchResult()
+        parsed: dict[Kind, list[tuple[Inbound, Route, BaseModel]]] = {k: [] for k in Kind}
+        for message in messages:
+            try:
+                route, model = self._parse(message)
+            except Rejected as exc:
+                result.rejected.append(self._reject(message, exc))
+                continue
+            parsed[route.kind].append((message, route, model))
+
+        now = self.clock()
+        accepted: dict[str, list[dict[str, Any]]] = {}
+        with self.engine.begin() as conn:
+            # Metadata first: an observation in the same batch may need its device.
+            devices = self._devices_rows(parsed[Kind.SENSOR_META] + parsed[Kind.CAMERA_META], result, now)
+            self._upsert_devices(conn, devices)
+            result.stored["devices"] += len(devices)
+
+            obs_rows = self._observation_rows(conn, parsed[Kind.SENSOR_OBS], result, now)
+            inserted = self._insert_new(conn, schema.Observation.__table__, obs_rows, ("device_id", "ts"))
+            result.stored["observations"] += len(inserted)
+            result.duplicates["observations"] += len(obs_rows) - len(inserted)
+            self._rollup(conn, inserted)
+            accepted["observations"] = inserted
+
+            video_rows = self._video_rows(conn, parsed[Kind.VIDEO_EVENT], result, now)
+            inserted_video = self._insert_new(conn, schema.VideoEvent.__table__, video_rows, ("event_id",))
+            result.stored["video_events"] += len(inserted_video)
+            result.duplicates["video_events"] += len(video_rows) - len(inserted_video)
+            accepted["video_events"] = inserted_video
+
+            ticket_rows = self._ticket_rows(parsed[Kind.TICKET], result, now)
+            inserted_tickets = self._insert_new(
+                conn, schema.HotlineTicket.__table__, ticket_rows, ("ticket_id",)
+            )
+            result.stored["hotline_tickets"] += len(inserted_tickets)
+            result.duplicates["hotline_tickets"] += len(ticket_rows) - len(inserted_tickets)
+            accepted["hotline_tickets"] = inserted_tickets
+
+            for message, _route, _model in parsed[Kind.TICKET_EVENT]:
+                # The work-order lifecycle arrives with the work-order module; until then the
+                # event is kept as a dead letter rather than silently dropped.
+                result.rejected.append(
+                    self._reject(
+                        message, Rejected("not_supported", "ticket lifecycle events are not handled yet")
+                    )
+                )
+            if result.rejected:
+                conn.execute(
+                    schema.DeadLetter.__table__.insert(),
+                    [
+                        {
+                            "received_at": r.received_at,
+                            "topic": r.topic[:500],
+                            "reason": r.reason,
+                            "payload": r.payload[:DEAD_LETTER_KEEP_BYTES].decode("utf-8", "replace"),
+                            "payload_size": len(r.payload),
+                            "detail": {"message": r.detail[:1000]},
+                        }
+                        for r in result.rejected
+                    ],
+                )
+
+        self._write_live(devices, accepted, result)
+        for hook in self.hooks:
+            try:
+                hook(accepted)
+            except Exception:  # a faulty rule must not stop ingest; the batch is already stored
+                log.exception("batch hook %r failed", hook)
+        return result
+
+    # ---- parsing -----------------------------------------------------------------------
+
+    def _parse(self, message: Inbound) -> tuple[Route, BaseModel]:
+        route = self.router.route(message.topic)
+        if route is None:
+            raise Rejected("unknown_topic", f"topic {message.topic[:200]!r} is not part of the interface")
+        if len(message.payload) > MAX_PAYLOAD_BYTES:
+            raise Rejected("too_large", f"{len(message.payload)} bytes > {MAX_PAYLOAD_BYTES}")
+        try:
+            text = message.payload.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise Rejected("invalid_utf8", str(exc)) from None
+        try:
+            data = json.loads(text, parse_constant=_refuse_constant)
+        except (ValueError, RecursionError) as exc:
+            raise Rejected("invalid_json", str(exc)[:200]) from None
+        if not isinstance(data, dict):
+            raise Rejected("invalid_json", "payload must be a JSON object")
+        model_type: type[BaseModel] = {
+            Kind.SENSOR_META: DeviceMeta,
+            Kind.CAMERA_META: DeviceMeta,
+            Kind.SENSOR_OBS: Observation,
+            Kind.VIDEO_EVENT: VideoEvent,
+            Kind.TICKET: HotlineTicket,
+            Kind.TICKET_EVENT: _TicketEvent,
+        }[route.kind]
+        try:
+            model = model_type.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "payload"
+            raise Rejected("schema", f"{where}: {first['msg']}") from None
+        return route, model
+
+    def _check_time(self, ts: datetime, now: datetime) -> None:
+        if ts > now + MAX_FUTURE:
+            raise Rejected("ts_future", f"{ts.isoformat()} is more than {MAX_FUTURE} ahead")
+        if ts < now - MAX_PAST:
+            raise Rejected("ts_past", f"{ts.isoformat()} is more than {MAX_PAST.days} days old")
+
+    def _check_extent(self, lon: float, lat: float) -> None:
+        minx, miny, maxx, maxy = self.extent
+        if not (minx <= lon <= maxx and miny <= lat <= maxy):
+            swapped = minx <= lat <= maxx and miny <= lon <= maxy
+            hint = " (lon and lat swapped?)" if swapped else ""
+            raise Rejected("out_of_extent", f"({lon}, {lat}) is outside Guang'an{hint}")
+
+    # ---- rows --------------------------------------------------------------------------
+
+    def _devices_rows(
+        self, items: list[tuple[Inbound, Route, BaseModel]], result: BatchResult, now: datetime
+    ) -> list[dict[str, Any]]:
+        kept: list[tuple[Inbound, Route, DeviceMeta, float, float]] = []
+        for message, route, model in items:
+            assert isinstance(model, DeviceMeta)
+            lon, lat = float(model.lon), float(model.lat)
+            if model.crs == "gcj02":
+                lon, lat = (float(v) for v in gcj02_to_wgs84(lon, lat))
+            try:
+                if (route.kind is Kind.CAMERA_META) != (model.type == "camera"):
+                    raise Rejected("schema", f"type {model.type!r} does not belong under this topic")
+                self._check_extent(lon, lat)
+            except Rejected as exc:
+                result.rejected.append(self._reject(message, exc))
+                continue
+            kept.append((message, route, model, lon, lat))
+        if not kept:
+            return []
+        where = locate(np.array([k[3] for k in kept]), np.array([k[4] for k in kept]))
+        rows = []
+        for (_message, route, model, lon, lat), district, grid in zip(
+            kept, where.district_code, where.grid_id, strict=True
+        ):
+            rows.append(
+                {
+                    "device_id": route.key,
+                    "kind": "camera" if model.type == "camera" else "sensor",
+                    "type": model.type,
+                    "name": model.name or route.key,
+                    "lon": lon,
+                    "lat": lat,
+                    "geom": Point(lon, lat),
+                    "district_code": district,
+                    "grid_id": grid,
+                    "props": model.props,
+                    "registered_at": now,
+                    "updated_at": now,
+                }
+            )
+        # The last meta message of a device in a batch wins.
+        return list({r["device_id"]: r for r in rows}.values())
+
+    def _device(self, conn: sa.Connection, device_id: str) -> DeviceInfo | None:
+        info = self._devices.get(device_id)
+        if info is None:
+            t = schema.Device.__table__
+            row = conn.execute(
+                sa.select(t.c.device_id, t.c.type, t.c.lon, t.c.lat, t.c.district_code, t.c.grid_id).where(
+                    t.c.device_id == device_id
+                )
+            ).first()
+            if row is None:
+                return None
+            info = DeviceInfo(*row)
+            self._devices[device_id] = info
+        return info
+
+    def _observation_rows(
+        self,
+        conn: sa.Connection,
+        items: list[tuple[Inbound, Route, BaseModel]],
+        result: BatchResult,
+        now: datetime,
+    ) -> list[dict[str, Any]]:
+        rows: dict[tuple[str, datetime], dict[str, Any]] = {}
+        for message, route, model in items:
+            assert isinstance(model, Observation)
+            try:
+                device = self._device(conn, route.key)
+                if device is None:
+                    raise Rejected("unknown_device", f"device {route.key!r} has no meta message")
+                self._check_time(model.ts, now)
+                self._check_metrics(device.type, model.metrics)
+            except Rejected as exc:
+                result.rejected.append(self._reject(message, exc))
+                continue
+            ts = model.ts.astimezone(UTC)
+            rows[(route.key, ts)] = {
+                "device_id": route.key,
+                "ts": ts,
+                "received_at": message.received_at,
+                "metrics": {k: float(v) for k, v in model.metrics.items()},
+                "msg_id": model.msg_id,
+                "district_code": device.district_code,
+                "grid_id": device.grid_id,
+            }
+        return list(rows.values())
+
+    def _check_metrics(self, device_type: str, metrics: dict[str, float]) -> None:
+        known = {m.key: m for m in DEVICE_TYPES.get(device_type, ())}
+        for key, value in metrics.items():
+            m = known.get(key)
+            if m is None:
+                raise Rejected("unknown_metric", f"{key!r} is not a metric of {device_type}")
+            if not m.minimum <= value <= m.maximum:
+                reason = "negative_value" if value < 0 <= m.minimum else "out_of_range"
+                raise Rejected(reason, f"{key}={value} outside [{m.minimum}, {m.maximum}] {m.unit}")
+
+    def _video_rows(
+        self,
+        conn: sa.Connection,
+        items: list[tuple[Inbound, Route, BaseModel]],
+        result: BatchResult,
+        now: datetime,
+    ) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        for message, route, model in items:
+            assert isinstance(model, VideoEvent)
+            try:
+                camera = self._device(conn, route.key)
+                if camera is None:
+                    raise Rejected("unknown_device", f"camera {route.key!r} has no meta message")
+                self._check_time(model.ts, now)
+                lon = float(model.lon) if model.lon is not None else camera.lon
+                lat = float(model.lat) if model.lat is not None else camera.lat
+                self._check_extent(lon, lat)
+            except Rejected as exc:
+                result.rejected.append(self._reject(message, exc))
+                continue
+            rows.append(
+                {
+                    "event_id": model.event_id,
+                    "camera_id": route.key,
+                    "ts": model.ts.astimezone(UTC),
+                    "type": model.type,
+                    "confidence": float(model.confidence),
+                    "lon": lon,
+                    "lat": lat,
+                    "snapshot_url": model.snapshot_url,
+                    "bbox": model.bbox,
+                    "received_at": message.received_at,
+                }
+            )
+        return self._locate_rows(rows)
+
+    def _ticket_rows(
+        self, items: list[tuple[Inbound, Route, BaseModel]], result: BatchResult, now: datetime
+    ) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        for message, _route, model in items:
+            assert isinstance(model, HotlineTicket)
+            try:
+                self._check_time(model.ts, now)
+                if (model.lon is None) != (model.lat is None):
+                    raise Rejected("schema", "lon and lat come together")
+                if model.lon is not None and model.lat is not None:
+                    self._check_extent(float(model.lon), float(model.lat))
+            except Rejected as exc:
+                result.rejected.append(self._reject(message, exc))
+                continue
+            caller = model.caller or {}
+            rows.append(
+                {
+                    "ticket_id": model.ticket_id,
+                    "ts": model.ts.astimezone(UTC),
+                    "channel": model.channel,
+                    "category": model.category,
+                    "title": model.title,
+                    "content": model.content,
+                    "address": model.address,
+                    "lon": None if model.lon is None else float(model.lon),
+                    "lat": None if model.lat is None else float(model.lat),
+                    "urgency": model.urgency,
+                    "caller_name": caller.get("name"),
+                    "caller_phone": caller.get("phone"),
+                    "state": "registered",
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+        return self._locate_rows(rows)
+
+    @staticmethod
+    def _locate_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        placed = [r for r in rows if r.get("lon") is not None]
+        if placed:
+            where = locate(np.array([r["lon"] for r in placed]), np.array([r["lat"] for r in placed]))
+            for r, district, grid in zip(placed, where.district_code, where.grid_id, strict=True):
+                r["district_code"], r["grid_id"] = district, grid
+                r["geom"] = Point(r["lon"], r["lat"])
+        for r in rows:
+            r.setdefault("district_code", None)
+            r.setdefault("grid_id", None)
+            r.setdefault("geom", None)
+        return rows
+
+    # ---- writing -----------------------------------------------------------------------
+
+    def _upsert_devices(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        t = schema.Device.__table__
+        insert = _dialect_insert(conn)(t)
+        update = {c: insert.excluded[c] for c in rows[0] if c not in ("device_id", "registered_at")}
+        conn.execute(insert.on_conflict_do_update(index_elements=["device_id"], set_=update), rows)
+        for r in rows:
+            self._devices[r["device_id"]] = DeviceInfo(
+                r["device_id"], r["type"], r["lon"], r["lat"], r["district_code"], r["grid_id"]
+            )
+
+    @staticmethod
+    def _insert_new(
+        conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]], key: tuple[str, ...]
+    ) -> list[dict[str, Any]]:
+        """Insert, skipping rows whose key exists; return the rows that were new."""
+        if not rows:
+            return []
+        insert = _dialect_insert(conn)(table).on_conflict_do_nothing()
+        returned = conn.execute(insert.returning(*(table.c[k] for k in key)), rows).all()
+        fresh = {tuple(_norm(v) for v in row) for row in returned}
+        return [r for r in rows if tuple(_norm(r[k]) for k in key) in fresh]
+
+    @staticmethod
+    def _rollup(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
+        upsert_hourly(conn, hourly_deltas(rows))
+
+    def _write_live(
+        self, devices: list[dict[str, Any]], accepted: dict[str, list[dict[str, Any]]], result: BatchResult
+    ) -> None:
+        for d in devices:
+            self.live.register_device(
+                d["device_id"],
+                {k: d[k] for k in ("type", "name", "lon", "lat", "district_code", "grid_id")},
+            )
+        self.live.record_readings(accepted.get("observations", []))
+        self.live.record_events("video", accepted.get("video_events", []))
+        self.live.record_events("tickets", accepted.get("hotline_tickets", []))
+        self.live.record_dead_letters(
+            [{"topic": r.topic, "reason": r.reason, "detail": r.detail} for r in result.rejected]
+        )
+
+    def _reject(self, message: Inbound, exc: Rejected) -> Rejection:
+        log.debug("rejected %s: %s", message.topic, exc)
+        return Rejection(message.topic, exc.reason, exc.detail, message.payload, message.received_at)
+
+
+class _TicketEvent(BaseModel):
+    """Lifecycle events are validated by the work-order module; accept any object here."""
+
+    model_config = {"extra": "allow"}
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _norm(value: Any) -> Any:
+    # SQLite hands back naive UTC datetimes; compare on the same footing.
+    if isinstance(value, datetime):
+        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    return value
+
+
+def _dialect_insert(conn: sa.Connection) -> Callable[[sa.Table], Any]:
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert

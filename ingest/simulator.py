@@ -1,0 +1,379 @@
+"""A realistic Guang'an feed over MQTT, for the demo and for load.
+
+Devices are placed inside the real district boundaries (water stations along the
+Jialing 嘉陵江 and Qu 渠江 rivers, cameras around the district seats), readings follow
+daily cycles with noise, and 12345 tickets carry realistic Chinese categories and texts.
+Everything is drawn from one seeded ``random.Random``, so ``--seed`` makes a run
+repeatable message for message.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import json
+import math
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+from shapely.geometry import Point
+from shapely.prepared import prep
+
+from geo.boundaries import DISTRICTS, load_districts
+from ingest.routing import TopicRouter
+from models.catalog import VIDEO_EVENT_TYPES
+
+CHINA_TZ = timezone(timedelta(hours=8))
+
+#: Devices per district, by type. Sized so the demo shows a few hundred devices.
+DEVICES_PER_DISTRICT: dict[str, int] = {
+    "air_quality": 6,
+    "noise": 6,
+    "rainfall": 3,
+    "water_level": 2,
+    "manhole": 8,
+    "smoke": 6,
+    "gas": 4,
+    "pipe_pressure": 3,
+    "power": 2,
+    "weather": 1,
+}
+CAMERAS_PER_DISTRICT = 10
+WATER_STATIONS_PER_RIVER = 6
+
+# Rough courses of the two rivers through the city (WGS-84), enough to put monitoring
+# sections on the water; stations are only kept where they fall inside Guang'an.
+RIVERS: dict[str, list[tuple[float, float]]] = {
+    "嘉陵江": [(106.20, 30.55), (106.27, 30.42), (106.30, 30.33), (106.25, 30.22), (106.28, 30.10)],
+    "渠江": [(106.82, 30.70), (106.70, 30.60), (106.63, 30.48), (106.60, 30.36), (106.50, 30.22)],
+}
+
+TICKET_TEMPLATES: list[tuple[str, str, str]] = [
+    ("噪声扰民", "夜间施工噪声扰民", "{place}附近工地夜间施工，噪声很大，影响休息，请尽快处理。"),
+    ("道路破损", "路面坑洼影响通行", "{place}路段路面出现坑洼，车辆通行颠簸，存在安全隐患。"),
+    ("垃圾清运", "垃圾未及时清运", "{place}小区门口垃圾桶已满两天无人清运，气味难闻。"),
+    ("供水问题", "小区停水无通知", "{place}一带从早上开始停水，没有看到停水通知，请问何时恢复。"),
+    ("违章建筑", "楼顶违规搭建", "{place}某栋楼顶有人违规搭建彩钢房，请相关部门核查。"),
+    ("宠物扰民", "犬只夜间吠叫", "{place}有住户饲养大型犬，夜间持续吠叫，多次沟通无果。"),
+    ("占道经营", "流动摊贩占道", "{place}人行道被流动摊贩占用，行人只能走机动车道。"),
+    ("路灯故障", "路灯不亮", "{place}一段路灯已经坏了一周，晚上出行很不安全。"),
+    ("油烟污染", "餐馆油烟扰民", "{place}临街餐馆油烟直排，楼上住户无法开窗。"),
+    ("交通设施", "红绿灯故障", "{place}路口红绿灯不亮，早晚高峰拥堵严重。"),
+]
+PLACES = ["城南新区", "滨江路", "协兴镇", "建设路", "金安大道", "枣山园区", "万盛街", "小平故里", "奎阁街道"]
+
+
+@dataclass(frozen=True, slots=True)
+class SimDevice:
+    device_id: str
+    type: str
+    name: str
+    lon: float
+    lat: float
+    district_code: str
+    props: dict[str, Any] = field(default_factory=dict)
+    #: a per-device offset so stations do not move in lockstep
+    bias: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    topic: str
+    payload: bytes
+    retain: bool = False
+
+
+class CitySimulator:
+    """Generates the city's messages; a publisher function sends them."""
+
+    def __init__(
+        self, *, seed: int = 1, prefix: str = "cityops/v1", clock: Callable[[], datetime] | None = None
+    ):
+        self.rng = random.Random(seed)
+        self.router = TopicRouter(prefix)
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.devices = self._place_devices()
+        self._ticket_seq = 0
+        self._event_seq = 0
+
+    # ---- placement ---------------------------------------------------------------------
+
+    def _place_devices(self) -> list[SimDevice]:
+        districts = load_districts().set_index("district_code")
+        devices: list[SimDevice] = []
+        for district in DISTRICTS:
+            shape = districts.loc[district.code, "geometry"]
+            sample = functools.partial(self._sample_in, shape, prep(shape), shape.representative_point())
+
+            for dtype, n in DEVICES_PER_DISTRICT.items():
+                urban = dtype in {"manhole", "smoke", "gas", "pipe_pressure", "noise"}
+                for i in range(n):
+                    lon, lat = sample(0.03 if urban else 0.0)
+                    devices.append(
+                        SimDevice(
+                            device_id=f"{dtype}-{district.code}-{i + 1:02d}",
+                            type=dtype,
+                            name=f"{district.name}{_TYPE_NAMES[dtype]}{i + 1:02d}",
+                            lon=lon,
+                            lat=lat,
+                            district_code=district.code,
+                            props=_props(dtype, i),
+                            bias=self.rng.uniform(-0.2, 0.2),
+                        )
+                    )
+            for i in range(CAMERAS_PER_DISTRICT):
+                lon, lat = sample(0.02)
+                devices.append(
+                    SimDevice(
+                        f"cam-{district.code}-{i + 1:02d}",
+                        "camera",
+                        f"{district.name}视频{i + 1:02d}",
+                        lon,
+                        lat,
+                        district.code,
+                    )
+                )
+        city = prep(districts.geometry.union_all())
+        for river, course in RIVERS.items():
+            for i in range(WATER_STATIONS_PER_RIVER):
+                lon, lat = _along(course, (i + 0.5) / WATER_STATIONS_PER_RIVER)
+                if not city.contains(Point(lon, lat)):
+                    continue
+                code = next(c for c, g in districts.geometry.items() if g.contains(Point(lon, lat)))
+                devices.append(
+                    SimDevice(
+                        f"water-{code}-{river}-{i + 1:02d}",
+                        "water_quality",
+                        f"{river}{i + 1}号断面",
+                        round(lon, 6),
+                        round(lat, 6),
+                        code,
+                        {"body": "river", "river": river, "target_class": "III"},
+                        self.rng.uniform(-0.2, 0.2),
+                    )
+                )
+        return devices
+
+    def _sample_in(self, shape: Any, inside: Any, centre: Point, spread: float) -> tuple[float, float]:
+        """A random point inside ``shape``: clustered around ``centre`` (urban) or uniform (rural)."""
+        minx, miny, maxx, maxy = shape.bounds
+        for _ in range(1000):
+            if spread:
+                x, y = self.rng.gauss(centre.x, spread), self.rng.gauss(centre.y, spread)
+            else:
+                x, y = self.rng.uniform(minx, maxx), self.rng.uniform(miny, maxy)
+            if inside.contains(Point(x, y)):
+                return round(x, 6), round(y, 6)
+        return round(centre.x, 6), round(centre.y, 6)
+
+    # ---- messages ----------------------------------------------------------------------
+
+    def meta_messages(self) -> list[Message]:
+        out = []
+        for d in self.devices:
+            body = {"type": d.type, "lon": d.lon, "lat": d.lat, "name": d.name, "props": d.props}
+            topic = (
+                self.router.camera_meta(d.device_id)
+                if d.type == "camera"
+                else self.router.sensor_meta(d.device_id)
+            )
+            out.append(Message(topic, _json(body), retain=True))
+        return out
+
+    def tick(self, rate: float, seconds: float = 1.0) -> list[Message]:
+        """About ``rate × seconds`` messages for the interval that just passed."""
+        now = self.clock()
+        sensors = [d for d in self.devices if d.type != "camera"]
+        cameras = [d for d in self.devices if d.type == "camera"]
+        n = _poisson(self.rng, rate * seconds)
+        out: list[Message] = []
+        for _ in range(n):
+            roll = self.rng.random()
+            if roll < 0.9:
+                d = self.rng.choice(sensors)
+                body = {
+                    "ts": now.astimezone(CHINA_TZ).isoformat(timespec="milliseconds"),
+                    "metrics": self.reading(d, now),
+                }
+                out.append(Message(self.router.sensor_obs(d.device_id), _json(body)))
+            elif roll < 0.97:
+                out.append(self._video_event(self.rng.choice(cameras), now))
+            else:
+                out.append(self._ticket(now))
+        return out
+
+    def reading(self, d: SimDevice, now: datetime) -> dict[str, float]:
+        local = now.astimezone(CHINA_TZ)
+        hour = local.hour + local.minute / 60
+        # Two daily peaks (morning and evening traffic) and a night trough.
+        traffic = 0.6 + 0.4 * math.exp(-((hour - 8) ** 2) / 4) + 0.4 * math.exp(-((hour - 18.5) ** 2) / 5)
+        g = self.rng.gauss
+        k = 1 + d.bias
+        if d.type == "air_quality":
+            pm25 = max(1.0, 38 * k * traffic + g(0, 5))
+            return {
+                "pm25": round(pm25, 1),
+                "pm10": round(max(2.0, pm25 * 1.6 + g(0, 6)), 1),
+                "so2": round(max(1.0, 9 * k + g(0, 2)), 1),
+                "no2": round(max(1.0, 30 * k * traffic + g(0, 5)), 1),
+                "co": round(max(0.1, 0.7 * k * traffic + g(0, 0.1)), 2),
+                "o3": round(max(2.0, 60 + 70 * math.sin(math.pi * max(0.0, hour - 7) / 13) * k + g(0, 8)), 1),
+            }
+        if d.type == "water_quality":
+            return {
+                "ph": round(7.6 + g(0, 0.15), 2),
+                "do": round(max(0.5, 7.2 - 0.6 * k + g(0, 0.3)), 2),
+                "codmn": round(max(0.5, 3.2 * k + g(0, 0.4)), 2),
+                "nh3n": round(max(0.02, 0.45 * k + g(0, 0.08)), 3),
+                "tp": round(max(0.005, 0.12 * k + g(0, 0.02)), 3),
+                "temp": round(16 + 6 * math.sin(math.pi * hour / 24) + g(0, 0.3), 1),
+            }
+        if d.type == "noise":
+            base = 46 + 12 * traffic + 3 * d.bias * 10
+            laeq = max(30.0, base + g(0, 2.5))
+            return {"laeq": round(laeq, 1), "lmax": round(laeq + abs(g(8, 4)), 1)}
+        if d.type == "rainfall":
+            rain = max(0.0, g(0, 0.6)) if self.rng.random() < 0.2 else 0.0
+            return {"rain_1h": round(rain, 1), "rain_24h": round(rain * 6, 1)}
+        if d.type == "water_level":
+            return {
+                "level": round(max(0.0, 4.2 + 0.3 * k + g(0, 0.05)), 2),
+                "flow": round(max(0.0, 800 + g(0, 40)), 0),
+            }
+        if d.type == "manhole":
+            return {"tilt": round(abs(g(0, 0.6)), 1), "open": 0.0, "water_level": round(abs(g(0.3, 0.1)), 2)}
+        if d.type == "smoke":
+            return {"smoke": round(abs(g(0.02, 0.01)), 3), "temp": round(22 + g(0, 1.5), 1)}
+        if d.type == "gas":
+            return {"ch4_lel": round(abs(g(0.5, 0.3)), 2), "co_ppm": round(abs(g(2, 1)), 1)}
+        if d.type == "pipe_pressure":
+            return {
+                "pressure": round(max(0.05, 0.32 - 0.05 * traffic + g(0, 0.01)), 3),
+                "flow": round(max(0.0, 420 * traffic + g(0, 20)), 0),
+            }
+        if d.type == "power":
+            return {
+                "load_kw": round(max(0.0, 5200 * traffic * k + g(0, 150)), 0),
+                "voltage": round(10000 + g(0, 60), 0),
+                "outage": 0.0,
+            }
+        return {
+            "temp": round(14 + 7 * math.sin(math.pi * max(0.0, hour - 6) / 14) + g(0, 0.5), 1),
+            "humidity": round(min(100.0, max(20.0, 78 - 15 * traffic + g(0, 3))), 0),
+            "wind_speed": round(abs(g(1.6, 0.8)), 1),
+            "wind_dir": round(self.rng.uniform(0, 360), 0),
+            "pressure": round(985 + g(0, 1.5), 1),
+        }
+
+    def _video_event(self, camera: SimDevice, now: datetime) -> Message:
+        self._event_seq += 1
+        kind = self.rng.choices(list(VIDEO_EVENT_TYPES), weights=[30, 20, 18, 6, 2, 5, 12, 3], k=1)[0]
+        body = {
+            "event_id": f"ve-{camera.device_id}-{now:%Y%m%d%H%M%S}-{self._event_seq}",
+            "ts": now.astimezone(CHINA_TZ).isoformat(timespec="seconds"),
+            "type": kind,
+            "confidence": round(self.rng.uniform(0.6, 0.99), 2),
+            "lon": round(camera.lon + self.rng.gauss(0, 0.0008), 6),
+            "lat": round(camera.lat + self.rng.gauss(0, 0.0008), 6),
+        }
+        return Message(self.router.video_events(camera.device_id), _json(body))
+
+    def _ticket(self, now: datetime) -> Message:
+        self._ticket_seq += 1
+        category, title, content = self.rng.choice(TICKET_TEMPLATES)
+        place = self.rng.choice(PLACES)
+        near = self.rng.choice([d for d in self.devices if d.type == "camera"])
+        body = {
+            "ticket_id": f"12345-{now:%Y%m%d}-{self._ticket_seq:05d}",
+            "ts": now.astimezone(CHINA_TZ).isoformat(timespec="seconds"),
+            "channel": self.rng.choices(["phone", "wechat", "web", "app", "sms"], weights=[60, 20, 8, 10, 2])[
+                0
+            ],
+            "category": category,
+            "title": title,
+            "content": content.format(place=place),
+            "address": f"{DISTRICTS_BY_CODE[near.district_code]}{place}",
+            "lon": round(near.lon + self.rng.gauss(0, 0.004), 6),
+            "lat": round(near.lat + self.rng.gauss(0, 0.004), 6),
+            "urgency": "urgent" if self.rng.random() < 0.1 else "normal",
+            "caller": {
+                "name": self.rng.choice(["张", "王", "李", "刘", "陈"]) + "先生",
+                "phone": f"13{self.rng.randrange(10**9):09d}",
+            },
+        }
+        return Message(self.router.tickets(), _json(body))
+
+
+def run(
+    publish: Callable[[Message], None],
+    sim: CitySimulator,
+    *,
+    rate: float,
+    stop: Callable[[], bool],
+    interval: float = 1.0,
+) -> Iterator[int]:
+    """Publish metadata once, then a tick every ``interval`` seconds until ``stop()``; yields counts."""
+    for m in sim.meta_messages():
+        publish(m)
+    next_at = time.monotonic()
+    while not stop():
+        batch = sim.tick(rate, interval)
+        for m in batch:
+            publish(m)
+        yield len(batch)
+        next_at += interval
+        time.sleep(max(0.0, next_at - time.monotonic()))
+
+
+DISTRICTS_BY_CODE = {d.code: d.name for d in DISTRICTS}
+_TYPE_NAMES = {
+    "air_quality": "空气站",
+    "noise": "噪声点",
+    "rainfall": "雨量站",
+    "water_level": "水位站",
+    "manhole": "井盖",
+    "smoke": "烟感",
+    "gas": "燃气监测",
+    "pipe_pressure": "管网压力",
+    "power": "配电监测",
+    "weather": "气象站",
+}
+
+
+def _props(dtype: str, i: int) -> dict[str, Any]:
+    if dtype == "noise":
+        return {"zone": ["1", "2", "3", "4a"][i % 4]}
+    return {}
+
+
+def _along(course: list[tuple[float, float]], fraction: float) -> tuple[float, float]:
+    segments = list(itertools.pairwise(course))
+    lengths = [math.dist(a, b) for a, b in segments]
+    target = fraction * sum(lengths)
+    for (a, b), length in zip(segments, lengths, strict=True):
+        if target <= length:
+            f = target / length
+            return a[0] + f * (b[0] - a[0]), a[1] + f * (b[1] - a[1])
+        target -= length
+    return course[-1]
+
+
+def _poisson(rng: random.Random, mean: float) -> int:
+    if mean <= 0:
+        return 0
+    if mean > 50:  # normal approximation: exact sampling costs O(mean)
+        return max(0, round(rng.gauss(mean, math.sqrt(mean))))
+    limit, k, p = math.exp(-mean), 0, 1.0
+    while True:
+        p *= rng.random()
+        if p <= limit:
+            return k
+        k += 1
+
+
+def _json(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
