@@ -1,0 +1,424 @@
+"""Database engines, health checks, migrations and the observation write path.
+
+The same functions serve PostgreSQL + PostGIS (production) and SQLite (the embedded default):
+callers pass a URL and never branch on the backend themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from models.schema import Observation, ObservationHourly
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+# PostgreSQL pool: each web or ingest process holds at most POOL_SIZE + MAX_OVERFLOW
+# connections. Small on purpose: several gunicorn workers and ingest workers share one
+# server whose default max_connections is 100.
+POOL_SIZE = 5
+MAX_OVERFLOW = 5
+# Recycle before typical firewall/NAT idle timeouts silently drop a connection.
+POOL_RECYCLE_S = 1800
+CONNECT_TIMEOUT_S = 5
+# How long a SQLite writer waits for another writer (ingest and web share the file)
+# before failing with "database is locked".
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot be used; the message is one line with the place and a hint."""
+
+
+# --------------------------------------------------------------------------------------------
+# Engines
+
+
+def create_engine_for(url: str) -> Engine:
+    """An engine tuned for the backend named by ``url`` (SQLite file or PostgreSQL)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(parsed)
+    if parsed.get_backend_name() == "postgresql":
+        return sa.create_engine(
+            parsed,
+            pool_pre_ping=True,
+            pool_size=POOL_SIZE,
+            max_overflow=MAX_OVERFLOW,
+            pool_recycle=POOL_RECYCLE_S,
+            connect_args={"connect_timeout": CONNECT_TIMEOUT_S, "application_name": "cityops"},
+        )
+    raise DatabaseUnavailable(
+        f"unsupported database {parsed.get_backend_name()!r} — use postgresql+psycopg:// or sqlite:///"
+    )
+
+
+def _sqlite_engine(url: URL) -> Engine:
+    database = url.database or ""
+    in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
+    if not in_memory:
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the sqlite3 module, decide where transactions begin: the module
+        # would otherwise commit before every DDL statement, so a failed migration could
+        # leave half a schema behind.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            if not in_memory:
+                # WAL lets the dashboards read while ingest writes.
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN")
+
+    return engine
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions bound to ``engine``; objects stay readable after commit (Dash callbacks use them)."""
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+def is_postgis(engine: Engine | Connection) -> bool:
+    """True when the database is PostgreSQL with the PostGIS extension enabled."""
+    if engine.dialect.name != "postgresql":
+        return False
+    query = sa.text("SELECT 1 FROM pg_extension WHERE extname = 'postgis'")
+    if isinstance(engine, Connection):
+        return engine.execute(query).first() is not None
+    with engine.connect() as conn:
+        return conn.execute(query).first() is not None
+
+
+# --------------------------------------------------------------------------------------------
+# Health check
+
+
+def describe_location(url: URL) -> str:
+    """``host:port/db`` for PostgreSQL, the file path for SQLite; never the password."""
+    if url.get_backend_name() == "sqlite":
+        return url.database or ":memory:"
+    host = url.host or url.query.get("host") or "localhost"
+    return f"{host}:{url.port or 5432}/{url.database or ''}"
+
+
+def check_database(engine: Engine, *, require_postgis: bool = True) -> None:
+    """Connect once and raise :class:`DatabaseUnavailable` with a one-line reason if unusable.
+
+    On PostgreSQL the PostGIS extension must be enabled unless ``require_postgis`` is False
+    (``upgrade_database`` enables it itself).
+    """
+    where = describe_location(engine.url)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+            if engine.dialect.name == "postgresql" and require_postgis:
+                _check_postgis(conn, where)
+    except DatabaseUnavailable:
+        raise
+    except sa.exc.DBAPIError as exc:
+        raise DatabaseUnavailable(_explain(engine.url, where, exc)) from exc
+    except Exception as exc:  # a driver bug or an odd URL still deserves one readable line
+        raise DatabaseUnavailable(
+            f"cannot use the database at {where} ({_first_line(exc)}) — check CITYOPS_DATABASE_URL"
+        ) from exc
+
+
+def _check_postgis(conn: Connection, where: str) -> None:
+    if conn.execute(sa.text("SELECT 1 FROM pg_extension WHERE extname = 'postgis'")).first():
+        return
+    available = conn.execute(sa.text("SELECT 1 FROM pg_available_extensions WHERE name = 'postgis'")).first()
+    if available:
+        raise DatabaseUnavailable(
+            f"PostGIS is installed but not enabled in {where} — run `cityops db upgrade` "
+            "or CREATE EXTENSION postgis"
+        )
+    major = int(conn.execute(sa.text("SHOW server_version_num")).scalar_one()) // 10000
+    raise DatabaseUnavailable(
+        f"PostgreSQL at {where} has no PostGIS — install postgresql-{major}-postgis-3 on the "
+        "database server, then CREATE EXTENSION postgis"
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    original = getattr(exc, "orig", None) or exc
+    lines = [line.strip() for line in str(original).splitlines() if line.strip()]
+    return lines[0] if lines else type(original).__name__
+
+
+def _explain(url: URL, where: str, exc: sa.exc.DBAPIError) -> str:
+    if url.get_backend_name() == "sqlite":
+        return (
+            f"cannot open SQLite database {where} ({_first_line(exc)}) — check CITYOPS_DATA_DIR is writable"
+        )
+    text = str(exc.orig or exc).lower()
+    if "password authentication failed" in text or "no password supplied" in text:
+        return (
+            f"PostgreSQL at {where} refused the login of user {url.username!r} "
+            "(authentication failed) — check user and password in CITYOPS_DATABASE_URL"
+        )
+    if "does not exist" in text and "database" in text:
+        return (
+            f"database {url.database!r} does not exist at {where} — create it "
+            f"(createdb {url.database}) or fix CITYOPS_DATABASE_URL"
+        )
+    if "connection refused" in text:
+        reason = "connection refused"
+    elif "timeout" in text or "timed out" in text:
+        reason = "timed out"
+    elif "could not translate host name" in text or "name or service not known" in text:
+        reason = "unknown host"
+    else:
+        reason = _first_line(exc)
+    # psycopg repeats the message per address tried; one line is what an operator needs.
+    return f"cannot reach PostgreSQL at {where} ({reason}) — is it running? check CITYOPS_DATABASE_URL"
+
+
+# --------------------------------------------------------------------------------------------
+# Migrations
+
+
+def alembic_config(url: str | None = None, connection: Connection | None = None) -> Any:
+    """An Alembic ``Config`` for the bundled migrations, independent of the working directory."""
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if url is not None:
+        config.attributes["url"] = url
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def upgrade_database(url: str, revision: str = "head") -> None:
+    """Bring the schema at ``url`` up to ``revision`` (``cityops db upgrade``).
+
+    All steps run in one transaction on both backends: a failure leaves the database as it
+    was. Raises :class:`DatabaseUnavailable` when the database cannot be reached.
+    """
+    from alembic import command
+
+    parsed = make_url(url)
+    sqlite_file: Path | None = None
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        sqlite_file = Path(parsed.database).expanduser()
+    created_file = sqlite_file is not None and not sqlite_file.exists()
+
+    engine = create_engine_for(url)
+    try:
+        check_database(engine, require_postgis=False)
+        with engine.connect() as conn:
+            command.upgrade(alembic_config(url, conn), revision)
+            conn.commit()
+    except Exception:
+        engine.dispose()
+        if created_file and sqlite_file is not None:
+            # A brand-new file that holds no schema is worse than no file: it hides the failure.
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                Path(f"{sqlite_file}{suffix}").unlink(missing_ok=True)
+        raise
+    engine.dispose()
+
+
+def head_revision() -> str | None:
+    """The newest migration shipped with this code."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def current_revision(engine: Engine | Connection) -> str | None:
+    """The migration the database is at, or None when it has never been migrated."""
+    from alembic.runtime.migration import MigrationContext
+
+    if isinstance(engine, Connection):
+        return MigrationContext.configure(engine).get_current_revision()
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+# --------------------------------------------------------------------------------------------
+# Observations and the hourly roll-up
+
+
+@dataclass(frozen=True, slots=True)
+class HourlyDelta:
+    """The contribution of a batch of observations to one (device, metric, hour) bucket."""
+
+    device_id: str
+    metric: str
+    hour: datetime
+    district_code: str | None
+    grid_id: str | None
+    count: int
+    sum: float
+    min: float
+    max: float
+    last_ts: datetime
+    last_value: float
+
+
+def hourly_deltas(observations: Iterable[Mapping[str, Any]]) -> list[HourlyDelta]:
+    """Fold observation rows (device_id, ts, metrics, district_code, grid_id) into hourly buckets.
+
+    Only finite numeric metric values count; text states and booleans are not aggregated.
+    """
+    buckets: dict[tuple[str, str, datetime], dict[str, Any]] = {}
+    for row in observations:
+        ts: datetime = row["ts"].astimezone(UTC)
+        hour = ts.replace(minute=0, second=0, microsecond=0)
+        for metric, value in (row.get("metrics") or {}).items():
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                continue
+            value = float(value)
+            if not math.isfinite(value):
+                continue
+            key = (row["device_id"], metric, hour)
+            bucket = buckets.get(key)
+            if bucket is None:
+                buckets[key] = {
+                    "district_code": row.get("district_code"),
+                    "grid_id": row.get("grid_id"),
+                    "count": 1,
+                    "sum": value,
+                    "min": value,
+                    "max": value,
+                    "last_ts": ts,
+                    "last_value": value,
+                }
+                continue
+            bucket["count"] += 1
+            bucket["sum"] += value
+            bucket["min"] = min(bucket["min"], value)
+            bucket["max"] = max(bucket["max"], value)
+            if ts >= bucket["last_ts"]:
+                bucket.update(last_ts=ts, last_value=value)
+    return [HourlyDelta(device_id=d, metric=m, hour=h, **b) for (d, m, h), b in buckets.items()]
+
+
+def _dialect_insert(conn: Connection, table: sa.Table) -> Any:
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif conn.dialect.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:  # pragma: no cover - only the two supported backends
+        raise NotImplementedError(conn.dialect.name)
+    return insert(table)
+
+
+def rollup_upsert_statement(conn: Connection) -> Any:
+    """INSERT … ON CONFLICT DO UPDATE that merges an :class:`HourlyDelta` into its bucket."""
+    table = ObservationHourly.__table__
+    stmt = _dialect_insert(conn, table)
+    new = stmt.excluded
+    # PostgreSQL spells the two-argument minimum LEAST; SQLite's min() is scalar with 2 args.
+    least, greatest = (
+        (sa.func.least, sa.func.greatest) if conn.dialect.name == "postgresql" else (sa.func.min, sa.func.max)
+    )
+    newer = new.last_ts >= table.c.last_ts
+    return stmt.on_conflict_do_update(
+        index_elements=[table.c.device_id, table.c.metric, table.c.hour],
+        set_={
+            "count": table.c.count + new.count,
+            "sum": table.c.sum + new.sum,
+            "min": least(table.c.min, new.min),
+            "max": greatest(table.c.max, new.max),
+            "last_ts": sa.case((newer, new.last_ts), else_=table.c.last_ts),
+            "last_value": sa.case((newer, new.last_value), else_=table.c.last_value),
+            # The newest reading says where a (movable) device is now.
+            "district_code": sa.case((newer, new.district_code), else_=table.c.district_code),
+            "grid_id": sa.case((newer, new.grid_id), else_=table.c.grid_id),
+        },
+    )
+
+
+def upsert_hourly(conn: Connection, rows: Sequence[HourlyDelta | Mapping[str, Any]]) -> int:
+    """Merge hourly deltas into ``observation_hourly``; returns the number of buckets touched."""
+    if not rows:
+        return 0
+    params = [
+        {f: getattr(r, f) for f in HourlyDelta.__slots__} if isinstance(r, HourlyDelta) else dict(r)
+        for r in rows
+    ]
+    # One bucket per statement row: ON CONFLICT cannot touch the same row twice in one statement.
+    conn.execute(rollup_upsert_statement(conn), params)
+    return len(params)
+
+
+def record_observations(conn: Connection, observations: Sequence[Mapping[str, Any]]) -> int:
+    """Insert observations, skipping ones already stored, and roll the new ones up hourly.
+
+    Each mapping has ``device_id``, ``ts``, ``metrics`` and optionally ``received_at``,
+    ``msg_id``, ``district_code``, ``grid_id``. Duplicates (same device and ts, or same
+    msg_id) are skipped, and only rows actually inserted reach the roll-up, so a redelivered
+    MQTT batch changes nothing. Runs in the caller's transaction; returns rows inserted.
+    """
+    if not observations:
+        return 0
+    table = Observation.__table__
+    from models.schema import utcnow
+
+    now = utcnow()
+    params = [
+        {
+            "device_id": o["device_id"],
+            "ts": o["ts"],
+            "received_at": o.get("received_at") or now,
+            "metrics": o["metrics"],
+            "msg_id": o.get("msg_id"),
+            "district_code": o.get("district_code"),
+            "grid_id": o.get("grid_id"),
+        }
+        for o in observations
+    ]
+    stmt = (
+        _dialect_insert(conn, table)
+        .on_conflict_do_nothing()
+        .returning(table.c.device_id, table.c.ts, table.c.metrics, table.c.district_code, table.c.grid_id)
+    )
+    inserted = [dict(row._mapping) for row in conn.execute(stmt, params)]
+    upsert_hourly(conn, hourly_deltas(inserted))
+    return len(inserted)
+
+
+__all__ = [
+    "MIGRATIONS_DIR",
+    "DatabaseUnavailable",
+    "HourlyDelta",
+    "alembic_config",
+    "check_database",
+    "create_engine_for",
+    "current_revision",
+    "describe_location",
+    "head_revision",
+    "hourly_deltas",
+    "is_postgis",
+    "record_observations",
+    "rollup_upsert_statement",
+    "session_factory",
+    "upgrade_database",
+    "upsert_hourly",
+]
