@@ -51,6 +51,8 @@ GRID_RESOLUTION = 8
 # Secondary pieces are named at the finest H3 resolution so their ids can never
 # collide with hexagon ids and almost never with each other (cells are ~1 m²).
 _PIECE_ID_RESOLUTION = 15
+# Random interior points tried when a piece's representative point will not do.
+_PIECE_ID_ATTEMPTS = 500
 
 # Hexagons are found by polyfilling the city grown by more than one hexagon diameter
 # (≈1.1 km at resolution 8), so that every hexagon overlapping the city has its centre
@@ -58,8 +60,14 @@ _PIECE_ID_RESOLUTION = 15
 _COVER_MARGIN_DEG = 0.02
 
 
-def _hexagon(cell: str) -> Polygon:
-    return Polygon([(lng, lat) for lat, lng in h3.cell_to_boundary(cell)])
+def _hexagons(cells: list[str]) -> np.ndarray:
+    """Straight-edged lon/lat polygons of H3 cells (vertices exactly H3's)."""
+    rings = [h3.cell_to_boundary(c) for c in cells]
+    if all(len(r) == 6 for r in rings):
+        # No pentagons near Guang'an: build all hexagons in one vectorised call.
+        coords = np.asarray(rings, dtype=np.float64)[:, :, ::-1]
+        return shapely.polygons(coords)
+    return np.array([Polygon([(lng, lat) for lat, lng in r]) for r in rings], dtype=object)
 
 
 def _polygonal(geom: BaseGeometry) -> BaseGeometry | None:
@@ -76,15 +84,18 @@ def _piece_id(cell: str, piece: BaseGeometry, used: set[str]) -> tuple[str, Poin
     The representative point nearly always works; random interior points are the
     fallback for pieces so thin that it falls within metres of the hexagon's edge.
     """
-    candidates: list[Point] = [piece.representative_point()]
     rng = random.Random(cell)  # seeded by the cell: ids must be stable between builds
     minx, miny, maxx, maxy = piece.bounds
-    while len(candidates) < 200:
-        p = Point(rng.uniform(minx, maxx), rng.uniform(miny, maxy))
-        if piece.contains(p):
-            candidates.append(p)
+
+    def candidates():
+        yield piece.representative_point()
+        for _ in range(_PIECE_ID_ATTEMPTS):
+            p = Point(rng.uniform(minx, maxx), rng.uniform(miny, maxy))
+            if piece.contains(p):
+                yield p
+
     first: tuple[str, Point] | None = None
-    for p in candidates:
+    for p in candidates():
         sub = h3.latlng_to_cell(p.y, p.x, _PIECE_ID_RESOLUTION)
         if sub in used or h3.latlng_to_cell(p.y, p.x, GRID_RESOLUTION) != cell:
             continue
@@ -101,8 +112,7 @@ def _grid_frame() -> gpd.GeoDataFrame:
     outline = city_outline()
     cover = outline.buffer(_COVER_MARGIN_DEG)
     cells = sorted(h3.geo_to_cells(cover, GRID_RESOLUTION))
-    hexagons = np.array([_hexagon(c) for c in cells], dtype=object)
-    cell_idx = np.arange(len(cells))
+    hexagons = _hexagons(cells)
 
     districts = _district_geometries()
     # (hexagon index, district index, clipped geometry)
@@ -173,12 +183,10 @@ def _grid_frame() -> gpd.GeoDataFrame:
         geometry=geoms.to_numpy(),
         crs=WGS84,
     )
-    del cell_idx
     if gdf["grid_id"].duplicated().any():
         raise RuntimeError("grid ids are not unique")
-    return gdf.sort_values(["district_code", "h3_cell", "is_primary"], ascending=[True, True, False]).reset_index(
-        drop=True
-    )
+    gdf = gdf.sort_values(["district_code", "h3_cell", "is_primary"], ascending=[True, True, False])
+    return gdf.reset_index(drop=True)
 
 
 def build_grid_cells() -> gpd.GeoDataFrame:
