@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
-from geo.locate import locate
 from pydantic import BaseModel, ValidationError
 from shapely.geometry import Point
 
 from geo.crs import gcj02_to_wgs84
+from geo.locate import locate
 from ingest.routing import Kind, Route, TopicRouter
 from ingest.schemas import DeviceMeta, HotlineTicket, Observation, VideoEvent
 from models import schema
@@ -43,6 +43,8 @@ DEAD_LETTER_KEEP_BYTES = 4096
 #: Device clocks drift; beyond these bounds a timestamp is treated as wrong, not late.
 MAX_FUTURE = timedelta(minutes=5)
 MAX_PAST = timedelta(days=7)
+#: Ticket fields that never leave the database (shown masked, if at all).
+PERSONAL_FIELDS = frozenset({"caller_name", "caller_phone"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +180,7 @@ class IngestPipeline:
                             "received_at": r.received_at,
                             "topic": r.topic[:500],
                             "reason": r.reason,
-                            "payload": r.payload[:DEAD_LETTER_KEEP_BYTES].decode("utf-8", "replace"),
+                            "payload": r.payload[:DEAD_LETTER_KEEP_BYTES],
                             "payload_size": len(r.payload),
                             "detail": {"message": r.detail[:1000]},
                         }
@@ -223,6 +225,11 @@ class IngestPipeline:
         try:
             model = model_type.model_validate(data)
         except ValidationError as exc:
+            lon, lat = data.get("lon"), data.get("lat")
+            if isinstance(lon, int | float) and isinstance(lat, int | float):
+                # Guang'an's latitude as longitude and vice versa fails the ±90° check first;
+                # report it as the coordinate mistake it is.
+                self._check_extent(float(lon), float(lat))
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "payload"
             raise Rejected("schema", f"{where}: {first['msg']}") from None
@@ -470,7 +477,14 @@ class IngestPipeline:
             )
         self.live.record_readings(accepted.get("observations", []))
         self.live.record_events("video", accepted.get("video_events", []))
-        self.live.record_events("tickets", accepted.get("hotline_tickets", []))
+        # Caller name and phone are personal data: they stay in the database only.
+        self.live.record_events(
+            "tickets",
+            [
+                {k: v for k, v in r.items() if k not in PERSONAL_FIELDS}
+                for r in accepted.get("hotline_tickets", [])
+            ],
+        )
         self.live.record_dead_letters(
             [{"topic": r.topic, "reason": r.reason, "detail": r.detail} for r in result.rejected]
         )
