@@ -127,8 +127,8 @@ def describe_location(url: URL) -> str:
 def check_database(engine: Engine, *, require_postgis: bool = True) -> None:
     """Connect once and raise :class:`DatabaseUnavailable` with a one-line reason if unusable.
 
-    On PostgreSQL the PostGIS extension must be enabled unless ``require_postgis`` is False
-    (``upgrade_database`` enables it itself).
+    On PostgreSQL, PostGIS must be enabled or at least installed on the server (the first
+    ``upgrade_database`` enables it), unless ``require_postgis`` is False.
     """
     where = describe_location(engine.url)
     try:
@@ -147,18 +147,13 @@ def check_database(engine: Engine, *, require_postgis: bool = True) -> None:
 
 
 def _check_postgis(conn: Connection, where: str) -> None:
-    if conn.execute(sa.text("SELECT 1 FROM pg_extension WHERE extname = 'postgis'")).first():
+    installed = conn.execute(sa.text("SELECT 1 FROM pg_available_extensions WHERE name = 'postgis'")).first()
+    if installed:
         return
-    available = conn.execute(sa.text("SELECT 1 FROM pg_available_extensions WHERE name = 'postgis'")).first()
-    if available:
-        raise DatabaseUnavailable(
-            f"PostGIS is installed but not enabled in {where} — run `cityops db upgrade` "
-            "or CREATE EXTENSION postgis"
-        )
     major = int(conn.execute(sa.text("SHOW server_version_num")).scalar_one()) // 10000
     raise DatabaseUnavailable(
         f"PostgreSQL at {where} has no PostGIS — install postgresql-{major}-postgis-3 on the "
-        "database server, then CREATE EXTENSION postgis"
+        "database server, then CREATE EXTENSION postgis (cityops db upgrade does it)"
     )
 
 
@@ -229,10 +224,20 @@ def upgrade_database(url: str, revision: str = "head") -> None:
 
     engine = create_engine_for(url)
     try:
-        check_database(engine, require_postgis=False)
+        check_database(engine)
         with engine.connect() as conn:
-            command.upgrade(alembic_config(url, conn), revision)
-            conn.commit()
+            try:
+                command.upgrade(alembic_config(url, conn), revision)
+                conn.commit()
+            except sa.exc.DBAPIError as exc:
+                conn.rollback()
+                if engine.dialect.name == "postgresql" and not is_postgis(conn):
+                    where = describe_location(engine.url)
+                    raise DatabaseUnavailable(
+                        f"could not enable PostGIS in {where} ({_first_line(exc)}) — ask a database "
+                        "superuser to run CREATE EXTENSION postgis there, then retry"
+                    ) from exc
+                raise
     except Exception:
         engine.dispose()
         if created_file and sqlite_file is not None:
