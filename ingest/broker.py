@@ -95,6 +95,9 @@ START_TIMEOUT_SECONDS = 10.0
 def port_is_free(port: int, host: str = LOOPBACK) -> bool:
     """True when ``host:port`` can be bound right now (nothing listens there)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # Like the broker's own listener: connections of a just-stopped broker lingering in
+        # TIME_WAIT must not make its port look taken (a listening socket still does).
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError:

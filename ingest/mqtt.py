@@ -310,6 +310,9 @@ class MqttClient:
             manual_ack=True,
         )
         client.enable_logger(logging.getLogger(__name__ + ".paho"))
+        # An exception in a callback would otherwise end paho's network thread, and with it
+        # every reconnect; paho still logs it at ERROR through the logger above.
+        client.suppress_exceptions = True
         # paho types the delays as int, but compares them as numbers; sub-second minimums
         # keep tests and broker restarts snappy.
         client.reconnect_delay_set(reconnect_min_delay, reconnect_max_delay)  # type: ignore[arg-type]
@@ -572,8 +575,10 @@ class MqttClient:
             subscriptions = list(self._subscriptions.items())
         server_receive_max = getattr(properties, "ReceiveMaximum", None) if properties else None
         if server_receive_max:
-            # Sending more unacknowledged publishes than the broker allows is a protocol error.
-            client.max_inflight_messages_set(min(PUBLISH_MAX_INFLIGHT, int(server_receive_max)))
+            # Sending more unacknowledged publishes than the broker allows is a protocol
+            # error. The limit is only known from CONNACK, and paho's public setter refuses
+            # changes on an open connection, hence the attribute (read before every send).
+            client._max_inflight_messages = min(PUBLISH_MAX_INFLIGHT, int(server_receive_max))
         # Resubscribe on *every* connect: a broker restart (or an embedded broker, which
         # keeps sessions only in memory) forgets subscriptions even for persistent sessions.
         if subscriptions:

@@ -1,0 +1,219 @@
+"""The production broker config (deploy/mosquitto.conf) and the compose stack are valid.
+
+``deploy/mosquitto.conf`` is run by a private ``mosquitto`` on a free port with its
+persistence in a temporary directory, so the shared broker on 1883 is never touched.
+Containers cannot run here, so the compose file and Dockerfile are checked statically.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from ingest.broker import free_port, port_is_free
+from ingest.mqtt import MqttClient
+from models.config import VARIABLES
+from tests.conftest import service_missing
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+MOSQUITTO_CONF = DEPLOY / "mosquitto.conf"
+COMPOSE = DEPLOY / "docker-compose.yml"
+DOCKERFILE = DEPLOY / "Dockerfile"
+
+
+def mosquitto_binary() -> str:
+    found = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin")
+    if found is None:
+        service_missing("the mosquitto binary", "not on PATH or in /usr/sbin")
+    assert found is not None
+    return found
+
+
+class PrivateMosquitto:
+    """A mosquitto of our own on a free port, to stop and restart without disturbing others."""
+
+    def __init__(self, workdir: Path, conf_text: str | None = None) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.data = workdir / "data"
+        self.data.mkdir(parents=True, exist_ok=True)
+        text = conf_text if conf_text is not None else "allow_anonymous true\npersistence true\n"
+        text = re.sub(r"(?m)^listener\s+\d+.*$", f"listener {self.port} 127.0.0.1", text)
+        if not re.search(r"(?m)^listener\s", text):
+            text = f"listener {self.port} 127.0.0.1\n" + text
+        text = re.sub(r"(?m)^persistence_location\s.*$", "", text)
+        text += f"\npersistence_location {self.data}/\n"
+        if os.geteuid() == 0:
+            # As root, mosquitto would switch to the 'mosquitto' user, which cannot write
+            # into pytest's private temporary directory.
+            text += "user root\n"
+        self.conf = workdir / "mosquitto.conf"
+        self.conf.write_text(text, encoding="utf-8")
+        self.log = workdir / "mosquitto.log"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> PrivateMosquitto:
+        with self.log.open("ab") as log:
+            self._process = subprocess.Popen(
+                [mosquitto_binary(), "-c", str(self.conf)], stdout=log, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + timeout
+        while port_is_free(self.port):
+            if self._process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"mosquitto did not start: {self.log.read_text(errors='replace')}")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            # SIGTERM lets mosquitto write its persistence database before exiting.
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+
+
+@pytest.fixture
+def deployed_mosquitto(tmp_path: Path):
+    broker = PrivateMosquitto(tmp_path, MOSQUITTO_CONF.read_text(encoding="utf-8")).start()
+    yield broker
+    broker.stop()
+
+
+def test_mosquitto_conf_starts_and_sets_receive_maximum(deployed_mosquitto: PrivateMosquitto) -> None:
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    seen: dict[str, object] = {}
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id="conf-check", protocol=paho.MQTTv5)
+    client.on_connect = lambda c, u, f, rc, props: seen.update(rc=rc, props=props)
+    client.connect("127.0.0.1", deployed_mosquitto.port)
+    deadline = time.monotonic() + 5
+    while "rc" not in seen and time.monotonic() < deadline:
+        client.loop(0.1)
+    client.disconnect()
+    assert not seen["rc"].is_failure  # type: ignore[attr-defined]
+    # max_inflight_messages is announced to MQTT 5 clients as Receive Maximum.
+    assert seen["props"].ReceiveMaximum == 1000  # type: ignore[attr-defined]
+
+
+def test_mosquitto_conf_accepts_mqtt5_qos1_shared_subscriptions(
+    deployed_mosquitto: PrivateMosquitto, unique_name: str
+) -> None:
+    url = deployed_mosquitto.url
+    with (
+        MqttClient(url, f"{unique_name}-a") as a,
+        MqttClient(url, f"{unique_name}-b") as b,
+        MqttClient(url, f"{unique_name}-pub") as publisher,
+    ):
+        for consumer in (a, b):
+            consumer.subscribe(f"{unique_name}/#", shared_group="ingest")
+        time.sleep(0.2)
+        assert publisher.publish_many((f"{unique_name}/s/{i}", str(i)) for i in range(40)) == 40
+        got = _drain([a, b], 40)
+    assert sorted(int(m.payload) for m in got[0] + got[1]) == list(range(40))
+    assert got[0] and got[1], "a shared subscription must split messages between members"
+    assert all(m.qos == 1 for m in got[0] + got[1])
+
+
+def test_mosquitto_conf_keeps_sessions_across_restart(tmp_path: Path, unique_name: str) -> None:
+    broker = PrivateMosquitto(tmp_path, MOSQUITTO_CONF.read_text(encoding="utf-8")).start()
+    try:
+        consumer = MqttClient(broker.url, f"{unique_name}-c", persistent_session=True).start()
+        consumer.subscribe(f"{unique_name}/x")
+        time.sleep(0.2)
+        consumer.stop()
+        with MqttClient(broker.url, f"{unique_name}-p") as publisher:
+            publisher.publish(f"{unique_name}/x", b"queued while away").wait_for_publish(5)
+        broker.stop()
+        broker.start()
+        # No subscribe call: the session (subscription + queued message) came from disk.
+        consumer = MqttClient(broker.url, f"{unique_name}-c", persistent_session=True).start()
+        message = consumer.get(timeout=5)
+        assert message is not None and message.payload == b"queued while away"
+        assert consumer.ack(message)
+        consumer.stop()
+    finally:
+        broker.stop()
+
+
+def _drain(clients: list[MqttClient], total: int, timeout: float = 10.0) -> list[list]:
+    got: list[list] = [[] for _ in clients]
+    deadline = time.monotonic() + timeout
+    while sum(map(len, got)) < total and time.monotonic() < deadline:
+        for index, client in enumerate(clients):
+            batch = client.get_batch(100, timeout=0.05)
+            client.ack_many(batch)
+            got[index].extend(batch)
+    return got
+
+
+# --- compose stack and image ------------------------------------------------------------
+
+
+def _load_compose() -> dict:
+    yaml = pytest.importorskip("yaml", reason="PyYAML parses the compose file")
+    return yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
+
+
+def test_compose_services_and_commands() -> None:
+    compose = _load_compose()
+    services = compose["services"]
+    assert {"postgis", "redis", "mosquitto", "migrate", "ingest", "web"} <= set(services)
+    assert services["postgis"]["image"].startswith("postgis/postgis:15-3.4")
+    assert services["redis"]["image"].startswith("redis:7")
+    assert services["mosquitto"]["image"].startswith("eclipse-mosquitto:2")
+    assert any("mosquitto.conf" in str(v) for v in services["mosquitto"]["volumes"])
+    assert services["ingest"]["deploy"]["replicas"] == 2
+    assert "ingest" in " ".join(_command(services["ingest"]))
+    web = " ".join(_command(services["web"]))
+    assert "gunicorn" in web and "app:server" in web and "0.0.0.0:8050" in web
+    assert "db upgrade" in " ".join(_command(services["migrate"]))
+    for name in ("postgis", "redis", "mosquitto", "web"):
+        assert "healthcheck" in services[name], f"{name} has no healthcheck"
+
+
+def test_compose_sets_only_known_cityops_variables() -> None:
+    compose = _load_compose()
+    used: set[str] = set()
+    for service in compose["services"].values():
+        environment = service.get("environment", {})
+        names = environment if isinstance(environment, dict) else [e.split("=", 1)[0] for e in environment]
+        used |= {n for n in names if n.startswith("CITYOPS_")}
+    for anchor in compose.get("x-cityops-env", {}) or {}:
+        used.add(anchor)
+    assert {"CITYOPS_MQTT_URL", "CITYOPS_REDIS_URL", "CITYOPS_DATABASE_URL"} <= used
+    unknown = used - set(VARIABLES)
+    assert not unknown, f"compose sets variables cityops does not know: {sorted(unknown)}"
+
+
+def test_compose_text_mentions_only_known_cityops_variables() -> None:
+    # Without PyYAML the structural tests skip; this one still catches a typo'd variable.
+    names = set(re.findall(r"\bCITYOPS_[A-Z0-9_]+", COMPOSE.read_text(encoding="utf-8")))
+    assert names and names <= set(VARIABLES), sorted(names - set(VARIABLES))
+    assert "\t" not in COMPOSE.read_text(encoding="utf-8"), "YAML must be indented with spaces"
+
+
+def test_dockerfile_installs_the_package() -> None:
+    text = DOCKERFILE.read_text(encoding="utf-8")
+    assert re.search(r"(?m)^FROM python:3\.11-slim", text)
+    assert re.search(r"pip install[^\n]*\s\.(\s|$)", text)
+
+
+def _command(service: dict) -> list[str]:
+    command = service.get("command", [])
+    return command.split() if isinstance(command, str) else [str(c) for c in command]
