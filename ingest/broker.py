@@ -48,6 +48,7 @@ from types import TracebackType
 
 from iotcore import Broker
 
+from ingest.mqtt import MAX_PAYLOAD_BYTES as CLIENT_MAX_PAYLOAD_BYTES
 from models.config import Settings
 
 log = logging.getLogger(__name__)
@@ -57,10 +58,11 @@ LOOPBACK = "127.0.0.1"
 # --- rumqttd tuning ---------------------------------------------------------------------
 # rumqttd silently ignores unknown keys, so these names are copied from its sample config.
 
-#: Largest accepted PUBLISH payload. Sensor readings and 12345 cases are a few KiB; camera
-#: events carry image *references*, not images. 1 MiB leaves headroom for batched
-#: readings while stopping a runaway publisher from making the router buffer huge blobs.
-MAX_PAYLOAD_BYTES = 1024 * 1024
+#: Largest accepted PUBLISH payload, the same limit the client enforces before sending.
+#: Sensor readings and 12345 cases are a few KiB; camera events carry image *references*,
+#: not images. 1 MiB leaves headroom for batched readings while stopping a runaway
+#: publisher from making the router buffer huge blobs.
+MAX_PAYLOAD_BYTES = CLIENT_MAX_PAYLOAD_BYTES
 
 #: Connections the router accepts. A laptop demo has a handful (simulator, ingest workers,
 #: web); the limit only protects the machine from a connection leak.

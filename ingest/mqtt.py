@@ -56,6 +56,11 @@ log = logging.getLogger(__name__)
 
 # --- tuning -----------------------------------------------------------------------------
 
+#: Largest payload publish() accepts; the embedded broker and deploy/mosquitto.conf accept
+#: the same. Checked before sending because a broker answers an oversized packet by
+#: closing the connection, and paho would resend it after every reconnect, for ever.
+MAX_PAYLOAD_BYTES = 1024 * 1024
+
 #: Seconds between PINGREQs when idle. Shorter detects a dead broker (and lets the broker
 #: detect a dead worker, releasing its shared-subscription share) sooner, at the cost of
 #: more idle traffic from thousands of devices; 30 s finds a dead link within ≈45 s.
@@ -105,9 +110,23 @@ CONNECT_TIMEOUT_SECONDS = 10.0
 #: Mosquitto's ``persistent_client_expiration`` must not be shorter.
 SESSION_EXPIRY_SECONDS = 24 * 3600
 
+# How often a network thread waiting on a full hand-off queue checks for stop().
+_HANDOFF_POLL_SECONDS = 0.1
+
 # The ack() of a message must go out on the connection it arrived on: packet ids are
 # reused after a reconnect, so a late PUBACK could acknowledge a *different* message.
 _connection_generation = itertools.count(1)
+
+
+class _BenignPahoErrors(logging.Filter):
+    """paho 2.2 logs an ERROR whenever its loop runs once more after a clean disconnect."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Client is not connected. Socket: None")
+
+
+_PAHO_LOG = logging.getLogger(__name__ + ".paho")
+_PAHO_LOG.addFilter(_BenignPahoErrors())
 
 
 class MqttUnavailable(ConnectionError):
@@ -309,7 +328,7 @@ class MqttClient:
             protocol=paho.MQTTv5,
             manual_ack=True,
         )
-        client.enable_logger(logging.getLogger(__name__ + ".paho"))
+        client.enable_logger(_PAHO_LOG)
         # An exception in a callback would otherwise end paho's network thread, and with it
         # every reconnect; paho still logs it at ERROR through the logger above.
         client.suppress_exceptions = True
@@ -342,6 +361,7 @@ class MqttClient:
         """
         if self._started:
             return self
+        self._stopping.clear()
         properties = Properties(PacketTypes.CONNECT)
         properties.ReceiveMaximum = self.receive_maximum
         if self.session_expiry:
@@ -431,6 +451,9 @@ class MqttClient:
         and sent after the reconnect.
         """
         validate_topic_name(topic)
+        size = len(payload.encode("utf-8") if isinstance(payload, str) else payload)
+        if size > MAX_PAYLOAD_BYTES:
+            raise ValueError(f"payload of {size} bytes exceeds the {MAX_PAYLOAD_BYTES}-byte limit")
         info = self._client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
         if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
             self._count("publish_failed")
@@ -603,11 +626,13 @@ class MqttClient:
         properties: Properties | None,
     ) -> None:
         was_connected = self.connected.is_set()
+        if not self._stopping.is_set():
+            # Before clearing the event, so that a waiter woken by it sees the reason.
+            self.last_error = f"disconnected: {reason}"
         self.connected.clear()
         self._connected_since = None
         if self._stopping.is_set():
             return
-        self.last_error = f"disconnected: {reason}"
         if was_connected:
             log.warning("MQTT connection to %s lost (%s); reconnecting", self.args.address, reason)
 
@@ -635,9 +660,9 @@ class MqttClient:
             connection=self._generation,
         )
         self._count("received")
-        try:
-            self._queue.put(message, timeout=self.handoff_block_seconds)
-        except queue.Full:
+        if not self._hand_off(message):
+            if self._stopping.is_set():
+                return  # shutting down: unacknowledged, so the broker keeps it
             # The consumer has stalled: leave the message unacknowledged and drop the
             # connection so the broker keeps it and redelivers it after the reconnect.
             self._count("handoff_overflows")
@@ -656,6 +681,20 @@ class MqttClient:
         self._count("failed" if reason.is_failure else "published")
 
     # --- helpers -----------------------------------------------------------------------
+
+    def _hand_off(self, message: ReceivedMessage) -> bool:
+        """Queue for the consumer, waiting in short slices so that stop() is never held up."""
+        deadline = time.monotonic() + self.handoff_block_seconds
+        while not self._stopping.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            try:
+                self._queue.put(message, timeout=min(remaining, _HANDOFF_POLL_SECONDS))
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def _send_subscribe(self, subscriptions: list[tuple[str, int]]) -> None:
         # Retained messages only for a *new* subscription: resubscribing after every
@@ -703,6 +742,7 @@ __all__ = [
     "HANDOFF_BLOCK_SECONDS",
     "HANDOFF_QUEUE_SIZE",
     "KEEPALIVE_SECONDS",
+    "MAX_PAYLOAD_BYTES",
     "PUBLISH_MAX_INFLIGHT",
     "PUBLISH_MAX_QUEUED",
     "RECEIVE_MAXIMUM",
