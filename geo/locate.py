@@ -53,6 +53,7 @@ _EDGE_EPS_DEG = 1e-7
 # Points this close to a raster-cell edge (as a fraction of the step, ≈1 mm) go the
 # slow path instead of trusting the computed cell index.
 _NEAR_EDGE_FRACTION = 1e-5
+_ORIGIN_SHIFT = 0.123456789  # fraction of a step; see _index()
 
 _OUTSIDE = -2  # raster value: the whole raster cell is outside the city
 _SLOW = -1  # raster value: decide point by point
@@ -186,9 +187,13 @@ def _index() -> _Index:
 
     step = _RASTER_STEP_DEG
     minx, miny, maxx, maxy = city_bounds()
-    # Snap the origin to the step so raster cells are the same from build to build.
-    x0 = math.floor(minx / step) * step - step
-    y0 = math.floor(miny / step) * step - step
+    # Raster edges must not fall on "round" coordinates: devices and people report
+    # 3–6 decimals, and points on an edge take the slow path. Shifting the origin by
+    # an odd fraction of the step keeps every coordinate with up to 7 decimals at
+    # least 4e-5 of a step away from an edge. Derived from the step, so the raster is
+    # the same from build to build.
+    x0 = (math.floor(minx / step) - 1 + _ORIGIN_SHIFT) * step
+    y0 = (math.floor(miny / step) - 1 + _ORIGIN_SHIFT) * step
     nx = math.ceil((maxx - x0) / step) + 1
     ny = math.ceil((maxy - y0) / step) + 1
 
@@ -380,9 +385,52 @@ def locate(lon: npt.ArrayLike, lat: npt.ArrayLike) -> Location:
 
 
 def locate_point(lon: float, lat: float) -> tuple[str | None, str | None]:
-    """``(district_code, grid_id)`` of one WGS-84 point; ``(None, None)`` outside."""
-    loc = locate(np.array([lon], dtype=object), np.array([lat], dtype=object))
-    return loc.district_code[0], loc.grid_id[0]
+    """``(district_code, grid_id)`` of one WGS-84 point; ``(None, None)`` outside.
+
+    Same answer as :func:`locate`, without array overhead: ingest calls this once per
+    message, and most points are answered by one raster read.
+    """
+    try:
+        x = float(lon)
+        y = float(lat)
+    except (TypeError, ValueError):
+        return None, None
+    if not (math.isfinite(x) and math.isfinite(y)):
+        return None, None
+    ix_ = _index()
+    fx = (x - ix_.x0) / ix_.step
+    fy = (y - ix_.y0) / ix_.step
+    if not (0 <= fx < ix_.nx and 0 <= fy < ix_.ny):
+        return None, None
+    cx, cy = int(fx), int(fy)
+    rx, ry = fx - cx, fy - cy
+    lo, hi = _NEAR_EDGE_FRACTION, 1 - _NEAR_EDGE_FRACTION
+    if lo <= rx <= hi and lo <= ry <= hi:
+        v = int(ix_.fast[cy, cx])
+        if v == _OUTSIDE:
+            return None, None
+        if v >= 0:
+            return ix_.codes[ix_.row_district[v]], ix_.grid_ids[v]
+        d = int(ix_.district[cy, cx])
+        if d == -2:
+            # Same rule as the batch path: candidates in ascending order, first hit wins.
+            d = -1
+            bits = int(ix_.candidates[cy, cx])
+            geoms = _district_geometries()
+            for k in range(len(DISTRICTS)):
+                if bits >> k & 1 and shapely.intersects_xy(geoms[k], x, y):
+                    d = k
+                    break
+    else:
+        d = int(district_index_at(np.array([x]), np.array([y]))[0])
+    if d < 0:
+        return None, None
+    cell = h3i.latlng_to_cell(y, x, GRID_RESOLUTION)
+    keys = _row_keys(np.array([cell], dtype=np.uint64), np.array([d]))
+    row = int(_rows_for(ix_.row_keys, ix_.key_rows, keys)[0])
+    if row < 0:
+        row = _nearest_row(x, y, d)
+    return ix_.codes[d], ix_.grid_ids[row]
 
 
 def index_build_seconds() -> float:
