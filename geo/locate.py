@@ -10,8 +10,8 @@ wholly outside), and each that lies wholly inside one H3 hexagon is also wholly 
 one grid cell; for those the grid row is read straight from the raster. Only points in
 raster cells that a border or a hexagon edge crosses take the slow path: an exact
 ``shapely.intersects_xy`` against the districts whose borders touch that raster cell,
-then ``h3.latlng_to_cell``. With 1M random points over the bounding box about a fifth
-take the slow path.
+then ``h3.latlng_to_cell``. Of 1M random points over the bounding box about 15 %
+take the slow path (47 % are answered "outside" and 38 % fully by the raster).
 
 How it stays exact:
 
