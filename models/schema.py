@@ -159,8 +159,9 @@ class UTCDateTime(TypeDecorator[datetime]):
         return "UTCDateTime()"
 
 
-#: JSON documents: JSONB on PostgreSQL (indexable, compact), JSON text elsewhere.
-JSONType = JSON().with_variant(JSONB(), "postgresql")
+#: JSON documents: JSONB on PostgreSQL (indexable, compact), JSON text elsewhere. Python
+#: None is stored as SQL NULL (not the JSON text 'null') so ``IS NULL`` finds it.
+JSONType = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 
 #: 64-bit ids on PostgreSQL; SQLite only auto-increments an ``INTEGER PRIMARY KEY``.
 BigIntId = BigInteger().with_variant(Integer(), "sqlite")

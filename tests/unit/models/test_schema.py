@@ -227,8 +227,12 @@ def test_json_round_trip(engine: sa.Engine) -> None:
     props = {"站点": "广安区环境监测站", "levels": [1, 2.5, None], "nested": {"ok": True}}
     with db.session_factory(engine).begin() as session:
         session.add(Device(device_id="aq-2", kind="sensor", type="air", props=props))
+        session.add(AuditLog(actor="a", action="x", entity_type="device", before=None, after=props))
     with db.session_factory(engine)() as session:
         assert session.get(Device, "aq-2").props == props
+        # None is SQL NULL, not the JSON text 'null'.
+        found = session.scalars(sa.select(AuditLog.after).where(AuditLog.before.is_(None))).all()
+        assert found == [props]
 
 
 # ---- constraints --------------------------------------------------------------------------
