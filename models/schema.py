@@ -399,7 +399,7 @@ class ObservationHourly(Base):
 
 
 class VideoEvent(Base):
-    """An AI video analytics event (e.g. illegal parking, crowding, smoke)."""
+    """A video analytics event from a camera (e.g. illegal parking, crowding, smoke)."""
 
     __tablename__ = "video_events"
     __table_args__ = (
