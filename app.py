@@ -36,13 +36,16 @@ def create_app(settings: Settings, *, live: LiveStore | None = None, engine: sa.
     app = Dash(
         __name__,
         use_pages=True,
-        pages_folder=str(ROOT / "dashboards" / "pages"),
+        # Pages are imported below as ordinary modules (so tests can import them too).
+        pages_folder="",
         assets_folder=str(ROOT / "assets"),
         serve_locally=True,  # no CDN: everything is served by this process
         title=t("app.title"),
         update_title=None,
         suppress_callback_exceptions=True,
     )
+    import dashboards.pages  # noqa: F401 - registers every page
+
     app.layout = _shell
     app.clientside_callback(
         """function(_) {
@@ -112,6 +115,8 @@ def run_demo(settings: Settings, *, rate: float = 40.0, seed: int = 1) -> None:
 
         worker = IngestWorker.from_settings(settings, engine=engine, live=live, mqtt_url=mqtt_url)
         threading.Thread(target=worker.run, args=(stop,), name="ingest", daemon=True).start()
+        if not worker.ready.wait(30):
+            raise RuntimeError("the ingest worker did not subscribe within 30 s")
 
         publisher = MqttClient(mqtt_url, "cityops-simulator").start()
         sim = CitySimulator(seed=seed, prefix=settings.topic_prefix)

@@ -52,15 +52,27 @@ class TopicRouter:
                 return Route(kind, match.group(1) if match.groups() else "")
         return None
 
-    def subscriptions(self) -> list[str]:
-        """The topic filters a worker subscribes to (one per family, wildcards at the id)."""
+    def subscriptions(self, group: str = "ingest") -> list[tuple[str, str | None]]:
+        """The topic filters a worker subscribes to, each with its shared-subscription group.
+
+        Device metadata is *not* shared (group ``None``): MQTT 5 never sends retained
+        messages to a shared subscription, and a worker that starts after a device
+        registered must still learn it. Metadata is rare and its upsert idempotent, so
+        every worker taking every meta message costs little.
+
+        Each shared filter gets a group of its own: the embedded broker (rumqttd) splits
+        a group's messages across all of its filters' subscriptions and so delivers only
+        a fraction of each when one group holds several filters (measured: 3 filters in
+        one group → about a third of each). One filter per group behaves the same on
+        every broker.
+        """
         return [
-            f"{self.prefix}/sensors/+/meta",
-            f"{self.prefix}/sensors/+/obs",
-            f"{self.prefix}/video/+/meta",
-            f"{self.prefix}/video/+/events",
-            f"{self.prefix}/hotline/tickets",
-            f"{self.prefix}/hotline/tickets/+/events",
+            (f"{self.prefix}/sensors/+/meta", None),
+            (f"{self.prefix}/video/+/meta", None),
+            (f"{self.prefix}/sensors/+/obs", f"{group}-obs"),
+            (f"{self.prefix}/video/+/events", f"{group}-video"),
+            (f"{self.prefix}/hotline/tickets", f"{group}-tickets"),
+            (f"{self.prefix}/hotline/tickets/+/events", f"{group}-ticket-events"),
         ]
 
     # Topic builders, so publishers (the simulator, tests) never spell topics by hand.

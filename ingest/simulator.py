@@ -47,9 +47,9 @@ WATER_STATIONS_PER_RIVER = 6
 
 # Rough courses of the two rivers through the city (WGS-84), enough to put monitoring
 # sections on the water; stations are only kept where they fall inside Guang'an.
-RIVERS: dict[str, list[tuple[float, float]]] = {
-    "嘉陵江": [(106.20, 30.55), (106.27, 30.42), (106.30, 30.33), (106.25, 30.22), (106.28, 30.10)],
-    "渠江": [(106.82, 30.70), (106.70, 30.60), (106.63, 30.48), (106.60, 30.36), (106.50, 30.22)],
+RIVERS: dict[str, tuple[str, list[tuple[float, float]]]] = {
+    "嘉陵江": ("jialing", [(106.20, 30.55), (106.27, 30.42), (106.30, 30.33), (106.25, 30.22), (106.28, 30.10)]),
+    "渠江": ("qu", [(106.82, 30.70), (106.70, 30.60), (106.63, 30.48), (106.60, 30.36), (106.50, 30.22)]),
 }
 
 TICKET_TEMPLATES: list[tuple[str, str, str]] = [
@@ -138,7 +138,7 @@ class CitySimulator:
                     )
                 )
         city = prep(districts.geometry.union_all())
-        for river, course in RIVERS.items():
+        for river, (river_id, course) in RIVERS.items():
             for i in range(WATER_STATIONS_PER_RIVER):
                 lon, lat = _along(course, (i + 0.5) / WATER_STATIONS_PER_RIVER)
                 if not city.contains(Point(lon, lat)):
@@ -146,7 +146,7 @@ class CitySimulator:
                 code = next(c for c, g in districts.geometry.items() if g.contains(Point(lon, lat)))
                 devices.append(
                     SimDevice(
-                        f"water-{code}-{river}-{i + 1:02d}",
+                        f"water-{code}-{river_id}-{i + 1:02d}",
                         "water_quality",
                         f"{river}{i + 1}号断面",
                         round(lon, 6),
@@ -319,6 +319,8 @@ def run(
     """Publish metadata once, then a tick every ``interval`` seconds until ``stop()``; yields counts."""
     for m in sim.meta_messages():
         publish(m)
+    # Devices register before they report; give ingest a moment to take the registrations.
+    time.sleep(min(interval, 1.0))
     next_at = time.monotonic()
     while not stop():
         batch = sim.tick(rate, interval)

@@ -36,6 +36,8 @@ class IngestWorker:
         self.client = client
         self.pipeline = pipeline
         self.degraded: str | None = None
+        #: set once subscribed: publishers started after it lose nothing
+        self.ready = threading.Event()
         self.totals = BatchResult()
 
     @classmethod
@@ -63,9 +65,10 @@ class IngestWorker:
 
     def run(self, stop: threading.Event) -> None:
         self.client.start()
-        for topic_filter in self.pipeline.router.subscriptions():
-            self.client.subscribe(topic_filter, qos=1, shared_group=SHARED_GROUP)
+        for topic_filter, group in self.pipeline.router.subscriptions(SHARED_GROUP):
+            self.client.subscribe(topic_filter, qos=1, shared_group=group)
         log.info("ingest worker %s subscribed", self.client.client_id)
+        self.ready.set()
         try:
             while not stop.is_set():
                 batch = self.client.get_batch(BATCH_MAX, timeout=BATCH_WAIT_S)

@@ -16,8 +16,6 @@ from dashboards.i18n import t
 from geo.boundaries import DISTRICTS, districts_geojson
 from models.live import DeviceState
 
-dash.register_page(__name__, path="/", name=t("nav.overview"), title=t("overview.title"), order=0)
-
 REFRESH_MS = 5000
 INDICATORS = ("devices_online", "pm25")
 
@@ -265,3 +263,6 @@ def refresh(_n: int | None, indicator: str) -> tuple:
         district_table(snapshot),
         status,
     )
+
+
+dash.register_page(__name__, path="/", name=t("nav.overview"), title=t("overview.title"), order=0, layout=layout)
