@@ -30,7 +30,7 @@ from ingest.routing import Kind, Route, TopicRouter
 from ingest.schemas import DeviceMeta, HotlineTicket, Observation, VideoEvent
 from models import schema
 from models.catalog import DEVICE_TYPES
-from models.db import hourly_deltas, upsert_hourly
+from models.db import dialect_insert, insert_new, record_observations
 from models.live import LiveStore
 
 log = logging.getLogger(__name__)
@@ -144,22 +144,19 @@ class IngestPipeline:
             result.stored["devices"] += len(devices)
 
             obs_rows = self._observation_rows(conn, parsed[Kind.SENSOR_OBS], result, now)
-            inserted = self._insert_new(conn, schema.Observation.__table__, obs_rows, ("device_id", "ts"))
+            inserted = record_observations(conn, obs_rows)
             result.stored["observations"] += len(inserted)
             result.duplicates["observations"] += len(obs_rows) - len(inserted)
-            self._rollup(conn, inserted)
             accepted["observations"] = inserted
 
             video_rows = self._video_rows(conn, parsed[Kind.VIDEO_EVENT], result, now)
-            inserted_video = self._insert_new(conn, schema.VideoEvent.__table__, video_rows, ("event_id",))
+            inserted_video = insert_new(conn, schema.VideoEvent.__table__, video_rows, ("event_id",))
             result.stored["video_events"] += len(inserted_video)
             result.duplicates["video_events"] += len(video_rows) - len(inserted_video)
             accepted["video_events"] = inserted_video
 
             ticket_rows = self._ticket_rows(parsed[Kind.TICKET], result, now)
-            inserted_tickets = self._insert_new(
-                conn, schema.HotlineTicket.__table__, ticket_rows, ("ticket_id",)
-            )
+            inserted_tickets = insert_new(conn, schema.HotlineTicket.__table__, ticket_rows, ("ticket_id",))
             result.stored["hotline_tickets"] += len(inserted_tickets)
             result.duplicates["hotline_tickets"] += len(ticket_rows) - len(inserted_tickets)
             accepted["hotline_tickets"] = inserted_tickets
@@ -443,29 +440,13 @@ class IngestPipeline:
         if not rows:
             return
         t = schema.Device.__table__
-        insert = _dialect_insert(conn)(t)
+        insert = dialect_insert(conn, t)
         update = {c: insert.excluded[c] for c in rows[0] if c not in ("device_id", "registered_at")}
         conn.execute(insert.on_conflict_do_update(index_elements=["device_id"], set_=update), rows)
         for r in rows:
             self._devices[r["device_id"]] = DeviceInfo(
                 r["device_id"], r["type"], r["lon"], r["lat"], r["district_code"], r["grid_id"]
             )
-
-    @staticmethod
-    def _insert_new(
-        conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]], key: tuple[str, ...]
-    ) -> list[dict[str, Any]]:
-        """Insert, skipping rows whose key exists; return the rows that were new."""
-        if not rows:
-            return []
-        insert = _dialect_insert(conn)(table).on_conflict_do_nothing()
-        returned = conn.execute(insert.returning(*(table.c[k] for k in key)), rows).all()
-        fresh = {tuple(_norm(v) for v in row) for row in returned}
-        return [r for r in rows if tuple(_norm(r[k]) for k in key) in fresh]
-
-    @staticmethod
-    def _rollup(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
-        upsert_hourly(conn, hourly_deltas(rows))
 
     def _write_live(
         self, devices: list[dict[str, Any]], accepted: dict[str, list[dict[str, Any]]], result: BatchResult
@@ -502,18 +483,3 @@ class _TicketEvent(BaseModel):
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
-
-
-def _norm(value: Any) -> Any:
-    # SQLite hands back naive UTC datetimes; compare on the same footing.
-    if isinstance(value, datetime):
-        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
-    return value
-
-
-def _dialect_insert(conn: sa.Connection) -> Callable[[sa.Table], Any]:
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert

@@ -331,7 +331,8 @@ def hourly_deltas(observations: Iterable[Mapping[str, Any]]) -> list[HourlyDelta
     return [HourlyDelta(device_id=d, metric=m, hour=h, **b) for (d, m, h), b in buckets.items()]
 
 
-def _dialect_insert(conn: Connection, table: sa.Table) -> Any:
+def dialect_insert(conn: Connection, table: sa.Table) -> Any:
+    """An INSERT with ON CONFLICT support for the connection's backend (PostgreSQL or SQLite)."""
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     elif conn.dialect.name == "sqlite":
@@ -344,7 +345,7 @@ def _dialect_insert(conn: Connection, table: sa.Table) -> Any:
 def rollup_upsert_statement(conn: Connection) -> Any:
     """INSERT … ON CONFLICT DO UPDATE that merges an :class:`HourlyDelta` into its bucket."""
     table = ObservationHourly.__table__
-    stmt = _dialect_insert(conn, table)
+    stmt = dialect_insert(conn, table)
     new = stmt.excluded
     # PostgreSQL spells the two-argument minimum LEAST; SQLite's min() is scalar with 2 args.
     least, greatest = (
@@ -380,16 +381,32 @@ def upsert_hourly(conn: Connection, rows: Sequence[HourlyDelta | Mapping[str, An
     return len(params)
 
 
-def record_observations(conn: Connection, observations: Sequence[Mapping[str, Any]]) -> int:
+def insert_new(
+    conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]], key: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Insert rows, skipping those that conflict with a unique key; return the rows that were new.
+
+    ``key`` names the columns that identify a row (returned by the INSERT), so the caller
+    learns exactly which of its rows were stored and which were duplicates.
+    """
+    if not rows:
+        return []
+    stmt = dialect_insert(conn, table).on_conflict_do_nothing().returning(*(table.c[k] for k in key))
+    fresh = {tuple(row) for row in conn.execute(stmt, list(rows))}
+    return [dict(r) for r in rows if tuple(r[k] for k in key) in fresh]
+
+
+def record_observations(conn: Connection, observations: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Insert observations, skipping ones already stored, and roll the new ones up hourly.
 
     Each mapping has ``device_id``, ``ts``, ``metrics`` and optionally ``received_at``,
     ``msg_id``, ``district_code``, ``grid_id``. Duplicates (same device and ts, or same
     msg_id) are skipped, and only rows actually inserted reach the roll-up, so a redelivered
-    MQTT batch changes nothing. Runs in the caller's transaction; returns rows inserted.
+    MQTT batch changes nothing. Runs in the caller's transaction; returns the rows inserted
+    (``device_id``, ``ts``, ``metrics``, ``district_code``, ``grid_id``).
     """
     if not observations:
-        return 0
+        return []
     table = Observation.__table__
     from models.schema import utcnow
 
@@ -407,13 +424,13 @@ def record_observations(conn: Connection, observations: Sequence[Mapping[str, An
         for o in observations
     ]
     stmt = (
-        _dialect_insert(conn, table)
+        dialect_insert(conn, table)
         .on_conflict_do_nothing()
         .returning(table.c.device_id, table.c.ts, table.c.metrics, table.c.district_code, table.c.grid_id)
     )
     inserted = [dict(row._mapping) for row in conn.execute(stmt, params)]
     upsert_hourly(conn, hourly_deltas(inserted))
-    return len(inserted)
+    return inserted
 
 
 __all__ = [
@@ -425,8 +442,10 @@ __all__ = [
     "create_engine_for",
     "current_revision",
     "describe_location",
+    "dialect_insert",
     "head_revision",
     "hourly_deltas",
+    "insert_new",
     "is_postgis",
     "record_observations",
     "rollup_upsert_statement",

@@ -158,9 +158,9 @@ def test_record_observations_on_postgis(engine: sa.Engine) -> None:
         for m in range(6)
     ]
     with engine.begin() as conn:
-        assert db.record_observations(conn, batch) == 6
+        assert len(db.record_observations(conn, batch)) == 6
     with engine.begin() as conn:
-        assert db.record_observations(conn, batch) == 0
+        assert len(db.record_observations(conn, batch)) == 0
     with engine.connect() as conn:
         row = conn.execute(sa.select(schema.ObservationHourly.__table__)).mappings().one()
     assert (row["count"], row["min"], row["max"], row["last_value"]) == (6, 0.0, 0.5, 0.5)

@@ -354,11 +354,11 @@ def test_record_observations_is_idempotent_and_rolls_up(engine: sa.Engine) -> No
         for m in (0, 10, 20)
     ]  # fmt: skip
     with engine.begin() as conn:
-        assert db.record_observations(conn, batch) == 3
+        assert len(db.record_observations(conn, batch)) == 3
     with engine.begin() as conn:
         # Redelivery of the whole batch plus a late reading of the same hour.
         late = {"device_id": "aq-1", "ts": t0 + timedelta(minutes=5), "metrics": {"pm25": -4}}
-        assert db.record_observations(conn, [*batch, late]) == 1
+        assert len(db.record_observations(conn, [*batch, late])) == 1
     with engine.connect() as conn:
         rows = conn.execute(sa.select(ObservationHourly.__table__)).mappings().all()
     assert len(rows) == 1  # booleans are not aggregated
