@@ -48,7 +48,10 @@ WATER_STATIONS_PER_RIVER = 6
 # Rough courses of the two rivers through the city (WGS-84), enough to put monitoring
 # sections on the water; stations are only kept where they fall inside Guang'an.
 RIVERS: dict[str, tuple[str, list[tuple[float, float]]]] = {
-    "嘉陵江": ("jialing", [(106.20, 30.55), (106.27, 30.42), (106.30, 30.33), (106.25, 30.22), (106.28, 30.10)]),
+    "嘉陵江": (
+        "jialing",
+        [(106.20, 30.55), (106.27, 30.42), (106.30, 30.33), (106.25, 30.22), (106.28, 30.10)],
+    ),
     "渠江": ("qu", [(106.82, 30.70), (106.70, 30.60), (106.63, 30.48), (106.60, 30.36), (106.50, 30.22)]),
 }
 
@@ -185,18 +188,24 @@ class CitySimulator:
         return out
 
     def tick(self, rate: float, seconds: float = 1.0) -> list[Message]:
-        """About ``rate × seconds`` messages for the interval that just passed."""
-        now = self.clock()
+        """About ``rate × seconds`` messages for the interval that just passed.
+
+        Messages are spread evenly over the interval with distinct timestamps, so no two
+        readings of one device share a timestamp (that would be one reading sent twice).
+        """
+        end = self.clock()
         sensors = [d for d in self.devices if d.type != "camera"]
         cameras = [d for d in self.devices if d.type == "camera"]
         n = _poisson(self.rng, rate * seconds)
         out: list[Message] = []
-        for _ in range(n):
+        step = timedelta(seconds=seconds) / max(n, 1)
+        for i in range(n):
+            now = end - step * (n - 1 - i)
             roll = self.rng.random()
             if roll < 0.9:
                 d = self.rng.choice(sensors)
                 body = {
-                    "ts": now.astimezone(CHINA_TZ).isoformat(timespec="milliseconds"),
+                    "ts": now.astimezone(CHINA_TZ).isoformat(timespec="microseconds"),
                     "metrics": self.reading(d, now),
                 }
                 out.append(Message(self.router.sensor_obs(d.device_id), _json(body)))

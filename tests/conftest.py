@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 import random
 import socket
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import pytest
 
@@ -81,6 +82,39 @@ def mosquitto_url() -> str:
     if not _tcp_open(TEST_MQTT_URL, 1883):
         service_missing("Mosquitto", f"nothing listens at {TEST_MQTT_URL}")
     return TEST_MQTT_URL
+
+
+@pytest.fixture(scope="module")
+def pg_url(postgis_url: str) -> Iterator[str]:
+    import sqlalchemy as sa
+
+    from models import db
+
+    """A URL to a database of its own (or a schema, where CREATE DATABASE is refused),
+    migrated to head and dropped afterwards: the first-install path is what gets tested."""
+    name = "cityops_t" + uuid.uuid4().hex[:10]
+    admin = sa.create_engine(postgis_url, isolation_level="AUTOCOMMIT")
+    base = sa.engine.make_url(postgis_url)
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        url = base.set(database=name).render_as_string(hide_password=False)
+        dropping = f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
+    except sa.exc.ProgrammingError:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE SCHEMA "{name}"')
+        options = quote(f"-csearch_path={name},public")
+        url = base.render_as_string(hide_password=False) + f"?options={options}"
+        dropping = f'DROP SCHEMA IF EXISTS "{name}" CASCADE'
+    try:
+        started = time.perf_counter()
+        db.upgrade_database(url)
+        print(f"upgrade_database on PostGIS: {time.perf_counter() - started:.2f} s")
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(dropping)
+        admin.dispose()
 
 
 @pytest.fixture

@@ -10,11 +10,9 @@ from __future__ import annotations
 import random
 import socket
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 import sqlalchemy as sa
@@ -27,34 +25,6 @@ from models.reference import seed_reference_data
 from models.schema import AuditLog, Resource
 
 pytestmark = pytest.mark.real_services
-
-
-@pytest.fixture(scope="module")
-def pg_url(postgis_url: str) -> Iterator[str]:
-    """A URL to an empty database (or schema) migrated to head."""
-    name = "cityops_t" + uuid.uuid4().hex[:10]
-    admin = sa.create_engine(postgis_url, isolation_level="AUTOCOMMIT")
-    base = sa.engine.make_url(postgis_url)
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        url = base.set(database=name).render_as_string(hide_password=False)
-        dropping = f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
-    except sa.exc.ProgrammingError:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE SCHEMA "{name}"')
-        options = quote(f"-csearch_path={name},public")
-        url = base.render_as_string(hide_password=False) + f"?options={options}"
-        dropping = f'DROP SCHEMA IF EXISTS "{name}" CASCADE'
-    try:
-        started = time.perf_counter()
-        db.upgrade_database(url)
-        print(f"upgrade_database on PostGIS: {time.perf_counter() - started:.2f} s")
-        yield url
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(dropping)
-        admin.dispose()
 
 
 @pytest.fixture(scope="module")
