@@ -89,8 +89,6 @@ def configure_logging(settings: Settings) -> None:
 
 def run_demo(settings: Settings, *, rate: float = 40.0, seed: int = 1) -> None:
     """Start broker, database, ingest, simulator and web in this process; block until Ctrl-C."""
-    from models.reference import seed_reference_data
-
     from ingest.broker import start_broker_for
     from ingest.mqtt import MqttClient
     from ingest.simulator import CitySimulator
@@ -98,6 +96,7 @@ def run_demo(settings: Settings, *, rate: float = 40.0, seed: int = 1) -> None:
     from ingest.worker import IngestWorker
     from models.db import check_database, create_engine_for, upgrade_database
     from models.live import check_redis
+    from models.reference import seed_reference_data
 
     configure_logging(settings)
     stop = threading.Event()

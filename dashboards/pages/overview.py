@@ -265,4 +265,6 @@ def refresh(_n: int | None, indicator: str) -> tuple:
     )
 
 
-dash.register_page(__name__, path="/", name=t("nav.overview"), title=t("overview.title"), order=0, layout=layout)
+dash.register_page(
+    __name__, path="/", name=t("nav.overview"), title=t("overview.title"), order=0, layout=layout
+)
