@@ -33,9 +33,16 @@ rumqttd 0.20 as shipped in iotcore 0.4; the integration tests in
   3.1.1 (``mosquitto_pub`` defaults to it) need the optional v4 listener
   (``v4_port=``); both listeners share one router, so messages cross between them.
 * A publish larger than ``max_payload_size`` disconnects the publisher.
-* Throughput: ≈5,500 QoS 1 messages/s from one paho publisher to one paho subscriber,
-  against ≈15,000/s for Mosquitto on the same machine (``bench/bench_broker.py``):
-  ample for a laptop demo, not a production broker.
+* **A client id containing '/' breaks the listener**: the first CONNECT is refused, and
+  the second one with the same id panics inside rumqttd while it holds a lock, which
+  poisons the lock; from then on *every* new connection to that listener is dropped
+  until the broker restarts. :class:`ingest.mqtt.MqttClient` only allows ids of
+  letters, digits and ``._:-``; any other local client must do the same.
+* Throughput (``bench/bench_broker.py``, 20,000 QoS 1 messages of 200 bytes, one paho
+  publisher and one paho subscriber in one Python process on a 2-CPU machine): ≈2,400
+  msgs/s, the same as Mosquitto with ``deploy/mosquitto.conf`` (≈2,600/s): paho, not the
+  broker, is the limit there. Mosquitto with its *default* config managed ≈200/s and
+  lost a third of the messages (1000-message queue per client).
 """
 
 from __future__ import annotations

@@ -34,6 +34,7 @@ import contextlib
 import itertools
 import logging
 import queue
+import re
 import socket
 import ssl
 import threading
@@ -109,6 +110,8 @@ CONNECT_TIMEOUT_SECONDS = 10.0
 #: outlives a disconnected consumer. Long enough to survive a deploy or a host reboot;
 #: Mosquitto's ``persistent_client_expiration`` must not be shorter.
 SESSION_EXPIRY_SECONDS = 24 * 3600
+
+_CLIENT_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
 # How often a network thread waiting on a full hand-off queue checks for stop().
 _HANDOFF_POLL_SECONDS = 0.1
@@ -264,7 +267,7 @@ def default_client_id(role: str) -> str:
     survives a restart; two live connections with the same id kick each other off, so
     give each worker on a host its own role suffix (``ingest-1``, ``ingest-2``).
     """
-    host = socket.gethostname().split(".")[0] or "localhost"
+    host = re.sub(r"[^A-Za-z0-9\-]", "-", socket.gethostname().split(".")[0]) or "localhost"
     return f"cityops-{role}-{host}"[:128]
 
 
@@ -291,8 +294,12 @@ class MqttClient:
         handoff_block_seconds: float = HANDOFF_BLOCK_SECONDS,
         tls_context: ssl.SSLContext | None = None,
     ) -> None:
-        if not client_id:
-            raise ValueError("client_id must not be empty: persistent sessions are found by it")
+        if not _CLIENT_ID.fullmatch(client_id):
+            # Also a safety measure: rumqttd 0.20 refuses an id containing '/', and a second
+            # attempt with it poisons a lock that disables the listener for every client.
+            raise ValueError(
+                f"client_id must be 1-128 characters of letters, digits, '.', '_', ':', '-': {client_id!r}"
+            )
         if not 1 <= receive_maximum <= 65535:
             raise ValueError("receive_maximum must be between 1 and 65535")
         self.client_id = client_id

@@ -124,3 +124,27 @@ def test_oversized_payload_is_refused(unique_name: str) -> None:
             assert lost.wait(5)
         finally:
             raw.loop_stop()
+
+
+def test_client_id_with_slash_disables_the_listener() -> None:
+    """Pins the rumqttd 0.20 bug documented in ingest/broker.py (why MqttClient checks ids)."""
+    with EmbeddedBroker(free_port()) as broker:
+        assert _connect_result(broker.port, paho.MQTTv5) == "connected"
+        for _ in range(2):
+            assert _connect_result_as(broker.port, "bad/id") != "connected"
+        # Every later client is now refused too. If this fails, rumqttd was fixed:
+        # update the docstring (the id check in MqttClient can stay).
+        assert _connect_result(broker.port, paho.MQTTv5) != "connected"
+
+
+def _connect_result_as(port: int, client_id: str) -> str:
+    outcome: list[str] = []
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
+    client.on_connect = lambda c, u, f, rc, p: outcome.append("connected" if not rc.is_failure else str(rc))
+    client.on_disconnect = lambda c, u, f, rc, p: outcome.append(f"disconnected: {rc}")
+    client.connect("127.0.0.1", port)
+    deadline = time.monotonic() + 3
+    while not outcome and time.monotonic() < deadline:
+        client.loop(0.05)
+    client.disconnect()
+    return outcome[0] if outcome else "no answer"

@@ -94,12 +94,15 @@ def test_connect_args_plain_with_credentials() -> None:
     assert "s3cret" not in repr(args)
 
 
-@pytest.mark.parametrize(("url", "port", "tls"), [
-    ("mqtt://broker", 1883, False),
-    ("tcp://broker", 1883, False),
-    ("mqtts://broker", 8883, True),
-    ("ssl://broker:9883", 9883, True),
-])
+@pytest.mark.parametrize(
+    ("url", "port", "tls"),
+    [
+        ("mqtt://broker", 1883, False),
+        ("tcp://broker", 1883, False),
+        ("mqtts://broker", 8883, True),
+        ("ssl://broker:9883", 9883, True),
+    ],
+)
 def test_connect_args_ports_and_tls(url: str, port: int, tls: bool) -> None:
     args = connect_args(url)
     assert (args.host, args.port, args.tls, args.username) == ("broker", port, tls, None)
@@ -136,8 +139,9 @@ def test_received_message_age_and_defaults() -> None:
 
 
 def test_client_validates_arguments() -> None:
-    with pytest.raises(ValueError, match="client_id"):
-        MqttClient("mqtt://127.0.0.1:1", "")
+    for bad in ("", "bench/1", "a+b", "x" * 129, "中文"):
+        with pytest.raises(ValueError, match="client_id"):
+            MqttClient("mqtt://127.0.0.1:1", bad)
     with pytest.raises(ValueError, match="receive_maximum"):
         MqttClient("mqtt://127.0.0.1:1", "c", receive_maximum=0)
 
