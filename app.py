@@ -49,10 +49,10 @@ def create_app(settings: Settings, *, live: LiveStore | None = None, engine: sa.
     app.layout = _shell
     app.clientside_callback(
         """function(_) {
-            const d = new Date();
-            const p = (n) => String(n).padStart(2, "0");
-            return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} `
-                 + `${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+            // The command centre works in Beijing time, whatever the browser's zone.
+            return new Date().toLocaleString("zh-CN", {
+                timeZone: "Asia/Shanghai", hour12: false, year: "numeric", month: "2-digit",
+                day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit"});
         }""",
         dash.Output("shell-clock", "children"),
         dash.Input("shell-clock-tick", "n_intervals"),

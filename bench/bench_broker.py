@@ -42,8 +42,9 @@ INFLIGHT = 1000
 def broker_receive_maximum(host: str, port: int) -> int:
     """The Receive Maximum a broker announces in CONNACK (65535 when it announces none)."""
     announced: list[int] = []
-    probe = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"probe-{uuid.uuid4().hex[:8]}",
-                        protocol=paho.MQTTv5)
+    probe = paho.Client(
+        CallbackAPIVersion.VERSION2, client_id=f"probe-{uuid.uuid4().hex[:8]}", protocol=paho.MQTTv5
+    )
     probe.on_connect = lambda c, u, f, rc, p: announced.append(getattr(p, "ReceiveMaximum", 65535))
     probe.connect(host, port)
     deadline = time.monotonic() + 5
@@ -114,16 +115,20 @@ def main() -> None:
     print(f"embedded (rumqttd) {broker.url}: {embedded:>9,.0f} msgs/s  ({got_embedded} received)")
     deployed = deployed_mosquitto_rate(options.count, options.size)
     if deployed is not None:
-        print(f"mosquitto with deploy/mosquitto.conf (private): {deployed[0]:>9,.0f} msgs/s  "
-              f"({deployed[1]} received)")
+        print(
+            f"mosquitto with deploy/mosquitto.conf (private): {deployed[0]:>9,.0f} msgs/s  "
+            f"({deployed[1]} received)"
+        )
     try:
         mosquitto, got_mosquitto = run(options.mosquitto, options.count, options.size)
     except OSError as exc:
         print(f"mosquitto {options.mosquitto}: unavailable ({exc})")
         return
     window = broker_receive_maximum(*_host_port(options.mosquitto))
-    print(f"mosquitto {options.mosquitto}: {mosquitto:>9,.0f} msgs/s  ({got_mosquitto} received; "
-          f"its Receive Maximum, so the publisher's window: {window})")
+    print(
+        f"mosquitto {options.mosquitto}: {mosquitto:>9,.0f} msgs/s  ({got_mosquitto} received; "
+        f"its Receive Maximum, so the publisher's window: {window})"
+    )
     if deployed is not None:
         print(f"ratio embedded / mosquitto (deploy config): {embedded / deployed[0]:.2f}")
     print(f"ratio embedded / mosquitto ({options.mosquitto}): {embedded / mosquitto:.2f}")
@@ -144,8 +149,9 @@ def deployed_mosquitto_rate(count: int, size: int) -> tuple[float, int] | None:
             conf += "\nuser root\n"
         path = Path(workdir) / "mosquitto.conf"
         path.write_text(conf)
-        process = subprocess.Popen([binary, "-c", str(path)], stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            [binary, "-c", str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         try:
             deadline = time.monotonic() + 5
             while port_is_free(port) and time.monotonic() < deadline:

@@ -179,8 +179,7 @@ class ConnectArgs:
 
     def __repr__(self) -> str:
         return (
-            f"ConnectArgs(host={self.host!r}, port={self.port}, tls={self.tls}, "
-            f"username={self.username!r})"
+            f"ConnectArgs(host={self.host!r}, port={self.port}, tls={self.tls}, username={self.username!r})"
         )
 
 
@@ -324,8 +323,16 @@ class MqttClient:
         self._connected_since: float | None = None
         self.last_error: str | None = None
         self._counts = dict.fromkeys(
-            ("received", "acked", "published", "publish_failed", "reconnects", "stale_acks",
-             "handoff_overflows", "connects"),
+            (
+                "received",
+                "acked",
+                "published",
+                "publish_failed",
+                "reconnects",
+                "stale_acks",
+                "handoff_overflows",
+                "connects",
+            ),
             0,
         )
 
@@ -618,7 +625,9 @@ class MqttClient:
         self._first_connect.set()
         log.info(
             "MQTT connected to %s as %s (session present: %s)",
-            self.args.address, self.client_id, flags.session_present,
+            self.args.address,
+            self.client_id,
+            flags.session_present,
         )
 
     def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:

@@ -30,6 +30,7 @@ from ingest.routing import Kind, Route, TopicRouter
 from ingest.schemas import DeviceMeta, HotlineTicket, Observation, VideoEvent
 from models import schema
 from models.catalog import DEVICE_TYPES
+from models.clock import Clock, utc_now
 from models.db import dialect_insert, insert_new, record_observations
 from models.live import LiveStore
 
@@ -106,7 +107,7 @@ class IngestPipeline:
         live: LiveStore,
         *,
         prefix: str = "cityops/v1",
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Clock = utc_now,
         hooks: Iterable[BatchHook] = (),
         city_bounds: tuple[float, float, float, float] | None = None,
     ) -> None:

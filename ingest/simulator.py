@@ -17,7 +17,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 from shapely.geometry import Point
@@ -26,8 +26,7 @@ from shapely.prepared import prep
 from geo.boundaries import DISTRICTS, load_districts
 from ingest.routing import TopicRouter
 from models.catalog import VIDEO_EVENT_TYPES
-
-CHINA_TZ = timezone(timedelta(hours=8))
+from models.clock import CITY_TZ, Clock, utc_now
 
 #: Devices per district, by type. Sized so the demo shows a few hundred devices.
 DEVICES_PER_DISTRICT: dict[str, int] = {
@@ -93,12 +92,10 @@ class Message:
 class CitySimulator:
     """Generates the city's messages; a publisher function sends them."""
 
-    def __init__(
-        self, *, seed: int = 1, prefix: str = "cityops/v1", clock: Callable[[], datetime] | None = None
-    ):
+    def __init__(self, *, seed: int = 1, prefix: str = "cityops/v1", clock: Clock | None = None):
         self.rng = random.Random(seed)
         self.router = TopicRouter(prefix)
-        self.clock = clock or (lambda: datetime.now(UTC))
+        self.clock = clock or utc_now
         self.devices = self._place_devices()
         self._ticket_seq = 0
         self._event_seq = 0
@@ -205,7 +202,7 @@ class CitySimulator:
             if roll < 0.9:
                 d = self.rng.choice(sensors)
                 body = {
-                    "ts": now.astimezone(CHINA_TZ).isoformat(timespec="microseconds"),
+                    "ts": now.astimezone(CITY_TZ).isoformat(timespec="microseconds"),
                     "metrics": self.reading(d, now),
                 }
                 out.append(Message(self.router.sensor_obs(d.device_id), _json(body)))
@@ -216,7 +213,7 @@ class CitySimulator:
         return out
 
     def reading(self, d: SimDevice, now: datetime) -> dict[str, float]:
-        local = now.astimezone(CHINA_TZ)
+        local = now.astimezone(CITY_TZ)
         hour = local.hour + local.minute / 60
         # Two daily peaks (morning and evening traffic) and a night trough.
         traffic = 0.6 + 0.4 * math.exp(-((hour - 8) ** 2) / 4) + 0.4 * math.exp(-((hour - 18.5) ** 2) / 5)
@@ -283,7 +280,7 @@ class CitySimulator:
         kind = self.rng.choices(list(VIDEO_EVENT_TYPES), weights=[30, 20, 18, 6, 2, 5, 12, 3], k=1)[0]
         body = {
             "event_id": f"ve-{camera.device_id}-{now:%Y%m%d%H%M%S}-{self._event_seq}",
-            "ts": now.astimezone(CHINA_TZ).isoformat(timespec="seconds"),
+            "ts": now.astimezone(CITY_TZ).isoformat(timespec="seconds"),
             "type": kind,
             "confidence": round(self.rng.uniform(0.6, 0.99), 2),
             "lon": round(camera.lon + self.rng.gauss(0, 0.0008), 6),
@@ -298,7 +295,7 @@ class CitySimulator:
         near = self.rng.choice([d for d in self.devices if d.type == "camera"])
         body = {
             "ticket_id": f"12345-{now:%Y%m%d}-{self._ticket_seq:05d}",
-            "ts": now.astimezone(CHINA_TZ).isoformat(timespec="seconds"),
+            "ts": now.astimezone(CITY_TZ).isoformat(timespec="seconds"),
             "channel": self.rng.choices(["phone", "wechat", "web", "app", "sms"], weights=[60, 20, 8, 10, 2])[
                 0
             ],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 
 import dash
 import plotly.graph_objects as go
@@ -12,10 +12,14 @@ from dash import Input, Output, callback, dcc, html
 from dashboards import context, theme
 from dashboards.i18n import t
 from dashboards.vitals import OverviewSnapshot, summarise
-from geo.boundaries import districts_geojson
+from geo.boundaries import city_bounds, districts_geojson
+from models.clock import CITY_TZ
 from models.live import DeviceState
 
 REFRESH_MS = 5000
+MAP_HEIGHT_PX = 620
+_minx, _miny, _maxx, _maxy = city_bounds()
+CITY_CENTRE = {"lon": (_minx + _maxx) / 2, "lat": (_miny + _maxy) / 2}
 INDICATORS = ("devices_online", "pm25")
 
 
@@ -146,10 +150,11 @@ def map_figure(snapshot: OverviewSnapshot, states: list[DeviceState], indicator:
     fig.update_layout(
         map={
             "style": theme.map_style(context.current().settings.tile_url),
-            "center": {"lon": 106.65, "lat": 30.42},
-            "zoom": 8.3,
+            "center": CITY_CENTRE,
+            "zoom": 8.45,
         },
         margin={"l": 0, "r": 0, "t": 0, "b": 0},
+        height=MAP_HEIGHT_PX,
         paper_bgcolor=theme.PANEL,
         showlegend=False,
         uirevision="overview-map",
@@ -160,7 +165,7 @@ def map_figure(snapshot: OverviewSnapshot, states: list[DeviceState], indicator:
 def spark_figure(counts: list[tuple[datetime, int]]) -> go.Figure:
     return go.Figure(
         go.Scatter(
-            x=[c[0].astimezone(UTC) for c in counts],
+            x=[c[0].astimezone(CITY_TZ).replace(tzinfo=None) for c in counts],
             y=[c[1] for c in counts],
             mode="lines",
             line={"color": theme.ACCENT, "width": 2},
@@ -179,7 +184,7 @@ def district_table(snapshot: OverviewSnapshot) -> html.Table:
                 html.Td(d.name),
                 html.Td(d.devices),
                 html.Td(d.online),
-                html.Td("—" if d.pm25 is None else d.pm25),
+                html.Td("—" if d.pm25 is None else f"{d.pm25:.1f}"),
             ]
         )
         for d in snapshot.districts

@@ -166,20 +166,25 @@ def _drain(clients: list[MqttClient], total: int, timeout: float = 10.0) -> list
 
 
 def _load_compose() -> dict:
-    yaml = pytest.importorskip("yaml", reason="PyYAML parses the compose file")
+    import yaml  # a test dependency: the compose file must always be checked
+
     return yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
 
 
 def test_compose_services_and_commands() -> None:
     compose = _load_compose()
     services = compose["services"]
-    assert {"postgis", "redis", "mosquitto", "migrate", "ingest", "web"} <= set(services)
+    assert {"postgis", "redis", "mosquitto", "migrate", "ingest-1", "ingest-2", "web"} <= set(services)
     assert services["postgis"]["image"].startswith("postgis/postgis:15-3.4")
     assert services["redis"]["image"].startswith("redis:7")
     assert services["mosquitto"]["image"].startswith("eclipse-mosquitto:2")
     assert any("mosquitto.conf" in str(v) for v in services["mosquitto"]["volumes"])
-    assert services["ingest"]["deploy"]["replicas"] == 2
-    assert "ingest" in " ".join(_command(services["ingest"]))
+    worker_ids = set()
+    for name in ("ingest-1", "ingest-2"):
+        assert _command(services[name]) == ["cityops", "ingest"]
+        worker_ids.add(services[name]["environment"]["CITYOPS_WORKER_ID"])
+        assert services[name]["environment"]["CITYOPS_MQTT_URL"] == "mqtt://mosquitto:1883"
+    assert len(worker_ids) == 2, "each worker keeps a broker session of its own"
     web = " ".join(_command(services["web"]))
     assert "gunicorn" in web and "app:server" in web and "0.0.0.0:8050" in web
     assert "db upgrade" in " ".join(_command(services["migrate"]))

@@ -88,8 +88,10 @@ def _connect_result(port: int, protocol: int) -> str:
     outcome: list[str] = []
     done = threading.Event()
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"v{protocol}-{port}", protocol=protocol)
-    client.on_connect = lambda c, u, f, rc, p: (outcome.append("connected" if not rc.is_failure else str(rc)),
-                                                 done.set())
+    client.on_connect = lambda c, u, f, rc, p: (
+        outcome.append("connected" if not rc.is_failure else str(rc)),
+        done.set(),
+    )
     client.on_disconnect = lambda c, u, f, rc, p: (outcome.append(f"disconnected: {rc}"), done.set())
     client.connect("127.0.0.1", port)
     deadline = time.monotonic() + 3

@@ -91,7 +91,10 @@ def test_qos1_round_trip(broker: BrokerUnderTest, unique_name: str, clients: lis
 
     [message] = collect(consumer, 1, ack=False)
     assert (message.topic, message.payload, message.qos, message.retain) == (
-        f"{unique_name}/aq-1/reading", b'{"pm25": 35}', 1, False,
+        f"{unique_name}/aq-1/reading",
+        b'{"pm25": 35}',
+        1,
+        False,
     )
     assert 0 < message.age() < 5
     # MQTT 5 publish properties survive both brokers.
@@ -238,6 +241,7 @@ def test_reconnect_and_resubscribe_after_embedded_broker_restart(unique_name: st
     broker = EmbeddedBroker(free_port()).start()
     port = broker.port
     try:
+
         def start_again() -> None:
             broker.requested_port = port
             broker.start()
