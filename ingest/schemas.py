@@ -14,11 +14,11 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictFloat,
     StrictInt,
-    field_validator,
 )
 
 from models.catalog import DEVICE_TYPES, HOTLINE_CHANNELS, VIDEO_EVENT_TYPES
@@ -36,10 +36,20 @@ def _aware(value: datetime) -> datetime:
     return value
 
 
+def _iso(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError("timestamp must be ISO-8601 with an offset") from None
+    return value
+
+
 Number = Annotated[StrictFloat | StrictInt, AfterValidator(_finite)]
 Lon = Annotated[StrictFloat | StrictInt, AfterValidator(_finite), Field(ge=-180, le=180)]
 Lat = Annotated[StrictFloat | StrictInt, AfterValidator(_finite), Field(ge=-90, le=90)]
-AwareDatetime = Annotated[datetime, AfterValidator(_aware)]
+# JSON has no datetime type: the ISO-8601 string is parsed before strict validation.
+AwareDatetime = Annotated[datetime, BeforeValidator(_iso), AfterValidator(_aware)]
 Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")]
 ShortText = Annotated[str, Field(max_length=200)]
 
@@ -83,12 +93,6 @@ class Observation(_Strict):
     metrics: dict[Annotated[str, Field(max_length=32)], Number] = Field(min_length=1, max_length=32)
     msg_id: Identifier | None = None
 
-    # JSON has no datetime type: accept the ISO-8601 string even in strict mode.
-    @field_validator("ts", mode="before")
-    @classmethod
-    def _parse_ts(cls, value: Any) -> Any:
-        return _iso(value)
-
 
 class VideoEvent(_Strict):
     """``{prefix}/video/{camera_id}/events``."""
@@ -101,11 +105,6 @@ class VideoEvent(_Strict):
     lat: Lat | None = None
     snapshot_url: Annotated[str, Field(max_length=500)] | None = None
     bbox: Annotated[list[Number], Field(min_length=4, max_length=4)] | None = None
-
-    @field_validator("ts", mode="before")
-    @classmethod
-    def _parse_ts(cls, value: Any) -> Any:
-        return _iso(value)
 
 
 class HotlineTicket(_Strict):
@@ -122,17 +121,3 @@ class HotlineTicket(_Strict):
     lat: Lat | None = None
     urgency: Literal["normal", "urgent"] = "normal"
     caller: dict[str, Annotated[str, Field(max_length=100)]] | None = None
-
-    @field_validator("ts", mode="before")
-    @classmethod
-    def _parse_ts(cls, value: Any) -> Any:
-        return _iso(value)
-
-
-def _iso(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            raise ValueError("timestamp must be ISO-8601 with an offset") from None
-    return value
