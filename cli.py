@@ -101,6 +101,10 @@ def ingest() -> None:
         print("cityops: error: CITYOPS_MQTT_URL: a standalone worker needs a broker URL", file=sys.stderr)
         raise SystemExit(2)
     worker = run_guarded(lambda: IngestWorker.from_settings(settings))
+    if settings.metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.metrics_port, addr=settings.host)
     run_guarded(lambda: worker.run(threading.Event()))
 
 

@@ -41,7 +41,8 @@ log = logging.getLogger(__name__)
 MAX_PAYLOAD_BYTES = 64 * 1024
 #: How much of a rejected payload is kept in ``dead_letters`` for diagnosis.
 DEAD_LETTER_KEEP_BYTES = 4096
-#: Device clocks drift; beyond these bounds a timestamp is treated as wrong, not late.
+#: Device clocks drift; beyond these bounds (defaults of CITYOPS_INGEST_MAX_FUTURE_S and
+#: CITYOPS_INGEST_MAX_AGE_S) a timestamp is treated as wrong, not late.
 MAX_FUTURE = timedelta(minutes=5)
 MAX_PAST = timedelta(days=7)
 #: Ticket fields that never leave the database (shown masked, if at all).
@@ -77,6 +78,15 @@ class BatchResult:
         return Counter(r.reason for r in self.rejected)
 
 
+@dataclass(frozen=True, slots=True)
+class StoredBatch:
+    """What one committed batch produced: counts, new device registrations, new rows by table."""
+
+    result: BatchResult
+    devices: list[dict[str, Any]]
+    accepted: dict[str, list[dict[str, Any]]]
+
+
 class Rejected(Exception):
     """A message cannot be accepted; ``reason`` is a short machine-readable code."""
 
@@ -110,6 +120,8 @@ class IngestPipeline:
         clock: Clock = utc_now,
         hooks: Iterable[BatchHook] = (),
         city_bounds: tuple[float, float, float, float] | None = None,
+        max_future: timedelta = MAX_FUTURE,
+        max_age: timedelta = MAX_PAST,
     ) -> None:
         from geo.boundaries import city_bounds as _city_bounds
 
@@ -118,6 +130,8 @@ class IngestPipeline:
         self.router = TopicRouter(prefix)
         self.clock = clock
         self.hooks = list(hooks)
+        self.max_future = max_future
+        self.max_age = max_age
         # Generous box around the city: coordinates outside are wrong (or lon/lat swapped).
         minx, miny, maxx, maxy = city_bounds or _city_bounds()
         self.extent = (minx - 0.5, miny - 0.5, maxx + 0.5, maxy + 0.5)
@@ -126,6 +140,17 @@ class IngestPipeline:
     # ---- public ------------------------------------------------------------------------
 
     def process(self, messages: Sequence[Inbound]) -> BatchResult:
+        """Store a batch, then publish it to the live state and the rules."""
+        stored = self.store(messages)
+        self.publish(stored)
+        return stored.result
+
+    def store(self, messages: Sequence[Inbound]) -> StoredBatch:
+        """Validate, locate and write a batch (and its dead letters) in one database transaction.
+
+        Safe to repeat after a failure: nothing is stored twice, and a repeat reports the
+        rows it finds already stored as duplicates.
+        """
         result = BatchResult()
         parsed: dict[Kind, list[tuple[Inbound, Route, BaseModel]]] = {k: [] for k in Kind}
         for message in messages:
@@ -186,13 +211,22 @@ class IngestPipeline:
                     ],
                 )
 
-        self._write_live(devices, accepted, result)
+        return StoredBatch(result, devices, accepted)
+
+    def publish(self, stored: StoredBatch) -> StoredBatch:
+        """Write a stored batch to the live state, then hand it to the rules.
+
+        Kept apart from :meth:`store` so that when Redis fails after the database
+        committed, only this step is retried: the database is not asked again and the
+        live state still gets every new row.
+        """
+        self._write_live(stored.devices, stored.accepted, stored.result)
         for hook in self.hooks:
             try:
-                hook(accepted)
+                hook(stored.accepted)
             except Exception:  # a faulty rule must not stop ingest; the batch is already stored
                 log.exception("batch hook %r failed", hook)
-        return result
+        return stored
 
     # ---- parsing -----------------------------------------------------------------------
 
@@ -234,10 +268,12 @@ class IngestPipeline:
         return route, model
 
     def _check_time(self, ts: datetime, now: datetime) -> None:
-        if ts > now + MAX_FUTURE:
-            raise Rejected("ts_future", f"{ts.isoformat()} is more than {MAX_FUTURE} ahead")
-        if ts < now - MAX_PAST:
-            raise Rejected("ts_past", f"{ts.isoformat()} is more than {MAX_PAST.days} days old")
+        if ts > now + self.max_future:
+            raise Rejected(
+                "ts_future", f"{ts.isoformat()} is more than {self.max_future} ahead of {now.isoformat()}"
+            )
+        if ts < now - self.max_age:
+            raise Rejected("ts_past", f"{ts.isoformat()} is more than {self.max_age} old")
 
     def _check_extent(self, lon: float, lat: float) -> None:
         minx, miny, maxx, maxy = self.extent

@@ -1,31 +1,37 @@
 """One ingest worker: MQTT shared subscription → pipeline → acknowledge.
 
-Several workers share the load through ``$share/ingest/...``. A batch is acknowledged
-only after the pipeline committed it; when the database or Redis fails, the batch is
-retried (with backoff) and nothing is acknowledged, so the broker keeps the messages —
-back-pressure instead of loss.
+Several workers share the load through shared subscriptions. A batch is acknowledged
+only after it is committed to the database *and* written to the live state. When a
+stage fails, that stage alone is retried with backoff and nothing is acknowledged, so
+the broker keeps the messages: the worker slows down instead of losing anything, and
+says so (log line, ``degraded``, the ``cityops_ingest_degraded`` metric).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import sqlalchemy as sa
 
-from ingest.mqtt import MqttClient
+from ingest import metrics
+from ingest.mqtt import MqttClient, ReceivedMessage
 from ingest.pipeline import BatchResult, Inbound, IngestPipeline
 from models.config import Settings
 from models.live import LiveStore, connect_redis
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: Messages per database transaction: larger amortises commit cost, smaller lowers latency.
 BATCH_MAX = 500
 #: How long to wait to fill a batch; bounds the added latency at low rates.
-BATCH_WAIT_S = 0.2
-#: Retry delays after a failed write (seconds, doubling).
+BATCH_WAIT_S = 0.05
+#: Retry delays after a failed stage (seconds, doubling).
 RETRY_MIN_S = 0.5
 RETRY_MAX_S = 15.0
 SHARED_GROUP = "ingest"
@@ -35,6 +41,7 @@ class IngestWorker:
     def __init__(self, client: MqttClient, pipeline: IngestPipeline) -> None:
         self.client = client
         self.pipeline = pipeline
+        #: why storage is failing right now, or None
         self.degraded: str | None = None
         #: set once subscribed: publishers started after it lose nothing
         self.ready = threading.Event()
@@ -58,9 +65,14 @@ class IngestWorker:
         if url is None:
             raise ValueError("no MQTT broker URL")
         # A stable id, so a restarted worker resumes its broker session and its unacked messages.
-        cid = client_id or f"cityops-ingest-{settings.worker_id}"
-        client = MqttClient(url, cid, persistent_session=True)
-        pipeline = IngestPipeline(engine, live, prefix=settings.topic_prefix)
+        client = MqttClient(url, client_id or f"cityops-ingest-{settings.worker_id}", persistent_session=True)
+        pipeline = IngestPipeline(
+            engine,
+            live,
+            prefix=settings.topic_prefix,
+            max_future=settings.ingest_max_future,
+            max_age=settings.ingest_max_age,
+        )
         return cls(client, pipeline)
 
     def run(self, stop: threading.Event) -> None:
@@ -72,29 +84,62 @@ class IngestWorker:
         try:
             while not stop.is_set():
                 batch = self.client.get_batch(BATCH_MAX, timeout=BATCH_WAIT_S)
+                metrics.CONNECTED.set(1 if self.client.connected.is_set() else 0)
+                metrics.QUEUE_DEPTH.set(self.client.stats().queued)
                 if batch:
-                    self._process_until_done(batch, stop)
+                    self.handle(batch, stop)
         finally:
             self.client.stop()
+            metrics.CONNECTED.set(0)
 
-    def _process_until_done(self, batch: list, stop: threading.Event) -> None:
+    def handle(self, batch: Sequence[ReceivedMessage], stop: threading.Event) -> bool:
+        """Store, publish and acknowledge one batch; False if stopped before it was done."""
         inbound = [Inbound(m.topic, m.payload, datetime.fromtimestamp(m.received_wall, UTC)) for m in batch]
+        started = time.perf_counter()
+        stored = self._until_done("database", lambda: self.pipeline.store(inbound), stop)
+        if stored is None:
+            return False
+        metrics.STORE_SECONDS.observe(time.perf_counter() - started)
+        if self._until_done("live", lambda: self.pipeline.publish(stored), stop) is None:
+            return False
+        self.client.ack_many(batch)
+        self._count(stored.result, batch)
+        return True
+
+    def _until_done(self, stage: str, action: Callable[[], T], stop: threading.Event) -> T | None:
         delay = RETRY_MIN_S
         while not stop.is_set():
             try:
-                result = self.pipeline.process(inbound)
-            except Exception as exc:  # database or Redis trouble: keep the batch, retry
-                self.degraded = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
-                log.warning("batch of %d not stored, retrying in %.1fs: %s", len(batch), delay, self.degraded)
+                value = action()
+            except Exception as exc:  # storage trouble: keep the batch unacknowledged and retry
+                first_line = (str(exc).splitlines() or [""])[0][:200]
+                self.degraded = f"{stage}: {type(exc).__name__}: {first_line}"
+                metrics.DEGRADED.labels(stage).set(1)
+                log.warning("batch not stored (%s); retrying in %.1f s", self.degraded, delay)
                 stop.wait(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
                 continue
-            self.client.ack_many(batch)
-            if self.degraded:
-                log.info("storage recovered")
-            self.degraded = None
-            self.totals.stored.update(result.stored)
-            self.totals.duplicates.update(result.duplicates)
-            if result.rejected:
-                log.info("rejected %d: %s", len(result.rejected), dict(result.rejected_by_reason))
-            return
+            if self.degraded is not None and self.degraded.startswith(stage):
+                log.info("%s writes recovered", stage)
+                self.degraded = None
+            metrics.DEGRADED.labels(stage).set(0)
+            return value
+        return None
+
+    def _count(self, result: BatchResult, batch: Sequence[ReceivedMessage]) -> None:
+        self.totals.stored.update(result.stored)
+        self.totals.duplicates.update(result.duplicates)
+        metrics.BATCH_SIZE.observe(len(batch))
+        stored = sum(v for k, v in result.stored.items() if k != "devices")
+        metrics.MESSAGES.labels("stored").inc(stored)
+        metrics.MESSAGES.labels("duplicate").inc(sum(result.duplicates.values()))
+        metrics.MESSAGES.labels("rejected").inc(len(result.rejected))
+        for table, n in result.stored.items():
+            metrics.ROWS.labels(table).inc(n)
+        for reason, n in result.rejected_by_reason.items():
+            metrics.REJECTED.labels(reason).inc(n)
+        now = time.monotonic()
+        for m in batch:
+            metrics.LATENCY_SECONDS.observe(now - m.received_at)
+        if result.rejected:
+            log.info("rejected %d: %s", len(result.rejected), dict(result.rejected_by_reason))

@@ -17,6 +17,7 @@ import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import SplitResult, urlsplit
 
@@ -40,6 +41,11 @@ VARIABLES: dict[str, str] = {
     "CITYOPS_TILE_URL": "optional self-hosted raster tile server, "
     "e.g. http://tiles.intranet/{z}/{x}/{y}.png; unset = boundaries only, no tiles",
     "CITYOPS_LOG_LEVEL": "DEBUG, INFO, WARNING or ERROR (default INFO)",
+    "CITYOPS_INGEST_MAX_FUTURE_S": "how far ahead of the worker's clock a timestamp may be "
+    "(seconds, default 300); later ones are rejected as ts_future",
+    "CITYOPS_INGEST_MAX_AGE_S": "how old a timestamp may be (seconds, default 604800 = 7 days); "
+    "older ones are rejected as ts_past",
+    "CITYOPS_METRICS_PORT": "port on which `cityops ingest` serves Prometheus metrics (default: none)",
     "CITYOPS_WORKER_ID": "stable name of this ingest worker; the broker keeps its session under it "
     "(default: the host name)",
 }
@@ -93,6 +99,9 @@ class Settings:
     tile_url: str | None = None
     log_level: str = "INFO"
     worker_id: str = "ingest"
+    ingest_max_future: timedelta = timedelta(minutes=5)
+    ingest_max_age: timedelta = timedelta(days=7)
+    metrics_port: int | None = None
 
     @property
     def embedded_mqtt(self) -> bool:
@@ -177,6 +186,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         tile_url=tile_url,
         log_level=log_level,
         worker_id=_worker_id(get("CITYOPS_WORKER_ID")),
+        ingest_max_future=_seconds("CITYOPS_INGEST_MAX_FUTURE_S", get("CITYOPS_INGEST_MAX_FUTURE_S"), 300),
+        ingest_max_age=_seconds("CITYOPS_INGEST_MAX_AGE_S", get("CITYOPS_INGEST_MAX_AGE_S"), 7 * 24 * 3600),
+        metrics_port=None
+        if get("CITYOPS_METRICS_PORT") is None
+        else _port("CITYOPS_METRICS_PORT", get("CITYOPS_METRICS_PORT"), 0),
     )
 
 
@@ -246,6 +260,18 @@ def _port(variable: str, raw: str | None, default: int) -> int:
     if not 1 <= port <= 65535:
         raise ConfigError(variable, "must be an integer between 1 and 65535", raw)
     return port
+
+
+def _seconds(variable: str, raw: str | None, default: int) -> timedelta:
+    if raw is None:
+        return timedelta(seconds=default)
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(variable, "must be a number of seconds", raw) from None
+    if not (value > 0 and value < 10 * 365 * 24 * 3600):
+        raise ConfigError(variable, "must be a positive number of seconds (at most ten years)", raw)
+    return timedelta(seconds=value)
 
 
 def _worker_id(raw: str | None) -> str:
