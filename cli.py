@@ -172,9 +172,8 @@ def db_upgrade() -> None:
 @db_app.command("seed")
 def db_seed() -> None:
     """Load districts, grid cells and emergency resources (idempotent)."""
-    from models.reference import seed_reference_data
-
     from models.db import create_engine_for
+    from models.reference import seed_reference_data
 
     settings = _settings()
     counts = run_guarded(lambda: seed_reference_data(create_engine_for(settings.effective_database_url)))
