@@ -1,0 +1,67 @@
+"""Input checks shared by the standards modules.
+
+Every public function turns a bad argument into a ``ValueError`` that names the
+argument, so that a wrong unit or a sensor fault never turns into a plausible number.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from datetime import date, datetime
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any
+
+from models.clock import CITY_TZ
+
+
+def exact(name: str, value: Any, *, allow_negative: bool = False) -> Fraction:
+    """``value`` as an exact rational number.
+
+    Floats are read as the decimal they print as (``repr``), not as their binary
+    expansion: 0.2 mg/m³ CO is exactly 0.2, so a concentration typed on a breakpoint
+    lands on the breakpoint and a ceiling never adds 1 for a binary rounding error.
+    Booleans are refused although Python counts them as integers: ``True`` is never a
+    concentration.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    if isinstance(value, numbers.Integral):
+        result = Fraction(int(value))
+    elif isinstance(value, Fraction):
+        result = value
+    elif isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValueError(f"{name} must be finite, got {value!r}")
+        result = Fraction(value)
+    else:
+        as_float = float(value)
+        if not math.isfinite(as_float):
+            raise ValueError(f"{name} must be finite, got {value!r}")
+        result = Fraction(repr(as_float))
+    if result < 0 and not allow_negative:
+        raise ValueError(f"{name} must not be negative, got {value!r}")
+    return result
+
+
+def local_time(name: str, value: Any) -> datetime:
+    """An aware datetime converted to city time (UTC+08:00); naive ones are refused.
+
+    A naive time is ambiguous by eight hours between UTC and Beijing time, which moves
+    the noise day/night boundary and the AQI standard switch: refuse instead of guessing.
+    """
+    if not isinstance(value, datetime):
+        raise ValueError(f"{name} must be a timezone-aware datetime, got {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} must be timezone-aware (e.g. +08:00), got naive {value.isoformat()}")
+    return value.astimezone(CITY_TZ)
+
+
+def local_date(name: str, value: Any) -> date:
+    """A ``date`` as given, or the city-time date of an aware ``datetime``."""
+    if isinstance(value, datetime):
+        return local_time(name, value).date()
+    if not isinstance(value, date):
+        raise ValueError(f"{name} must be a date, got {type(value).__name__} {value!r}")
+    return value
