@@ -25,16 +25,17 @@ def exact(name: str, value: Any, *, allow_negative: bool = False) -> Fraction:
     Booleans are refused although Python counts them as integers: ``True`` is never a
     concentration.
     """
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    # Decimal is not registered as numbers.Real, but it is an exact decimal reading.
+    if isinstance(value, bool) or not isinstance(value, numbers.Real | Decimal):
         raise ValueError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
-    if isinstance(value, numbers.Integral):
-        result = Fraction(int(value))
-    elif isinstance(value, Fraction):
-        result = value
-    elif isinstance(value, Decimal):
+    if isinstance(value, Decimal):
         if not value.is_finite():
             raise ValueError(f"{name} must be finite, got {value!r}")
         result = Fraction(value)
+    elif isinstance(value, numbers.Integral):
+        result = Fraction(int(value))
+    elif isinstance(value, Fraction):
+        result = value
     else:
         as_float = float(value)
         if not math.isfinite(as_float):
