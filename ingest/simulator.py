@@ -5,6 +5,9 @@ Jialing 嘉陵江 and Qu 渠江 rivers, cameras around the district seats), read
 daily cycles with noise, and 12345 tickets carry realistic Chinese categories and texts.
 Everything is drawn from one seeded ``random.Random``, so ``--seed`` makes a run
 repeatable message for message.
+
+A named scenario (:mod:`ingest.scenarios`: flood, pollution, fire, crowd) layers a story
+on this everyday feed; its module docstring describes each story's timeline.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shapely.geometry import Point
 from shapely.prepared import prep
@@ -27,6 +30,9 @@ from geo.boundaries import DISTRICTS, load_districts
 from ingest.routing import TopicRouter
 from models.catalog import VIDEO_EVENT_TYPES
 from models.clock import CITY_TZ, Clock, utc_now
+
+if TYPE_CHECKING:
+    from ingest.scenarios import Call, Happening, Scenario, Stream
 
 #: Devices per district, by type. Sized so the demo shows a few hundred devices.
 DEVICES_PER_DISTRICT: dict[str, int] = {
@@ -42,6 +48,8 @@ DEVICES_PER_DISTRICT: dict[str, int] = {
     "weather": 1,
 }
 CAMERAS_PER_DISTRICT = 10
+WARNING_LEVEL_M = 5.0
+GUARANTEE_LEVEL_M = 6.0
 WATER_STATIONS_PER_RIVER = 6
 
 # Rough courses of the two rivers through the city (WGS-84), enough to put monitoring
@@ -90,20 +98,54 @@ class Message:
 
 
 class CitySimulator:
-    """Generates the city's messages; a publisher function sends them."""
+    """Generates the city's messages; a publisher function sends them.
 
-    def __init__(self, *, seed: int = 1, prefix: str = "cityops/v1", clock: Clock | None = None):
+    ``scenario`` (a name or a :class:`~ingest.scenarios.Scenario`) plays its story over
+    ``story_seconds`` of wall-clock time from ``start`` (default: now), on top of the
+    everyday feed.
+    """
+
+    def __init__(
+        self,
+        *,
+        seed: int = 1,
+        prefix: str = "cityops/v1",
+        clock: Clock | None = None,
+        scenario: str | Scenario = "normal",
+        story_seconds: float | None = None,
+        start: datetime | None = None,
+    ):
+        # Imported here: the scenarios build on this module's SimDevice.
+        from ingest.scenarios import DEFAULT_STORY_SECONDS, City, scenario_named
+
         self.rng = random.Random(seed)
         self.router = TopicRouter(prefix)
         self.clock = clock or utc_now
-        self.devices = self._place_devices()
+        self.scenario = scenario_named(scenario) if isinstance(scenario, str) else scenario
+        story_seconds = DEFAULT_STORY_SECONDS if story_seconds is None else story_seconds
+        if story_seconds <= 0:
+            raise ValueError(f"story_seconds must be positive, not {story_seconds}")
+        self.story_length = timedelta(seconds=story_seconds)
+        self.story_start = start or self.clock()
+        districts = load_districts().set_index("district_code")
+        shapes = {code: prep(districts.loc[code, "geometry"]) for code in DISTRICTS_BY_CODE}
+        devices = self._place_devices(districts)
+        devices += self.scenario.devices(City(tuple(devices), shapes))
+        self.devices = devices
+        self.city = City(tuple(devices), shapes)
+        self._sensors = [d for d in devices if d.type != "camera"]
+        self._cameras = [d for d in devices if d.type == "camera"]
+        self._streams: tuple[Stream, ...] = self.scenario.streams()
         self._ticket_seq = 0
         self._event_seq = 0
 
+    def progress(self, now: datetime) -> float:
+        """How far the story is at ``now``: 0 at its start, 1 at its end and after."""
+        return min(1.0, max(0.0, (now - self.story_start) / self.story_length))
+
     # ---- placement ---------------------------------------------------------------------
 
-    def _place_devices(self) -> list[SimDevice]:
-        districts = load_districts().set_index("district_code")
+    def _place_devices(self, districts: Any) -> list[SimDevice]:
         devices: list[SimDevice] = []
         for district in DISTRICTS:
             shape = districts.loc[district.code, "geometry"]
@@ -191,28 +233,64 @@ class CitySimulator:
         readings of one device share a timestamp (that would be one reading sent twice).
         """
         end = self.clock()
-        sensors = [d for d in self.devices if d.type != "camera"]
-        cameras = [d for d in self.devices if d.type == "camera"]
+        sensors, cameras = self._sensors, self._cameras
         n = _poisson(self.rng, rate * seconds)
+        # The story's messages take slots among the everyday ones, so every message of the
+        # interval still has its own timestamp.
+        extra = self._story_draws(end, seconds)
+        total = n + len(extra)
+        story_slots = (
+            dict(zip(self.rng.sample(range(total), len(extra)), extra, strict=True)) if extra else {}
+        )
         out: list[Message] = []
-        step = timedelta(seconds=seconds) / max(n, 1)
-        for i in range(n):
-            now = end - step * (n - 1 - i)
+        step = timedelta(seconds=seconds) / max(total, 1)
+        for i in range(total):
+            now = end - step * (total - 1 - i)
+            stream = story_slots.get(i)
+            if stream is not None:
+                out.append(self._story_message(stream.make(self.city, self.progress(now), self.rng), now))
+                continue
             roll = self.rng.random()
             if roll < 0.9:
                 d = self.rng.choice(sensors)
-                body = {
-                    "ts": now.astimezone(CITY_TZ).isoformat(timespec="microseconds"),
-                    "metrics": self.reading(d, now),
-                }
-                out.append(Message(self.router.sensor_obs(d.device_id), _json(body)))
+                out.append(self._observation(d, now))
             elif roll < 0.97:
                 out.append(self._video_event(self.rng.choice(cameras), now))
             else:
                 out.append(self._ticket(now))
         return out
 
+    def _story_draws(self, end: datetime, seconds: float) -> list[Stream]:
+        """How many messages each of the story's streams adds to the interval ending at ``end``."""
+        p = self.progress(end - timedelta(seconds=seconds / 2))
+        draws: list[Stream] = []
+        for stream in self._streams:
+            draws += [stream] * _poisson(self.rng, stream.rate(p) * seconds)
+        return draws
+
+    def _story_message(self, happening: Happening, now: datetime) -> Message:
+        from ingest.scenarios import Call, ReadingOf
+
+        if isinstance(happening, ReadingOf):
+            return self._observation(happening.device, now)
+        if isinstance(happening, Call):
+            return self._call_message(happening, now)
+        return self._event_message(
+            happening.camera, happening.kind, happening.confidence, happening.lon, happening.lat, now
+        )
+
+    def _observation(self, d: SimDevice, now: datetime) -> Message:
+        body = {
+            "ts": now.astimezone(CITY_TZ).isoformat(timespec="microseconds"),
+            "metrics": self.reading(d, now),
+        }
+        return Message(self.router.sensor_obs(d.device_id), _json(body))
+
     def reading(self, d: SimDevice, now: datetime) -> dict[str, float]:
+        """What ``d`` reports at ``now``: its everyday reading as the scenario's story changes it."""
+        return self.scenario.adjust(d, self._everyday_reading(d, now), self.progress(now), self.rng)
+
+    def _everyday_reading(self, d: SimDevice, now: datetime) -> dict[str, float]:
         local = now.astimezone(CITY_TZ)
         hour = local.hour + local.minute / 60
         # Two daily peaks (morning and evening traffic) and a night trough.
@@ -276,38 +354,60 @@ class CitySimulator:
         }
 
     def _video_event(self, camera: SimDevice, now: datetime) -> Message:
-        self._event_seq += 1
         kind = self.rng.choices(list(VIDEO_EVENT_TYPES), weights=[30, 20, 18, 6, 2, 5, 12, 3], k=1)[0]
+        confidence = self.rng.uniform(0.6, 0.99)
+        lon = camera.lon + self.rng.gauss(0, 0.0008)
+        lat = camera.lat + self.rng.gauss(0, 0.0008)
+        return self._event_message(camera, kind, confidence, lon, lat, now)
+
+    def _event_message(
+        self, camera: SimDevice, kind: str, confidence: float, lon: float, lat: float, now: datetime
+    ) -> Message:
+        self._event_seq += 1
         body = {
             "event_id": f"ve-{camera.device_id}-{now:%Y%m%d%H%M%S}-{self._event_seq}",
             "ts": now.astimezone(CITY_TZ).isoformat(timespec="seconds"),
             "type": kind,
-            "confidence": round(self.rng.uniform(0.6, 0.99), 2),
-            "lon": round(camera.lon + self.rng.gauss(0, 0.0008), 6),
-            "lat": round(camera.lat + self.rng.gauss(0, 0.0008), 6),
+            "confidence": round(confidence, 2),
+            "lon": round(lon, 6),
+            "lat": round(lat, 6),
         }
         return Message(self.router.video_events(camera.device_id), _json(body))
 
     def _ticket(self, now: datetime) -> Message:
-        self._ticket_seq += 1
+        from ingest.scenarios import Call
+
         category, title, content = self.rng.choice(TICKET_TEMPLATES)
         place = self.rng.choice(PLACES)
-        near = self.rng.choice([d for d in self.devices if d.type == "camera"])
+        near = self.rng.choice(self._cameras)
+        call = Call(
+            category,
+            title,
+            content.format(place=place),
+            f"{DISTRICTS_BY_CODE[near.district_code]}{place}",
+            round(near.lon + self.rng.gauss(0, 0.004), 6),
+            round(near.lat + self.rng.gauss(0, 0.004), 6),
+            "urgent" if self.rng.random() < 0.1 else "normal",
+        )
+        return self._call_message(call, now)
+
+    def _call_message(self, call: Call, now: datetime) -> Message:
+        self._ticket_seq += 1
         body = {
             "ticket_id": f"12345-{now:%Y%m%d}-{self._ticket_seq:05d}",
             "ts": now.astimezone(CITY_TZ).isoformat(timespec="seconds"),
             "channel": self.rng.choices(["phone", "wechat", "web", "app", "sms"], weights=[60, 20, 8, 10, 2])[
                 0
             ],
-            "category": category,
-            "title": title,
-            "content": content.format(place=place),
-            "address": f"{DISTRICTS_BY_CODE[near.district_code]}{place}",
-            "lon": round(near.lon + self.rng.gauss(0, 0.004), 6),
-            "lat": round(near.lat + self.rng.gauss(0, 0.004), 6),
-            "urgency": "urgent" if self.rng.random() < 0.1 else "normal",
+            "category": call.category,
+            "title": call.title,
+            "content": call.content,
+            "address": call.address,
+            "lon": call.lon,
+            "lat": call.lat,
+            "urgency": call.urgency,
             "caller": {
-                "name": self.rng.choice(["张", "王", "李", "刘", "陈"]) + "先生",
+                "name": self.rng.choice(["张", "王", "李", "刘", "陈"]) + self.rng.choice(["先生", "女士"]),
                 "phone": f"13{self.rng.randrange(10**9):09d}",
             },
         }
@@ -355,6 +455,10 @@ _TYPE_NAMES = {
 def _props(dtype: str, i: int) -> dict[str, Any]:
     if dtype == "noise":
         return {"zone": ["1", "2", "3", "4a"][i % 4]}
+    if dtype == "water_level":
+        # 警戒水位 and 保证水位, so rules can compare a station with its own levels; everyday
+        # readings stay around 4.5 m, under both.
+        return {"warning_level": WARNING_LEVEL_M, "guarantee_level": GUARANTEE_LEVEL_M}
     return {}
 
 
