@@ -87,7 +87,14 @@ def configure_logging(settings: Settings) -> None:
     )
 
 
-def run_demo(settings: Settings, *, rate: float = 40.0, seed: int = 1) -> None:
+def run_demo(
+    settings: Settings,
+    *,
+    rate: float = 40.0,
+    seed: int = 1,
+    scenario: str = "normal",
+    story_minutes: float = 5.0,
+) -> None:
     """Start broker, database, ingest, simulator and web in this process; block until Ctrl-C."""
     from ingest.broker import start_broker_for
     from ingest.mqtt import MqttClient
@@ -118,7 +125,9 @@ def run_demo(settings: Settings, *, rate: float = 40.0, seed: int = 1) -> None:
             raise RuntimeError("the ingest worker did not subscribe within 30 s")
 
         publisher = MqttClient(mqtt_url, "cityops-simulator").start()
-        sim = CitySimulator(seed=seed, prefix=settings.topic_prefix)
+        sim = CitySimulator(
+            seed=seed, prefix=settings.topic_prefix, scenario=scenario, story_seconds=story_minutes * 60
+        )
 
         def simulate() -> None:
             for _ in run_simulator(

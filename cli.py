@@ -56,12 +56,26 @@ def _settings():
 def demo(
     rate: Annotated[float, typer.Option(help="simulated messages per second")] = 40.0,
     seed: Annotated[int, typer.Option(help="simulator seed")] = 1,
+    scenario: Annotated[
+        str, typer.Option(help="story on top of the everyday feed: normal, flood, pollution, fire, crowd")
+    ] = "normal",
+    story_minutes: Annotated[float, typer.Option(help="minutes the scenario's whole story takes")] = 5.0,
 ) -> None:
     """Run the whole system (broker, ingest, simulator, web) in one process."""
     from app import run_demo
+    from ingest.scenarios import SCENARIOS
 
+    # Checked before anything starts: a typo should not cost a broker and database start-up.
+    if scenario not in SCENARIOS or story_minutes <= 0:
+        print(
+            f"cityops: error: --scenario must be one of {', '.join(SCENARIOS)} and --story-minutes positive",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
     settings = _settings()
-    run_guarded(lambda: run_demo(settings, rate=rate, seed=seed))
+    run_guarded(
+        lambda: run_demo(settings, rate=rate, seed=seed, scenario=scenario, story_minutes=story_minutes)
+    )
 
 
 @main.command()
@@ -113,8 +127,12 @@ def simulate(
     rate: Annotated[float, typer.Option(help="messages per second")] = 40.0,
     seed: Annotated[int, typer.Option(help="random seed; the same seed gives the same feed")] = 1,
     duration: Annotated[float, typer.Option(help="seconds to run; 0 = until Ctrl-C")] = 0.0,
+    scenario: Annotated[
+        str, typer.Option(help="story on top of the everyday feed: normal, flood, pollution, fire, crowd")
+    ] = "normal",
+    story_minutes: Annotated[float, typer.Option(help="minutes the scenario's whole story takes")] = 5.0,
 ) -> None:
-    """Publish a realistic Guang'an feed to the configured broker."""
+    """Publish a realistic Guang'an feed to the configured broker, optionally with a scenario."""
     import time
 
     from ingest.mqtt import MqttClient
@@ -124,10 +142,16 @@ def simulate(
     if settings.mqtt is None:
         print("cityops: error: CITYOPS_MQTT_URL: set the broker to publish to", file=sys.stderr)
         raise SystemExit(2)
+    try:
+        sim = CitySimulator(
+            seed=seed, prefix=settings.topic_prefix, scenario=scenario, story_seconds=story_minutes * 60
+        )
+    except ValueError as exc:  # an unknown scenario or a story of no length
+        print(f"cityops: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     client = run_guarded(lambda: MqttClient(settings.mqtt.url, f"cityops-simulator-{seed}").start())
     end = time.monotonic() + duration if duration > 0 else None
     total = 0
-    sim = CitySimulator(seed=seed, prefix=settings.topic_prefix)
     for n in run(
         lambda m: client.publish(m.topic, m.payload, qos=1, retain=m.retain),
         sim,
@@ -136,7 +160,10 @@ def simulate(
     ):
         total += n
     client.stop()
-    print(f"published {total} messages and {len(sim.devices)} device registrations")
+    print(
+        f"published {total} messages and {len(sim.devices)} device registrations"
+        + ("" if scenario == "normal" else f" (scenario {scenario}: {sim.scenario.title})")
+    )
 
 
 @main.command()
