@@ -11,8 +11,10 @@ the one generator. A scenario only
 Progress runs from 0 to 1 over the story's wall-clock length (``story_seconds``, 5 minutes
 by default, so a whole story fits a demo) counted from the simulator's start; after the
 end the city stays as the story left it. Each story stands for ``story_hours`` of city
-time, which is what the rates below are quoted in: a 6-hour flood played in 5 minutes
+time, which is what rates per hour below refer to: a 6-hour flood played in 5 minutes
 runs 72 times faster than real life. Timestamps stay wall-clock, so ingest accepts them.
+A story's own messages come at their own rates (per wall-clock second), on top of
+``--rate``, so a story looks the same whatever the everyday load.
 
 Scenarios (``cityops simulate --scenario NAME``, ``cityops demo --scenario NAME``):
 
@@ -21,12 +23,13 @@ Scenarios (``cityops simulate --scenario NAME``, ``cityops demo --scenario NAME`
 
 ``flood`` — rainstorm and waterlogging in 邻水县 (511623), 6 city hours.
     0–0.1 light rain; 0.1–0.55 rain at the county's gauges climbs to a rainstorm
-    (rain_1h ≈ 40–60 mm/h, rain_24h accumulating past 100 mm; neighbours get a fifth of
-    it); from 0.15 the county's water-level stations rise, slowly and then faster (about
-    0.5 m per city hour; past the warning level of 5.0 m near 0.4, past the guarantee level
-    of 6.0 m near 0.75); from 0.25 manhole shafts fill (1–2.5 m) and a few lids lift after
-    0.75; from 0.3 cameras report waterlogging (confidence ≥ 0.8), and from 0.35 the
-    12345 calls about flooded roads, homes and garages surge, most of them from 鼎屏镇.
+    (rain_1h ≈ 40–60 mm/h, rain_24h accumulating past 100 mm; the rest of the city gets
+    a fifth of it). From 0.15 the county's water-level stations rise, slowly and then
+    faster (about 0.5 m per city hour): past the warning level of 5.0 m near 0.4, past the
+    guarantee level of 6.0 m near 0.75. From 0.25 manhole shafts fill (1–2.5 m) and a few
+    lids lift after 0.75; from 0.3 cameras report waterlogging (confidence ≥ 0.8), and
+    from 0.35 the 12345 calls about flooded roads, homes and garages surge, most of them
+    from 鼎屏镇, the county seat.
 
 ``pollution`` — a PM2.5 episode starting in 前锋区 (511603), 36 city hours.
     The episode starts in the origin at 0.08 and reaches the other districts in order of
@@ -36,7 +39,7 @@ Scenarios (``cityops simulate --scenario NAME``, ``cityops demo --scenario NAME`
 
 ``fire`` — a fire in a residential block on 建设路, 广安区, 1.5 city hours.
     Five smoke detectors (25–260 m from the block) and three cameras are added. At 0.15
-    the detector at the seat of the fire goes off; smoke spreads to the others by 0.5
+    the detector at the seat of the fire goes off; smoke reaches the farthest by 0.65
     (0.6–3 dB/m, temperatures up to ~75 °C near the seat; CO at gas detectors nearby).
     From 0.2 the cameras around report smoke and fire (confidence ≥ 0.85); from 0.18 a
     burst of urgent calls (火情, 冒烟, blocked fire lanes), tapering off after 0.6.
@@ -57,6 +60,8 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
+
+from shapely.geometry import Point
 
 from ingest.simulator import DISTRICTS_BY_CODE, SimDevice
 
@@ -135,8 +140,6 @@ class City:
         self, district_code: str, lon: float, lat: float, spread: float, rng: random.Random
     ) -> tuple[float, float]:
         """A point scattered around (lon, lat) by ``spread`` degrees, kept inside the district."""
-        from shapely.geometry import Point
-
         inside = self.shapes[district_code]
         for _ in range(50):
             x, y = round(rng.gauss(lon, spread), 6), round(rng.gauss(lat, spread), 6)

@@ -48,9 +48,10 @@ DEVICES_PER_DISTRICT: dict[str, int] = {
     "weather": 1,
 }
 CAMERAS_PER_DISTRICT = 10
+WATER_STATIONS_PER_RIVER = 6
+#: 警戒水位 and 保证水位 of every water-level station (metres, same datum as its readings)
 WARNING_LEVEL_M = 5.0
 GUARANTEE_LEVEL_M = 6.0
-WATER_STATIONS_PER_RIVER = 6
 
 # Rough courses of the two rivers through the city (WGS-84), enough to put monitoring
 # sections on the water; stations are only kept where they fall inside Guang'an.
@@ -227,7 +228,7 @@ class CitySimulator:
         return out
 
     def tick(self, rate: float, seconds: float = 1.0) -> list[Message]:
-        """About ``rate × seconds`` messages for the interval that just passed.
+        """About ``rate × seconds`` messages for the interval that just passed, plus the story's.
 
         Messages are spread evenly over the interval with distinct timestamps, so no two
         readings of one device share a timestamp (that would be one reading sent twice).

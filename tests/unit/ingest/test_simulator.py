@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import fakeredis
 import numpy as np
@@ -59,3 +59,17 @@ def test_every_generated_message_passes_ingest_validation(sim: CitySimulator, tm
 def test_rate_is_respected_on_average(sim: CitySimulator) -> None:
     counts = [len(sim.tick(rate=50)) for _ in range(40)]
     assert 40 <= sum(counts) / len(counts) <= 60
+
+
+def test_a_scenario_changes_readings_through_the_same_reading_call() -> None:
+    flood = CitySimulator(seed=3, clock=lambda: NOW, scenario="flood", story_seconds=60, start=NOW)
+    station = next(d for d in flood.devices if d.type == "water_level" and d.district_code == "511623")
+    before = flood.reading(station, NOW)["level"]
+    after = flood.reading(station, NOW + timedelta(seconds=60))["level"]
+    assert before < station.props["warning_level"] < station.props["guarantee_level"] < after
+
+
+def test_a_scenario_adds_to_the_everyday_feed_without_thinning_it() -> None:
+    fire = CitySimulator(seed=3, clock=lambda: NOW, scenario="fire", start=NOW - timedelta(minutes=2))
+    counts = [len(fire.tick(rate=50)) for _ in range(40)]
+    assert 50 <= sum(counts) / len(counts) <= 62, "the everyday 50/s plus the story's own messages"
