@@ -480,7 +480,6 @@ class Fire(Scenario):
                     lon,
                     lat,
                     self.district_code,
-                    bias=0.05 * (i - 3),
                 )
             )
         for i, (bearing, dist) in enumerate(self.CAMERAS, start=1):
