@@ -38,9 +38,11 @@ SHARED_GROUP = "ingest"
 
 
 class IngestWorker:
-    def __init__(self, client: MqttClient, pipeline: IngestPipeline) -> None:
+    def __init__(self, client: MqttClient, pipeline: IngestPipeline, *, shared: bool = True) -> None:
         self.client = client
         self.pipeline = pipeline
+        #: subscribe through shared subscriptions (several workers) or plainly (one worker)
+        self.shared = shared
         #: why storage is failing right now, or None
         self.degraded: str | None = None
         #: set once subscribed: publishers started after it lose nothing
@@ -73,12 +75,17 @@ class IngestWorker:
             max_future=settings.ingest_max_future,
             max_age=settings.ingest_max_age,
         )
-        return cls(client, pipeline)
+        # The embedded broker serves exactly one worker (the one in the demo process; a
+        # standalone worker needs a broker URL). rumqttd 0.20 panics when a persistent
+        # session holding a shared subscription reconnects with unacknowledged messages
+        # (seen in tests), while plain persistent subscriptions resume correctly — so with
+        # the embedded broker the worker subscribes plainly. Nothing else changes.
+        return cls(client, pipeline, shared=settings.mqtt is not None)
 
     def run(self, stop: threading.Event) -> None:
         self.client.start()
         for topic_filter, group in self.pipeline.router.subscriptions(SHARED_GROUP):
-            self.client.subscribe(topic_filter, qos=1, shared_group=group)
+            self.client.subscribe(topic_filter, qos=1, shared_group=group if self.shared else None)
         log.info("ingest worker %s subscribed", self.client.client_id)
         self.ready.set()
         try:

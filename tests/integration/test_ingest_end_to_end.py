@@ -27,6 +27,7 @@ from ingest.worker import IngestWorker
 from models import schema
 from models.db import create_engine_for, upgrade_database
 from models.live import LiveStore
+from tests.services import MOSQUITTO_CONF, PrivateMosquitto
 
 
 @dataclass
@@ -34,6 +35,15 @@ class Stack:
     mqtt_url: str
     engine: sa.Engine
     live: LiveStore
+    #: as in the product: shared subscriptions on a real broker, plain ones on the embedded one
+    shared: bool
+
+
+@pytest.fixture(scope="module")
+def tuned_mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateMosquitto]:
+    broker = PrivateMosquitto(tmp_path_factory.mktemp("mosquitto"), MOSQUITTO_CONF.read_text()).start()
+    yield broker
+    broker.stop()
 
 
 @pytest.fixture(params=["embedded", "real"])
@@ -44,12 +54,16 @@ def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
         upgrade_database(url)
         engine = create_engine_for(url)
         try:
-            yield Stack(broker.url, engine, LiveStore(fakeredis.FakeRedis(decode_responses=True)))
+            yield Stack(
+                broker.url, engine, LiveStore(fakeredis.FakeRedis(decode_responses=True)), shared=False
+            )
         finally:
             engine.dispose()
             broker.stop()
         return
-    mqtt_url = request.getfixturevalue("mosquitto_url")
+    # Production's broker configuration (deploy/mosquitto.conf): Mosquitto's defaults queue
+    # only 1000 messages per offline session and would drop part of a restart test's stream.
+    mqtt_url = request.getfixturevalue("tuned_mosquitto").url
     redis_client = redis.Redis.from_url(request.getfixturevalue("redis_url"), decode_responses=True)
     redis_client.flushdb()
     engine = create_engine_for(request.getfixturevalue("pg_url"))
@@ -64,7 +78,7 @@ def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
         ):
             conn.exec_driver_sql(f"DELETE FROM {table}")
     try:
-        yield Stack(mqtt_url, engine, LiveStore(redis_client))
+        yield Stack(mqtt_url, engine, LiveStore(redis_client), shared=True)
     finally:
         engine.dispose()
 
@@ -83,27 +97,46 @@ def rows(engine: sa.Engine, table: sa.Table) -> int:
         return conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
 
 
-@pytest.fixture
-def worker(stack: Stack, unique_name: str) -> Iterator[IngestWorker]:
-    prefix = f"cityops-test/{unique_name}"
-    client = MqttClient(stack.mqtt_url, f"ingest-{unique_name}", persistent_session=True)
-    w = IngestWorker(client, IngestPipeline(stack.engine, stack.live, prefix=prefix))
+@dataclass
+class RunningWorker:
+    worker: IngestWorker
+    stop: threading.Event
+    thread: threading.Thread
+
+    def halt(self) -> None:
+        self.stop.set()
+        self.thread.join(15)
+        assert not self.thread.is_alive()
+
+
+def start_worker(stack: Stack, prefix: str, client_id: str) -> RunningWorker:
+    client = MqttClient(stack.mqtt_url, client_id, persistent_session=True)
+    w = IngestWorker(client, IngestPipeline(stack.engine, stack.live, prefix=prefix), shared=stack.shared)
     stop = threading.Event()
     thread = threading.Thread(target=w.run, args=(stop,), daemon=True)
     thread.start()
     assert w.ready.wait(15), "worker did not subscribe"
+    return RunningWorker(w, stop, thread)
+
+
+@pytest.fixture
+def worker(stack: Stack, unique_name: str) -> Iterator[IngestWorker]:
+    running = start_worker(stack, f"cityops-test/{unique_name}", f"ingest-{unique_name}")
     try:
-        yield w
+        yield running.worker
     finally:
-        stop.set()
-        thread.join(15)
-        # Clear the retained registrations this test left on a shared broker.
-        cleaner = MqttClient(stack.mqtt_url, f"clean-{unique_name}").start()
-        try:
-            topics = [w.pipeline.router.sensor_meta(d) for d in ("a", "b")]
-            cleaner.publish_many(((t, b"") for t in topics), qos=1)
-        finally:
-            cleaner.stop()
+        running.halt()
+        clear_retained(stack, running.worker.pipeline.router.sensor_meta("a"))
+
+
+def clear_retained(stack: Stack, *topics: str) -> None:
+    """Remove retained registrations a test left on a shared broker."""
+    cleaner = MqttClient(stack.mqtt_url, "cleaner").start()
+    try:
+        for topic in topics:
+            cleaner.publish(topic, b"", qos=1, retain=True).wait_for_publish(5)
+    finally:
+        cleaner.stop()
 
 
 def test_simulated_feed_is_stored_once_and_live(stack: Stack, worker: IngestWorker, unique_name: str) -> None:
@@ -182,3 +215,43 @@ def test_bad_message_goes_to_dead_letters_and_the_worker_carries_on(
     with stack.engine.connect() as conn:
         reasons = sorted(conn.execute(sa.select(schema.DeadLetter.__table__.c.reason)).scalars())
     assert reasons == ["invalid_utf8", "schema"]  # 1e999 parses as infinity: not finite
+
+
+def test_worker_restarted_mid_stream_loses_and_doubles_nothing(stack: Stack, unique_name: str) -> None:
+    prefix, client_id = f"cityops-test/{unique_name}", f"ingest-{unique_name}"
+    first = start_worker(stack, prefix, client_id)
+    router = first.worker.pipeline.router
+    publisher = MqttClient(stack.mqtt_url, f"pub-{unique_name}").start()
+    meta_topic = router.sensor_meta("r1")
+    try:
+        publisher.publish(meta_topic, b'{"type": "noise", "lon": 106.63, "lat": 30.456}', qos=1, retain=True)
+        assert wait_for(lambda: rows(stack.engine, schema.Device.__table__) == 1)
+        start = datetime.now(UTC).timestamp() - 60
+        total = 3000
+        feed = [
+            (
+                router.sensor_obs("r1"),
+                f'{{"ts": "{datetime.fromtimestamp(start + i / 100, UTC).isoformat()}", '
+                f'"metrics": {{"laeq": {40 + i % 30}}}}}'.encode(),
+            )
+            for i in range(total)
+        ]
+        sender = threading.Thread(target=publisher.publish_many, args=(feed,), daemon=True)
+        sender.start()
+        assert wait_for(lambda: rows(stack.engine, schema.Observation.__table__) >= 300)
+        first.halt()  # mid-stream: part stored, part in flight, part not yet sent
+        stored_when_stopped = rows(stack.engine, schema.Observation.__table__)
+        assert stored_when_stopped < total, "the restart happened mid-stream"
+        sender.join(60)
+        second = start_worker(stack, prefix, client_id)  # same id: resumes the broker session
+        try:
+            assert wait_for(lambda: rows(stack.engine, schema.Observation.__table__) >= total, 60), (
+                f"{rows(stack.engine, schema.Observation.__table__)} of {total} stored after the restart"
+            )
+            time.sleep(1.0)
+            assert rows(stack.engine, schema.Observation.__table__) == total, "nothing doubled"
+        finally:
+            second.halt()
+    finally:
+        publisher.stop()
+        clear_retained(stack, meta_topic)
