@@ -189,12 +189,31 @@ class AlertDomain(enum.StrEnum):
 
 
 class Severity(enum.StrEnum):
-    """China's four warning colours, most severe first (Ⅰ red … Ⅳ blue)."""
+    """How bad an alert is, most severe first; :data:`WARNING_COLOURS` maps it to China's colours."""
+
+    CRITICAL = "critical"
+    MAJOR = "major"
+    MINOR = "minor"
+    INFO = "info"
+
+
+class WarningColour(enum.StrEnum):
+    """China's four warning colours (预警颜色), Ⅰ red … Ⅳ blue (GB/T 35965.1, CAP profile)."""
 
     RED = "red"
     ORANGE = "orange"
     YELLOW = "yellow"
     BLUE = "blue"
+
+
+#: Alert severity → national warning colour, for CAP messages and the wall screens: the
+#: operational scale has the same four steps as the national one, so the map is one-to-one.
+WARNING_COLOURS: dict[Severity, WarningColour] = {
+    Severity.CRITICAL: WarningColour.RED,  # 红色预警 Ⅰ
+    Severity.MAJOR: WarningColour.ORANGE,  # 橙色预警 Ⅱ
+    Severity.MINOR: WarningColour.YELLOW,  # 黄色预警 Ⅲ
+    Severity.INFO: WarningColour.BLUE,  # 蓝色预警 Ⅳ
+}
 
 
 class Role(enum.StrEnum):
@@ -481,16 +500,21 @@ class TicketEvent(Base):
 
 
 class Alert(Base):
-    """An alert raised by a rule, open until ``resolved_at`` is set.
+    """An alert raised by a rule; its lifecycle lives in :mod:`models.alerts`.
 
-    At most one open alert exists per ``dedup_key``: the partial unique index lets several
-    ingest workers race to raise the same alert and have exactly one win.
+    ``resolved_at`` marks the end of the open period (resolved, or marked a false alarm):
+    at most one alert per ``dedup_key`` has it unset, and the partial unique index lets
+    several ingest workers race to raise the same alert and have exactly one win.
+    ``version`` grows with every change, so transitions can compare-and-set and the live
+    state in Redis can ignore a change that arrives after a newer one.
     """
 
     __tablename__ = "alerts"
     __table_args__ = (
         _one_of("domain", AlertDomain),
         _one_of("severity", Severity),
+        CheckConstraint("occurrences >= 1", name="occurrences_positive"),
+        CheckConstraint("escalation_level >= 0", name="escalation_level_positive"),
         Index(
             "uq_alerts_dedup_key_open",
             "dedup_key",
@@ -500,6 +524,8 @@ class Alert(Base):
         ),
         Index("ix_alerts_district_code_opened_at", "district_code", "opened_at"),
         Index("ix_alerts_domain_severity", "domain", "severity"),
+        # The SLA sweep looks for unacknowledged alerts whose deadline has passed.
+        Index("ix_alerts_sla_due", "sla_due"),
         _gist("alerts"),
     )
 
@@ -524,10 +550,23 @@ class Alert(Base):
     assigned_to: Mapped[str | None] = mapped_column(String(64))
     sla_due: Mapped[datetime | None] = mapped_column(UTCDateTime())
     evidence: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(64))
+    assigned_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The condition that raised the alert ended; the alert stays until a person acts.
+    cleared_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    occurrences: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
+    escalation_level: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
 
 
 class AlertEvent(Base):
-    """One step in an alert's history (raised, acknowledged, assigned, escalated, resolved …)."""
+    """One step in an alert's history (raised, acknowledged, assigned, escalated, resolved …).
+
+    ``actor`` and ``address`` say who and from where (a client IP, or ``rule:…`` / ``system``).
+    """
 
     __tablename__ = "alert_events"
     __table_args__ = (Index("ix_alert_events_alert_id_ts", "alert_id", "ts"),)
@@ -541,6 +580,32 @@ class AlertEvent(Base):
     actor: Mapped[str | None] = mapped_column(String(64))
     comment: Mapped[str | None] = mapped_column(Text)
     payload: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    address: Mapped[str | None] = mapped_column(String(64))
+
+
+class MaintenanceWindow(Base):
+    """A declared maintenance period (检修/维护): alerts from the devices it covers are suppressed.
+
+    The scope is one device, or every device in a district; a window is ended early by
+    moving ``ends_at``, never deleted, so the history of why alerts were quiet stays.
+    """
+
+    __tablename__ = "maintenance_windows"
+    __table_args__ = (
+        CheckConstraint("device_id IS NOT NULL OR district_code IS NOT NULL", name="scope_given"),
+        CheckConstraint("ends_at > starts_at", name="ends_after_start"),
+        Index("ix_maintenance_windows_device_id_ends_at", "device_id", "ends_at"),
+        Index("ix_maintenance_windows_district_code_ends_at", "district_code", "ends_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    device_id: Mapped[str | None] = mapped_column(String(64))
+    district_code: Mapped[str | None] = mapped_column(String(12))
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    reason: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class Case(Base):
@@ -744,6 +809,7 @@ metadata = Base.metadata
 __all__ = [
     "DEAD_LETTER_PAYLOAD_LIMIT",
     "SRID",
+    "WARNING_COLOURS",
     "Alert",
     "AlertDomain",
     "AlertEvent",
@@ -760,6 +826,7 @@ __all__ = [
     "HotlineTicket",
     "Incident",
     "JSONType",
+    "MaintenanceWindow",
     "Observation",
     "ObservationHourly",
     "Resource",
@@ -769,6 +836,7 @@ __all__ = [
     "UTCDateTime",
     "User",
     "VideoEvent",
+    "WarningColour",
     "dialect_of",
     "include_in_comparison",
     "metadata",
