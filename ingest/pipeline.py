@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -33,6 +33,7 @@ from models.catalog import DEVICE_TYPES
 from models.clock import Clock, utc_now
 from models.db import dialect_insert, insert_new, record_observations
 from models.live import LiveStore
+from models.standards.derive import derive
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,8 @@ class DeviceInfo:
     lat: float
     district_code: str | None
     grid_id: str | None
+    #: type-specific settings from the meta message (noise zone, water body, warning levels …)
+    props: Mapping[str, Any]
 
 
 #: Called with each committed batch's accepted records; the rules engine plugs in here.
@@ -332,13 +335,13 @@ class IngestPipeline:
         if info is None:
             t = schema.Device.__table__
             row = conn.execute(
-                sa.select(t.c.device_id, t.c.type, t.c.lon, t.c.lat, t.c.district_code, t.c.grid_id).where(
-                    t.c.device_id == device_id
-                )
+                sa.select(
+                    t.c.device_id, t.c.type, t.c.lon, t.c.lat, t.c.district_code, t.c.grid_id, t.c.props
+                ).where(t.c.device_id == device_id)
             ).first()
             if row is None:
                 return None
-            info = DeviceInfo(*row)
+            info = DeviceInfo(*row[:-1], props=row[-1] or {})
             self._devices[device_id] = info
         return info
 
@@ -362,14 +365,22 @@ class IngestPipeline:
                 result.rejected.append(self._reject(message, exc))
                 continue
             ts = model.ts.astimezone(UTC)
+            metrics = {k: float(v) for k, v in model.metrics.items()}
             rows[(route.key, ts)] = {
                 "device_id": route.key,
                 "ts": ts,
                 "received_at": message.received_at,
-                "metrics": {k: float(v) for k, v in model.metrics.items()},
+                "metrics": metrics,
                 "msg_id": model.msg_id,
                 "district_code": device.district_code,
                 "grid_id": device.grid_id,
+                # Not stored with the reading (recomputable), but carried to the live state and
+                # the rules: the national indices of this reading and what the device is.
+                "derived": derive(device.type, device.props, metrics, ts),
+                "device_type": device.type,
+                "props": device.props,
+                "lon": device.lon,
+                "lat": device.lat,
             }
         return list(rows.values())
 
@@ -482,7 +493,7 @@ class IngestPipeline:
         conn.execute(insert.on_conflict_do_update(index_elements=["device_id"], set_=update), rows)
         for r in rows:
             self._devices[r["device_id"]] = DeviceInfo(
-                r["device_id"], r["type"], r["lon"], r["lat"], r["district_code"], r["grid_id"]
+                r["device_id"], r["type"], r["lon"], r["lat"], r["district_code"], r["grid_id"], r["props"]
             )
 
     def _write_live(

@@ -402,8 +402,8 @@ def record_observations(conn: Connection, observations: Sequence[Mapping[str, An
     Each mapping has ``device_id``, ``ts``, ``metrics`` and optionally ``received_at``,
     ``msg_id``, ``district_code``, ``grid_id``. Duplicates (same device and ts, or same
     msg_id) are skipped, and only rows actually inserted reach the roll-up, so a redelivered
-    MQTT batch changes nothing. Runs in the caller's transaction; returns the rows inserted
-    (``device_id``, ``ts``, ``metrics``, ``district_code``, ``grid_id``).
+    MQTT batch changes nothing. Runs in the caller's transaction; returns the given mappings
+    whose rows were inserted.
     """
     if not observations:
         return []
@@ -423,12 +423,11 @@ def record_observations(conn: Connection, observations: Sequence[Mapping[str, An
         }
         for o in observations
     ]
-    stmt = (
-        dialect_insert(conn, table)
-        .on_conflict_do_nothing()
-        .returning(table.c.device_id, table.c.ts, table.c.metrics, table.c.district_code, table.c.grid_id)
-    )
-    inserted = [dict(row._mapping) for row in conn.execute(stmt, params)]
+    stmt = dialect_insert(conn, table).on_conflict_do_nothing().returning(table.c.device_id, table.c.ts)
+    fresh = {(row.device_id, row.ts) for row in conn.execute(stmt, params)}
+    # Hand back the caller's own mappings (they may carry more than the columns, e.g. the
+    # device type and derived indices the rules need), only those that were new.
+    inserted = [o for o, p in zip(observations, params, strict=True) if (p["device_id"], p["ts"]) in fresh]
     upsert_hourly(conn, hourly_deltas(inserted))
     return inserted
 

@@ -231,3 +231,24 @@ def test_a_failing_rule_hook_does_not_lose_the_batch(engine: sa.Engine, live: Li
     p.process([meta(), obs()])
     assert seen == [1]
     assert count(engine, schema.Observation.__table__) == 1
+
+
+def test_readings_carry_their_national_indices_into_the_live_state_and_the_rules(
+    engine: sa.Engine, live: LiveStore
+) -> None:
+    seen: list[dict] = []
+    p = IngestPipeline(engine, live, clock=lambda: NOW, hooks=[seen.append])
+    noise_meta = msg(
+        "sensors/n-1/meta", {"type": "noise", "lon": GUANGAN_LON, "lat": GUANGAN_LAT, "props": {"zone": "1"}}
+    )
+    # 23:30 in Beijing: night, zone 1 limit 45 dB(A)
+    night = msg("sensors/n-1/obs", {"ts": "2026-07-14T23:30:00+08:00", "metrics": {"laeq": 51.5}})
+    p.process([meta(), obs(pm25=160.0, pm10=80.0), noise_meta, night])
+    states = {s.device_id: s for s in live.devices()}
+    assert states["air-1"].derived["aqi"] == 210 and states["air-1"].derived["category"] == "重度污染"
+    assert states["air-1"].derived["primary"] == ["pm25"]
+    assert states["n-1"].derived == {"limit": 45, "exceeded": True, "excess_db": 6.5, "period": "night"}
+    (batch,) = seen
+    by_device = {r["device_id"]: r for r in batch["observations"]}
+    assert by_device["n-1"]["device_type"] == "noise" and by_device["n-1"]["props"] == {"zone": "1"}
+    assert by_device["air-1"]["derived"]["level"] == 5
