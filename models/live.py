@@ -20,6 +20,10 @@ key                                      type    content
 ``cityops:counter:{name}:{yyyymmddhh}``  hash    per-hour counters, field = district code or
                                                  ``all`` (expire after two days)
 ``cityops:updates``                      pubsub  a JSON note per written batch, for pushes
+``cityops:alerts:open``                  zset    alert ids in the console queue, score =
+                                                 severity rank × 10¹³ + opened_at (epoch ms)
+``cityops:alert:{id}``                   hash    an alert's public fields (see ``LiveAlert``)
+``cityops:alerts:audible``               set     ids of unacknowledged critical/major alerts
 =======================================  ======  ==============================================
 """
 
@@ -31,11 +35,16 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 
 from models.config import Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+    from models.alerts import AlertChange, AlertView
 
 KEY_PREFIX = "cityops:"
 UPDATES_CHANNEL = KEY_PREFIX + "updates"
@@ -45,6 +54,18 @@ STREAM_MAXLEN = 5000
 OFFLINE_AFTER_S = 15 * 60
 #: Hourly counters are kept this long: enough for "today" and "last 24 h" panels.
 COUNTER_TTL_S = 2 * 24 * 3600
+
+#: The duty officers' queue: ZRANGE gives the console order (most severe first, then
+#: oldest first). Score = severity rank × ALERT_SCORE_STEP + opened_at in epoch ms; epoch
+#: ms stays below 10¹³ until the year 2286 and the largest score (≈ 3.2 × 10¹³) is far
+#: inside a double's exact integer range, so the order is exact.
+ALERTS_OPEN_KEY = KEY_PREFIX + "alerts:open"
+#: Unacknowledged critical/major alerts: consoles ring while this set is not empty, so an
+#: acknowledgement anywhere silences every console at once.
+ALERTS_AUDIBLE_KEY = KEY_PREFIX + "alerts:audible"
+ALERT_SCORE_STEP = 10**13
+#: An alert that left the queue keeps its hash this long, for pages showing "just closed".
+ALERT_ENDED_TTL_S = 24 * 3600
 
 _embedded_lock = threading.Lock()
 _embedded_server: Any = None
@@ -96,6 +117,18 @@ def counter_key(name: str, hour: datetime) -> str:
     return f"{KEY_PREFIX}counter:{name}:{hour.astimezone(UTC):%Y%m%d%H}"
 
 
+def alert_key(alert_id: int | str) -> str:
+    return f"{KEY_PREFIX}alert:{alert_id}"
+
+
+def alert_queue_score(severity: str, opened_at: datetime) -> float:
+    """Position in ``cityops:alerts:open``: severity first, then age (see ALERT_SCORE_STEP)."""
+    from models.alerts import SEVERITY_RANK
+
+    rank = SEVERITY_RANK.get(severity, len(SEVERITY_RANK))
+    return float(rank * ALERT_SCORE_STEP + int(opened_at.timestamp() * 1000))
+
+
 @dataclass(frozen=True, slots=True)
 class DeviceState:
     """The latest known state of one device, as the dashboards show it."""
@@ -116,6 +149,104 @@ class DeviceState:
         if self.last_seen is None:
             return False
         return (time.time() if now is None else now) - self.last_seen <= OFFLINE_AFTER_S
+
+
+@dataclass(frozen=True, slots=True)
+class LiveAlert:
+    """An alert as the console reads it from Redis."""
+
+    id: int
+    rule_id: str
+    domain: str
+    severity: str
+    colour: str
+    title: str
+    message: str
+    state: str
+    district_code: str | None
+    grid_id: str | None
+    lon: float | None
+    lat: float | None
+    opened_at: datetime
+    last_seen_at: datetime | None
+    occurrences: int
+    acknowledged_by: str | None
+    acknowledged_at: datetime | None
+    assigned_to: str | None
+    escalation_level: int
+    sla_due: datetime | None
+    cleared: bool
+    audible: bool
+    version: int
+
+    @classmethod
+    def from_hash(cls, row: Mapping[str, str]) -> LiveAlert:
+        def opt(name: str) -> str | None:
+            return row.get(name) or None
+
+        def when(name: str) -> datetime | None:
+            value = row.get(name)
+            return _parse_ts(value) if value else None
+
+        def number(name: str) -> float | None:
+            value = row.get(name)
+            return float(value) if value else None
+
+        return cls(
+            id=int(row["id"]),
+            rule_id=row.get("rule_id", ""),
+            domain=row.get("domain", ""),
+            severity=row.get("severity", ""),
+            colour=row.get("colour", ""),
+            title=row.get("title", ""),
+            message=row.get("message", ""),
+            state=row.get("state", ""),
+            district_code=opt("district_code"),
+            grid_id=opt("grid_id"),
+            lon=number("lon"),
+            lat=number("lat"),
+            opened_at=_parse_ts(row["opened_at"]),
+            last_seen_at=when("last_seen_at"),
+            occurrences=int(row.get("occurrences") or 1),
+            acknowledged_by=opt("acknowledged_by"),
+            acknowledged_at=when("acknowledged_at"),
+            assigned_to=opt("assigned_to"),
+            escalation_level=int(row.get("escalation_level") or 0),
+            sla_due=when("sla_due"),
+            cleared=row.get("cleared") == "1",
+            audible=row.get("audible") == "1",
+            version=int(row.get("version") or 0),
+        )
+
+
+def alert_hash(alert: AlertView) -> dict[str, str]:
+    """The public fields of an alert as a Redis hash (no evidence: that stays in the database)."""
+    fields = {
+        "id": alert.id,
+        "rule_id": alert.rule_id,
+        "domain": alert.domain,
+        "severity": alert.severity,
+        "colour": alert.colour.value,
+        "title": alert.title,
+        "message": alert.message,
+        "state": alert.state,
+        "district_code": alert.district_code,
+        "grid_id": alert.grid_id,
+        "lon": alert.lon,
+        "lat": alert.lat,
+        "opened_at": alert.opened_at.isoformat(),
+        "last_seen_at": alert.last_seen_at.isoformat() if alert.last_seen_at else None,
+        "occurrences": alert.occurrences,
+        "acknowledged_by": alert.acknowledged_by,
+        "acknowledged_at": alert.acknowledged_at.isoformat() if alert.acknowledged_at else None,
+        "assigned_to": alert.assigned_to,
+        "escalation_level": alert.escalation_level,
+        "sla_due": alert.sla_due.isoformat() if alert.sla_due else None,
+        "cleared": "1" if alert.cleared_at else "0",
+        "audible": "1" if alert.audible else "0",
+        "version": alert.version,
+    }
+    return {k: _encode(v) for k, v in fields.items()}
 
 
 class LiveStore:
@@ -264,6 +395,108 @@ class LiveStore:
     def recent(self, stream: str, count: int = 50) -> list[dict[str, str]]:
         """The newest entries of a capped stream, newest first."""
         return [fields for _id, fields in self.redis.xrevrange(stream_key(stream), count=count)]
+
+    # ---- alerts --------------------------------------------------------------------------
+
+    def apply_alert_changes(self, changes: Iterable[AlertChange]) -> int:
+        """Bring the alert queue, hashes and audible set up to date; returns changes applied.
+
+        Call after the database transaction that made the changes has committed. Workers
+        may push changes of one alert out of order, so a change whose ``version`` is not
+        newer than the stored one is dropped (WATCH makes check-and-write atomic). Each
+        applied change is published on ``cityops:updates`` (kind ``alert``) and appended to
+        ``cityops:stream:alerts``.
+        """
+        latest: dict[int, AlertChange] = {}
+        for change in changes:
+            held = latest.get(change.alert.id)
+            if held is None or change.alert.version >= held.alert.version:
+                latest[change.alert.id] = change
+        if not latest:
+            return 0
+        ordered = sorted(latest.values(), key=lambda c: c.alert.id)
+        keys = [alert_key(c.alert.id) for c in ordered]
+
+        def write(pipe: redis.client.Pipeline) -> int:
+            # Immediate mode after WATCH: these reads see the current values.
+            stored = [pipe.hget(key, "version") for key in keys]
+            fresh = [c for c, v in zip(ordered, stored, strict=True) if v is None or int(v) < c.alert.version]
+            pipe.multi()
+            for change in fresh:
+                self._queue_alert(pipe, change.alert)
+                note = _alert_note(change)
+                pipe.xadd(stream_key("alerts"), note, maxlen=STREAM_MAXLEN, approximate=True)
+                pipe.publish(UPDATES_CHANNEL, json.dumps({"kind": "alert", **note}, ensure_ascii=False))
+            return len(fresh)
+
+        return self.redis.transaction(write, *keys, value_from_callable=True)
+
+    def _queue_alert(self, pipe: redis.client.Pipeline, alert: AlertView) -> None:
+        key = alert_key(alert.id)
+        pipe.hset(key, mapping=alert_hash(alert))
+        if alert.in_queue:
+            pipe.persist(key)
+            pipe.zadd(ALERTS_OPEN_KEY, {str(alert.id): alert_queue_score(alert.severity, alert.opened_at)})
+        else:
+            pipe.zrem(ALERTS_OPEN_KEY, str(alert.id))
+            pipe.expire(key, ALERT_ENDED_TTL_S)
+        if alert.audible:
+            pipe.sadd(ALERTS_AUDIBLE_KEY, str(alert.id))
+        else:
+            pipe.srem(ALERTS_AUDIBLE_KEY, str(alert.id))
+
+    def open_alerts(self, limit: int = 200) -> list[LiveAlert]:
+        """The console queue: most severe first, then oldest first."""
+        ids = self.redis.zrange(ALERTS_OPEN_KEY, 0, max(limit, 1) - 1)
+        with self.redis.pipeline(transaction=False) as pipe:
+            for alert_id in ids:
+                pipe.hgetall(alert_key(alert_id))
+            rows = pipe.execute()
+        return [LiveAlert.from_hash(row) for row in rows if row]
+
+    def alert(self, alert_id: int) -> LiveAlert | None:
+        row = self.redis.hgetall(alert_key(alert_id))
+        return LiveAlert.from_hash(row) if row else None
+
+    def audible_alerts(self) -> set[int]:
+        """Ids of the alerts that make the consoles ring."""
+        return {int(v) for v in self.redis.smembers(ALERTS_AUDIBLE_KEY)}
+
+    def rebuild_alerts(self, conn: Connection) -> int:
+        """Reload the queue, hashes and audible set from the database (after Redis lost them).
+
+        One MULTI, so a console never sees a half-built queue. Returns the alerts loaded.
+        """
+        from models.alerts import OPEN_STATES, open_alerts
+
+        alerts = open_alerts(conn, states=OPEN_STATES, limit=100_000)
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(ALERTS_OPEN_KEY, ALERTS_AUDIBLE_KEY)
+            for alert in alerts:
+                self._queue_alert(pipe, alert)
+            pipe.publish(
+                UPDATES_CHANNEL, json.dumps({"kind": "alert", "action": "rebuild", "n": len(alerts)})
+            )
+            pipe.execute()
+        return len(alerts)
+
+
+def _alert_note(change: AlertChange) -> dict[str, Any]:
+    alert = change.alert
+    return {
+        "id": alert.id,
+        "action": change.action,
+        "state": alert.state,
+        "from_state": change.from_state or "",
+        "severity": alert.severity,
+        "audible": int(alert.audible),
+        "in_queue": int(alert.in_queue),
+        "version": alert.version,
+        "actor": change.actor,
+        "at": change.at.isoformat(),
+        "title": alert.title,
+        "district_code": alert.district_code or "",
+    }
 
 
 def mapping_json(value: Mapping[str, Any]) -> str:
