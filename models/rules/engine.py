@@ -1,0 +1,1028 @@
+"""The rule engine: committed batches (and a periodic tick) in, alert decisions out.
+
+Stateless in process: everything a rule remembers lives in Redis under ``cityops:rules:``
+(key layout in :mod:`models.rules`), so any number of ingest workers can share the load.
+A batch is judged in two steps:
+
+1. *windows*: readings, events and tickets are appended to the rule windows (sorted sets
+   scored by reading time; members are unique ids, so appending twice changes nothing) and
+   the windows are read back, in one pipeline;
+2. *conditions*: every (rule, subject) touched gets a sample, and :func:`~models.rules.state.step`
+   moves its stored state on — inside a WATCH/MULTI transaction over the state keys, so two
+   workers judging the same subject at once cannot both open its alert: the loser retries
+   on fresh state. The alerts table's one-open-alert-per-dedup-key index is the last guard.
+
+Time is the readings' own ``ts`` for batches and the caller's clock for :meth:`RuleEngine.tick`;
+the engine never reads the wall clock itself.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import string
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+
+from models.catalog import DEVICE_TYPE_LABELS_ZH, VIDEO_EVENT_TYPES
+from models.catalog import metric as catalog_metric
+from models.live import device_key
+from models.rules.config import (
+    CorrelationRule,
+    RateRule,
+    RuleSet,
+    StalenessRule,
+    StandardRule,
+    SurgeRule,
+    ThresholdRule,
+    VideoRule,
+)
+from models.rules.decisions import Clear, Decision, Draft
+from models.rules.state import CondState, step
+from models.standards import aqi as aqi_standard
+from models.standards import water as water_standard
+
+log = logging.getLogger(__name__)
+
+PREFIX = "cityops:rules:"
+SEEN_KEY = PREFIX + "seen"
+DEVICES_KEY = PREFIX + "devices"
+#: a (rule, subject) state untouched this long is forgotten (wall-clock TTL)
+STATE_TTL_S = 7 * 24 * 3600
+#: window keys outlive their window by this much, so an idle rule leaves nothing behind
+WINDOW_SLACK_S = 3600
+#: optimistic transaction attempts before a batch's conditions are given up (logged)
+MAX_ATTEMPTS = 12
+#: events or tickets shown as a window rule's evidence
+WINDOW_EVIDENCE = 10
+
+DISTRICT_NAMES = {
+    "511602": "广安区",
+    "511603": "前锋区",
+    "511621": "岳池县",
+    "511622": "武胜县",
+    "511623": "邻水县",
+    "511681": "华蓥市",
+}
+PERIOD_NAMES = {"day": "昼间", "night": "夜间"}
+
+
+class RuleStateConflict(RuntimeError):
+    """Other workers kept changing the same rule state; the batch's conditions were not judged."""
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    district_code: str | None
+    grid_id: str | None
+    lon: float | None
+    lat: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One judgement of one (rule, subject) at reading time ``ts`` (epoch seconds)."""
+
+    rule: Any
+    subject: str
+    ts: float
+    on: bool
+    off: bool
+    place: Place
+    source_kind: str
+    source_id: str | None
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    #: readings: judged in order, kept one by one as evidence in the state
+    ordered: bool = True
+    evidence_item: Mapping[str, Any] | None = None
+    #: windows: the whole evidence, read from the window itself
+    evidence: Mapping[str, Any] | None = None
+    reason: str = "condition_ended"
+
+
+def state_key(rule_id: str, subject: str) -> str:
+    return f"{PREFIX}state:{rule_id}:{subject}"
+
+
+def active_key(rule_id: str) -> str:
+    return f"{PREFIX}active:{rule_id}"
+
+
+def dedup_key(rule_id: str, subject: str) -> str:
+    return f"{rule_id}:{subject}"
+
+
+class RuleEngine:
+    def __init__(self, rules: RuleSet, client: redis.Redis) -> None:
+        self.rules = rules
+        self.redis = client
+
+    # ---- batches ---------------------------------------------------------------------------
+
+    def evaluate(self, accepted: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[Decision]:
+        """Decisions for one committed batch (the pipeline hook's ``accepted`` dict)."""
+        observations = sorted(accepted.get("observations") or (), key=lambda r: r["ts"])
+        videos = sorted(accepted.get("video_events") or (), key=lambda r: r["ts"])
+        tickets = sorted(accepted.get("hotline_tickets") or (), key=lambda r: r["ts"])
+        samples: list[Sample] = []
+        if observations:
+            self._remember_devices(observations)
+            samples += self._threshold_samples(observations)
+            samples += self._standard_samples(observations)
+            samples += self._rate_samples(observations)
+            samples += self._back_online_samples(observations)
+        if videos:
+            samples += self._video_samples(videos)
+        if observations or videos or tickets:
+            samples += self._correlation_samples(observations, videos, tickets)
+        if tickets:
+            samples += self._surge_samples(tickets)
+        return self.judge(samples)
+
+    def _in_scope(self, rule: Any, district_code: str | None) -> bool:
+        return not rule.districts or district_code in rule.districts
+
+    def _remember_devices(self, observations: Sequence[Mapping[str, Any]]) -> None:
+        """Last reading time and what staleness needs to know about each device."""
+        latest: dict[str, Mapping[str, Any]] = {}
+        for r in observations:
+            latest[r["device_id"]] = r
+        with self.redis.pipeline(transaction=False) as pipe:
+            for device_id, r in latest.items():
+                pipe.zadd(SEEN_KEY, {device_id: _epoch(r["ts"])}, gt=True)
+                props = r.get("props") or {}
+                meta = {
+                    "type": r.get("device_type"),
+                    "district_code": r.get("district_code"),
+                    "grid_id": r.get("grid_id"),
+                    "lon": r.get("lon"),
+                    "lat": r.get("lat"),
+                    "period_s": _number(props.get("report_period_s")),
+                }
+                pipe.hset(DEVICES_KEY, device_id, json.dumps(meta, ensure_ascii=False))
+            pipe.execute()
+
+    def _threshold_samples(self, observations: Sequence[Mapping[str, Any]]) -> list[Sample]:
+        out: list[Sample] = []
+        for rule in self.rules.of_kind("threshold"):
+            assert isinstance(rule, ThresholdRule)
+            for r in observations:
+                value = _reading_value(rule, r)
+                if value is None:
+                    continue
+                threshold = _number((r.get("props") or {}).get(rule.value_prop)) if rule.value_prop else None
+                if threshold is None:
+                    threshold = rule.value
+                if threshold is None:
+                    continue
+                if rule.op == ">=":
+                    on, off = value >= threshold, value < threshold - rule.hysteresis
+                else:
+                    on, off = value <= threshold, value > threshold + rule.hysteresis
+                out.append(
+                    _reading_sample(
+                        rule,
+                        r,
+                        on=on,
+                        off=off,
+                        value=value,
+                        fields={"value": value, "threshold": threshold},
+                    )
+                )
+        return out
+
+    def _standard_samples(self, observations: Sequence[Mapping[str, Any]]) -> list[Sample]:
+        out: list[Sample] = []
+        for rule in self.rules.of_kind("standard"):
+            assert isinstance(rule, StandardRule)
+            for r in observations:
+                if r.get("device_type") not in rule.device_types or not self._in_scope(
+                    rule, r.get("district_code")
+                ):
+                    continue
+                judged = _judge_standard(rule, r)
+                if judged is None:
+                    continue
+                on, off, value, fields = judged
+                out.append(_reading_sample(rule, r, on=on, off=off, value=value, fields=fields))
+        return out
+
+    def _rate_samples(self, observations: Sequence[Mapping[str, Any]]) -> list[Sample]:
+        rules = [r for r in self.rules.of_kind("rate") if isinstance(r, RateRule)]
+        if not rules:
+            return []
+        todo: list[tuple[RateRule, Mapping[str, Any], float]] = []
+        with self.redis.pipeline(transaction=False) as pipe:
+            newest: dict[str, tuple[float, float]] = {}
+            for rule in rules:
+                for r in observations:
+                    value = _reading_value(rule, r)
+                    if value is None:
+                        continue
+                    key = f"{PREFIX}series:{rule.id}:{r['device_id']}"
+                    ts = _epoch(r["ts"])
+                    pipe.zadd(key, {f"{ts!r}:{value!r}": ts})
+                    todo.append((rule, r, value))
+                    newest[key] = (max(ts, newest.get(key, (ts, 0))[0]), rule.window_s)
+            for rule, r, _value in todo:
+                ts = _epoch(r["ts"])
+                pipe.zrangebyscore(
+                    f"{PREFIX}series:{rule.id}:{r['device_id']}", ts - rule.window_s, ts, withscores=True
+                )
+            for key, (ts, window) in newest.items():
+                pipe.zremrangebyscore(key, "-inf", f"({ts - window}")
+                pipe.expire(key, int(window + WINDOW_SLACK_S))
+            results = pipe.execute()
+        windows = results[len(todo) : 2 * len(todo)]
+        out: list[Sample] = []
+        for (rule, r, value), points in zip(todo, windows, strict=True):
+            series = [(score, float(member.rsplit(":", 1)[1])) for member, score in points]
+            if len(series) < rule.min_points or series[-1][0] - series[0][0] < max(rule.min_span_s, 1e-9):
+                continue
+            rate = _slope_per_hour(series)
+            if rule.per_hour > 0:
+                on, off = rate >= rule.per_hour, rate < rule.per_hour - rule.hysteresis
+            else:
+                on, off = rate <= rule.per_hour, rate > rule.per_hour + rule.hysteresis
+            out.append(
+                _reading_sample(
+                    rule,
+                    r,
+                    on=on,
+                    off=off,
+                    value=value,
+                    fields={"value": value, "rate": rate, "window_min": rule.window_s / 60},
+                    extra={"rate_per_h": round(rate, 3)},
+                )
+            )
+        return out
+
+    def _back_online_samples(self, observations: Sequence[Mapping[str, Any]]) -> list[Sample]:
+        """A reading from a device with an open offline alert clears it."""
+        rules = [r for r in self.rules.of_kind("staleness") if isinstance(r, StalenessRule)]
+        if not rules:
+            return []
+        with self.redis.pipeline(transaction=False) as pipe:
+            for rule in rules:
+                pipe.smembers(active_key(rule.id))
+            offline = pipe.execute()
+        out: list[Sample] = []
+        for rule, devices in zip(rules, offline, strict=True):
+            for r in observations:
+                if r["device_id"] in devices:
+                    out.append(
+                        Sample(
+                            rule,
+                            r["device_id"],
+                            _epoch(r["ts"]),
+                            on=False,
+                            off=True,
+                            place=_place(r),
+                            source_kind="device",
+                            source_id=r["device_id"],
+                            ordered=False,
+                            reason="device_reporting",
+                        )
+                    )
+        return out
+
+    def _video_samples(self, videos: Sequence[Mapping[str, Any]]) -> list[Sample]:
+        todo: list[tuple[VideoRule, Mapping[str, Any], str]] = []
+        with self.redis.pipeline(transaction=False) as pipe:
+            for rule in self.rules.of_kind("video"):
+                assert isinstance(rule, VideoRule)
+                for e in videos:
+                    if e.get("type") not in rule.event_types or float(e.get("confidence") or 0) < (
+                        rule.min_confidence
+                    ):
+                        continue
+                    if not self._in_scope(rule, e.get("district_code")):
+                        continue
+                    subject = _video_subject(rule, e)
+                    pipe.zadd(_window_key(rule.id, subject), {_event_member(e): _epoch(e["ts"])})
+                    todo.append((rule, e, subject))
+            for rule, e, subject in todo:
+                # Up to +inf: a newer event judged by another worker is part of the picture.
+                ts = _epoch(e["ts"])
+                pipe.zrangebyscore(_window_key(rule.id, subject), ts - rule.window_s, "+inf", withscores=True)
+            for rule, e, subject in todo:
+                key = _window_key(rule.id, subject)
+                pipe.zremrangebyscore(key, "-inf", f"({_epoch(e['ts']) - rule.window_s}")
+                pipe.expire(key, int(rule.window_s + WINDOW_SLACK_S))
+            results = pipe.execute()
+        windows = results[len(todo) : 2 * len(todo)]
+        out = []
+        for (rule, e, subject), members in zip(todo, windows, strict=True):
+            t, recent = _newest_window(_epoch(e["ts"]), members, rule.window_s)
+            out.append(_video_sample(rule, subject, t, [json.loads(m) for m in recent], fallback=e))
+        return out
+
+    def _correlation_samples(
+        self,
+        observations: Sequence[Mapping[str, Any]],
+        videos: Sequence[Mapping[str, Any]],
+        tickets: Sequence[Mapping[str, Any]],
+    ) -> list[Sample]:
+        out: list[Sample] = []
+        for rule in self.rules.of_kind("correlation"):
+            assert isinstance(rule, CorrelationRule)
+            facts = [
+                f
+                for f in _signal_facts(rule, observations, videos, tickets)
+                if self._in_scope(rule, f["district_code"])
+            ]
+            if facts:
+                out += self._correlate(rule, facts)
+        return out
+
+    def _correlate(self, rule: CorrelationRule, facts: list[dict[str, Any]]) -> list[Sample]:
+        prefix = f"{PREFIX}corr:{rule.id}:"
+        newest_in: dict[str, float] = {}
+        cells: dict[str, str] = {}
+        area_districts: set[str] = set()
+        with self.redis.pipeline(transaction=False) as pipe:
+            for f in facts:
+                member = json.dumps(f, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+                district = f["district_code"]
+                if f["area"] == "district":
+                    pipe.zadd(f"{prefix}district:{district}", {member: f["t"]})
+                    area_districts.add(district)
+                else:
+                    pipe.zadd(f"{prefix}grid:{f['grid_id']}", {member: f["t"]})
+                    pipe.zadd(f"{prefix}cells:{district}", {f["grid_id"]: f["t"]})
+                    pipe.hset(f"{prefix}district_of", f["grid_id"], district)
+                    cells[f["grid_id"]] = district
+                newest_in[district] = max(f["t"], newest_in.get(district, f["t"]))
+            reads = sorted(area_districts)
+            for district in reads:
+                # An areal signal (rain) can complete the picture in any cell with recent local signals.
+                t = newest_in[district]
+                pipe.zrangebyscore(f"{prefix}cells:{district}", t - rule.window_s, "+inf")
+            results = pipe.execute()
+        for district, grids in zip(reads, results[len(results) - len(reads) :], strict=True):
+            for grid in grids:
+                cells.setdefault(grid, district)
+        if not cells:
+            return []
+        order = sorted(cells)
+        with self.redis.pipeline(transaction=False) as pipe:
+            for grid in order:
+                t = newest_in[cells[grid]]
+                pipe.zrangebyscore(f"{prefix}grid:{grid}", t - rule.window_s, "+inf", withscores=True)
+                pipe.zrangebyscore(
+                    f"{prefix}district:{cells[grid]}", t - rule.window_s, "+inf", withscores=True
+                )
+            for grid in order:
+                t = newest_in[cells[grid]]
+                pipe.zremrangebyscore(f"{prefix}grid:{grid}", "-inf", f"({t - rule.window_s}")
+                pipe.expire(f"{prefix}grid:{grid}", int(rule.window_s + WINDOW_SLACK_S))
+            for district, t in newest_in.items():
+                for key in (f"{prefix}district:{district}", f"{prefix}cells:{district}"):
+                    pipe.zremrangebyscore(key, "-inf", f"({t - rule.window_s}")
+                    pipe.expire(key, int(rule.window_s + WINDOW_SLACK_S))
+            pipe.expire(f"{prefix}district_of", STATE_TTL_S)
+            results = pipe.execute()
+        out = []
+        for i, grid in enumerate(order):
+            t, recent = _newest_window(
+                newest_in[cells[grid]], results[2 * i] + results[2 * i + 1], rule.window_s
+            )
+            out.append(_correlation_sample(rule, grid, cells[grid], t, [json.loads(m) for m in recent]))
+        return out
+
+    def _surge_samples(self, tickets: Sequence[Mapping[str, Any]]) -> list[Sample]:
+        todo: dict[tuple[str, str, str], tuple[SurgeRule, float]] = {}
+        with self.redis.pipeline(transaction=False) as pipe:
+            for rule in self.rules.of_kind("surge"):
+                assert isinstance(rule, SurgeRule)
+                for t in tickets:
+                    district, category = t.get("district_code"), t.get("category")
+                    if not district or not category or not self._in_scope(rule, district):
+                        continue
+                    if rule.categories and category not in rule.categories:
+                        continue
+                    ts = _epoch(t["ts"])
+                    key, hist = _surge_keys(rule.id, district, category)
+                    pipe.zadd(key, {t["ticket_id"]: ts})
+                    bucket = str(int(ts // rule.window_s))
+                    pipe.hsetnx(hist, "first", bucket)
+                    pipe.hincrby(hist, bucket, 1)
+                    span = int(rule.window_s * (rule.baseline_windows + 2))
+                    pipe.expire(key, int(rule.window_s + WINDOW_SLACK_S))
+                    pipe.expire(hist, span)
+                    seen = todo.get((rule.id, district, category))
+                    todo[(rule.id, district, category)] = (rule, max(ts, seen[1] if seen else ts))
+            if not todo:
+                return []
+            pipe.execute()
+        return self._surge_judge([(rule, d, c, t) for (_id, d, c), (rule, t) in todo.items()])
+
+    def _surge_judge(self, items: Sequence[tuple[SurgeRule, str, str, float]]) -> list[Sample]:
+        with self.redis.pipeline(transaction=False) as pipe:
+            for rule, district, category, t in items:
+                key, hist = _surge_keys(rule.id, district, category)
+                pipe.zremrangebyscore(key, "-inf", f"({t - rule.window_s}")
+                pipe.zrevrangebyscore(key, "+inf", t - rule.window_s, withscores=True)
+                pipe.hgetall(hist)
+            results = pipe.execute()
+        out = []
+        for i, (rule, district, category, t) in enumerate(items):
+            hist = results[3 * i + 2]
+            t, window = _newest_window(t, results[3 * i + 1], rule.window_s, members_only=False)
+            count = len(window)
+            baseline = _surge_baseline(rule, hist, t)
+            opening = rule.factor * baseline
+            out.append(
+                Sample(
+                    rule,
+                    f"{district}:{category}",
+                    t,
+                    on=count >= opening,
+                    off=count < opening * rule.clear_ratio,
+                    place=Place(district, None, None, None),
+                    source_kind="hotline",
+                    source_id=category,
+                    fields={
+                        "category": category,
+                        "count": count,
+                        "baseline": baseline,
+                        "window_min": rule.window_s / 60,
+                    },
+                    ordered=False,
+                    evidence={
+                        "count": count,
+                        "baseline": round(baseline, 2),
+                        "threshold": round(opening, 2),
+                        "window_s": rule.window_s,
+                        "tickets": [
+                            {"ticket_id": tid, "ts": _iso(score)} for tid, score in window[-WINDOW_EVIDENCE:]
+                        ],
+                    },
+                    reason="surge_ended",
+                )
+            )
+        self._trim_surge_history(items, results)
+        return out
+
+    def _trim_surge_history(
+        self, items: Sequence[tuple[SurgeRule, str, str, float]], results: Sequence[Any]
+    ) -> None:
+        with self.redis.pipeline(transaction=False) as pipe:
+            for i, (rule, district, category, t) in enumerate(items):
+                hist = results[3 * i + 2]
+                oldest = int(t // rule.window_s) - rule.baseline_windows
+                stale = [b for b in hist if b != "first" and int(b) < oldest]
+                if stale:
+                    pipe.hdel(_surge_keys(rule.id, district, category)[1], *stale)
+            pipe.execute()
+
+    # ---- periodic ---------------------------------------------------------------------------
+
+    def tick(self, now: datetime) -> list[Decision]:
+        """Time-based decisions at ``now``: silent devices, windows that emptied, surges that ebbed."""
+        t = _epoch(now)
+        samples = self._staleness_samples(t)
+        samples += self._window_expiry_samples(t)
+        return self.judge(samples)
+
+    def claim_tick(self, now: datetime, interval_s: float) -> bool:
+        """True for the first worker asking in this interval: one worker ticks for all."""
+        bucket = int(_epoch(now) // interval_s)
+        return bool(self.redis.set(f"{PREFIX}tick:{bucket}", "1", nx=True, ex=max(1, int(interval_s * 3))))
+
+    def _staleness_samples(self, t: float) -> list[Sample]:
+        rules = [r for r in self.rules.of_kind("staleness") if isinstance(r, StalenessRule)]
+        if not rules:
+            return []
+        seen = dict(self.redis.zrange(SEEN_KEY, 0, -1, withscores=True))
+        if not seen:
+            return []
+        devices = self.redis.hgetall(DEVICES_KEY)
+        out: list[Sample] = []
+        for rule in rules:
+            for device_id, last in seen.items():
+                meta = json.loads(devices.get(device_id) or "{}")
+                if meta.get("type") not in rule.device_types or not self._in_scope(
+                    rule, meta.get("district_code")
+                ):
+                    continue
+                period = meta.get("period_s") or rule.period_s
+                silent = t - last
+                if silent < rule.factor * period:
+                    continue
+                dtype = meta.get("type") or ""
+                place = Place(
+                    meta.get("district_code"), meta.get("grid_id"), meta.get("lon"), meta.get("lat")
+                )
+                out.append(
+                    Sample(
+                        rule,
+                        device_id,
+                        t,
+                        on=True,
+                        off=False,
+                        place=place,
+                        source_kind="device",
+                        source_id=device_id,
+                        fields={
+                            "device_id": device_id,
+                            "device_type": DEVICE_TYPE_LABELS_ZH.get(dtype, dtype),
+                            "silent_min": silent / 60,
+                            "period_min": period / 60,
+                        },
+                        ordered=False,
+                        evidence={"last_reading": _iso(last), "silent_s": round(silent), "period_s": period},
+                    )
+                )
+        return out
+
+    def _window_expiry_samples(self, t: float) -> list[Sample]:
+        window_rules = [r for r in self.rules.rules if r.kind in {"video", "correlation", "surge"}]
+        if not window_rules:
+            return []
+        with self.redis.pipeline(transaction=False) as pipe:
+            for rule in window_rules:
+                pipe.smembers(active_key(rule.id))
+            active = pipe.execute()
+        out: list[Sample] = []
+        surges: list[tuple[SurgeRule, str, str, float]] = []
+        for rule, subjects in zip(window_rules, active, strict=True):
+            for subject in sorted(subjects):
+                if isinstance(rule, VideoRule):
+                    key = _window_key(rule.id, subject)
+                    self.redis.zremrangebyscore(key, "-inf", f"({t - rule.window_s}")
+                    window = self.redis.zrangebyscore(key, t - rule.window_s, "+inf", withscores=True)
+                    members = [json.loads(m) for m in _newest_window(t, window, rule.window_s)[1]]
+                    if len(members) < rule.min_count:
+                        out.append(_video_sample(rule, subject, t, members, fallback=None))
+                elif isinstance(rule, CorrelationRule):
+                    prefix = f"{PREFIX}corr:{rule.id}:"
+                    district = self.redis.hget(f"{prefix}district_of", subject) or ""
+                    lo = t - rule.window_s
+                    members = self.redis.zrangebyscore(f"{prefix}grid:{subject}", lo, "+inf", withscores=True)
+                    members += self.redis.zrangebyscore(
+                        f"{prefix}district:{district}", lo, "+inf", withscores=True
+                    )
+                    recent = _newest_window(t, members, rule.window_s)[1]
+                    sample = _correlation_sample(rule, subject, district, t, [json.loads(m) for m in recent])
+                    if sample.off:
+                        out.append(sample)
+                elif isinstance(rule, SurgeRule):
+                    district, _, category = subject.partition(":")
+                    surges.append((rule, district, category, t))
+        if surges:
+            out += [s for s in self._surge_judge(surges) if s.off]
+        return out
+
+    # ---- conditions -------------------------------------------------------------------------
+
+    def judge(self, samples: Iterable[Sample]) -> list[Decision]:
+        """Move the stored state of every sampled (rule, subject) on; the decisions that follow."""
+        ordered = sorted(samples, key=lambda s: s.ts)
+        if not ordered:
+            return []
+        keys = sorted({state_key(s.rule.id, s.subject) for s in ordered})
+        for attempt in range(MAX_ATTEMPTS):
+            try:
+                actions = self._judge_once(ordered, keys)
+            except redis.WatchError:
+                # Another worker changed one of these subjects meanwhile: judge again on its result.
+                time.sleep(random.uniform(0, 0.005 * (attempt + 1)))
+                continue
+            return self._decisions(actions)
+        raise RuleStateConflict(f"rule state kept changing under {len(keys)} keys; batch not judged")
+
+    def _judge_once(
+        self, samples: Sequence[Sample], keys: Sequence[str]
+    ) -> list[tuple[Sample, str, CondState]]:
+        with self.redis.pipeline(transaction=True) as tx:
+            tx.watch(*keys)
+            # Read on another connection in one round trip; the WATCH above still catches
+            # any change made from now until EXEC.
+            with self.redis.pipeline(transaction=False) as read:
+                for key in keys:
+                    read.hgetall(key)
+                stored = read.execute()
+            before = {k: CondState.from_hash(h) for k, h in zip(keys, stored, strict=True)}
+            states = dict(before)
+            actions: list[tuple[Sample, str, CondState]] = []
+            for s in samples:
+                key = state_key(s.rule.id, s.subject)
+                new, action = step(
+                    states[key],
+                    s.ts,
+                    on=s.on,
+                    off=s.off,
+                    min_duration=getattr(s.rule, "min_duration_s", 0.0),
+                    refresh=s.rule.refresh_s,
+                    ordered=s.ordered,
+                    evidence=s.evidence_item,
+                )
+                states[key] = new
+                if action is not None:
+                    actions.append((s, action, new))
+            tx.multi()
+            for key in keys:
+                if states[key] == before[key]:
+                    continue
+                tx.delete(key)
+                if not states[key].empty:
+                    tx.hset(key, mapping=states[key].to_hash())
+                    tx.expire(key, STATE_TTL_S)
+            for s, action, _state in actions:
+                if action == "clear":
+                    tx.srem(active_key(s.rule.id), s.subject)
+                else:
+                    tx.sadd(active_key(s.rule.id), s.subject)
+            tx.execute()
+        return actions
+
+    def _decisions(self, actions: Sequence[tuple[Sample, str, CondState]]) -> list[Decision]:
+        names = self._device_names({s.fields.get("device_id") for s, a, _ in actions if a != "clear"})
+        out: list[Decision] = []
+        for s, action, state in actions:
+            rule = s.rule
+            key = dedup_key(rule.id, s.subject)
+            observed = datetime.fromtimestamp(s.ts, UTC)
+            if action == "clear":
+                out.append(Clear(rule.id, key, s.reason, observed))
+                continue
+            values = _template_values(rule, s, names)
+            evidence = dict(s.evidence) if s.evidence is not None else {}
+            if s.ordered:
+                evidence["readings"] = list(state.evidence)
+                if state.since is not None:
+                    evidence["since"] = _iso(state.since)
+            out.append(
+                Draft(
+                    rule_id=rule.id,
+                    domain=rule.domain,
+                    severity=rule.severity,
+                    title=_render(rule.title, values)[:200],
+                    message=_render(rule.message, values),
+                    dedup_key=key,
+                    source_kind=s.source_kind,
+                    source_id=s.source_id,
+                    district_code=s.place.district_code,
+                    grid_id=s.place.grid_id,
+                    lon=s.place.lon,
+                    lat=s.place.lat,
+                    evidence=evidence,
+                    observed_at=observed,
+                )
+            )
+        return out
+
+    def _device_names(self, device_ids: set[Any]) -> dict[str, str]:
+        ids = sorted(d for d in device_ids if isinstance(d, str))
+        if not ids:
+            return {}
+        with self.redis.pipeline(transaction=False) as pipe:
+            for device_id in ids:
+                pipe.hget(device_key(device_id), "name")
+            names = pipe.execute()
+        return {d: n for d, n in zip(ids, names, strict=True) if n}
+
+
+# ---- samples ---------------------------------------------------------------------------------
+
+
+def _reading_value(rule: Any, r: Mapping[str, Any]) -> float | None:
+    if r.get("device_type") not in rule.device_types:
+        return None
+    if rule.districts and r.get("district_code") not in rule.districts:
+        return None
+    return _number((r.get("metrics") or {}).get(rule.metric))
+
+
+def _reading_sample(
+    rule: Any,
+    r: Mapping[str, Any],
+    *,
+    on: bool,
+    off: bool,
+    value: float | None,
+    fields: Mapping[str, Any],
+    extra: Mapping[str, Any] | None = None,
+) -> Sample:
+    ts = _epoch(r["ts"])
+    item: dict[str, Any] = {"ts": _iso(ts)}
+    metric = getattr(rule, "metric", None)
+    if metric is not None and value is not None:
+        item[metric] = value
+    elif value is not None:
+        item["value"] = value
+    item |= dict(extra or {})
+    dtype = r.get("device_type") or ""
+    m = catalog_metric(dtype, metric) if metric else None
+    return Sample(
+        rule,
+        r["device_id"],
+        ts,
+        on=on,
+        off=off,
+        place=_place(r),
+        source_kind="device",
+        source_id=r["device_id"],
+        fields={
+            "device_id": r["device_id"],
+            "metric": metric or "",
+            "metric_label": m.label_zh if m else (metric or ""),
+            "unit": m.unit if m else "",
+            **fields,
+        },
+        evidence_item=item,
+    )
+
+
+def _judge_standard(
+    rule: StandardRule, r: Mapping[str, Any]
+) -> tuple[bool, bool, float | None, dict[str, Any]] | None:
+    derived = r.get("derived") or {}
+    metrics = r.get("metrics") or {}
+    if rule.check == "aqi_level":
+        level, index = derived.get("level"), _number(derived.get("aqi"))
+        if not isinstance(level, int) or index is None:
+            return None
+        assert rule.min_level is not None
+        floor = aqi_standard.LEVELS[rule.min_level - 1].aqi_min
+        on = rule.min_level <= level <= rule.max_level
+        off = level > rule.max_level or (level < rule.min_level and index < floor - rule.hysteresis)
+        fields = {
+            "aqi": index,
+            "level": level,
+            "category": derived.get("category", ""),
+            "primary": "、".join(derived.get("primary") or ()) or "—",
+        }
+        return on, off, index, fields
+    if rule.check == "water_grade":
+        grade = derived.get("grade")
+        if grade not in water_standard.GRADES:
+            return None
+        target = (r.get("props") or {}).get(rule.target_prop)
+        if target not in water_standard.GRADES:
+            target = rule.default_target
+        worse = water_standard.GRADES.index(grade) - water_standard.GRADES.index(target)
+        on = worse >= rule.grades_worse
+        fields = {"grade": grade, "target_class": target, "worst": "、".join(derived.get("worst") or ())}
+        return on, not on, None, fields
+    # noise_excess: judged on LAeq − limit, so the hysteresis can reach below the limit.
+    limit, laeq = _number(derived.get("limit")), _number(metrics.get("laeq"))
+    period = derived.get("period")
+    if limit is None or laeq is None:
+        return None
+    excess = laeq - limit
+    in_period = period in rule.periods
+    on = in_period and excess > 0 and excess >= rule.min_excess_db
+    off = not in_period or excess < rule.min_excess_db - rule.hysteresis
+    fields = {
+        "laeq": laeq,
+        "limit": limit,
+        "excess_db": max(excess, 0.0),
+        "period": PERIOD_NAMES.get(period or "", period or ""),
+        "zone": (r.get("props") or {}).get("zone", ""),
+    }
+    return on, off, laeq, fields
+
+
+def _video_subject(rule: VideoRule, e: Mapping[str, Any]) -> str:
+    if rule.group_by == "grid" and e.get("grid_id"):
+        return str(e["grid_id"])
+    return f"camera:{e['camera_id']}"
+
+
+def _window_key(rule_id: str, subject: str) -> str:
+    return f"{PREFIX}window:{rule_id}:{subject}"
+
+
+def _event_member(e: Mapping[str, Any]) -> str:
+    item = {
+        "event_id": e["event_id"],
+        "camera_id": e.get("camera_id"),
+        "type": e.get("type"),
+        "confidence": e.get("confidence"),
+        "ts": _iso(_epoch(e["ts"])),
+        "lon": e.get("lon"),
+        "lat": e.get("lat"),
+        "district_code": e.get("district_code"),
+        "grid_id": e.get("grid_id"),
+    }
+    return json.dumps(item, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def _video_sample(
+    rule: VideoRule,
+    subject: str,
+    t: float,
+    members: list[dict[str, Any]],
+    *,
+    fallback: Mapping[str, Any] | None,
+) -> Sample:
+    members.sort(key=lambda m: m["ts"])
+    latest = members[-1] if members else (fallback or {})
+    count = len(members)
+    return Sample(
+        rule,
+        subject,
+        t,
+        on=count >= rule.min_count,
+        off=count < rule.min_count,
+        place=Place(latest.get("district_code"), latest.get("grid_id"), latest.get("lon"), latest.get("lat")),
+        source_kind="video",
+        source_id=latest.get("camera_id"),
+        fields={
+            "event_type": latest.get("type", ""),
+            "event_label": VIDEO_EVENT_TYPES.get(latest.get("type") or "", latest.get("type") or ""),
+            "count": count,
+            "window_min": rule.window_s / 60,
+            "confidence": max((m.get("confidence") or 0 for m in members), default=0.0),
+            "camera_id": latest.get("camera_id", ""),
+        },
+        ordered=False,
+        evidence={"events": members[-WINDOW_EVIDENCE:], "window_s": rule.window_s},
+        reason="no_recent_events",
+    )
+
+
+def _signal_facts(
+    rule: CorrelationRule,
+    observations: Sequence[Mapping[str, Any]],
+    videos: Sequence[Mapping[str, Any]],
+    tickets: Sequence[Mapping[str, Any]],
+) -> list[dict[str, Any]]:
+    facts: list[dict[str, Any]] = []
+
+    def add(signal: Any, row: Mapping[str, Any], source_id: str, value: Any) -> None:
+        district, grid = row.get("district_code"), row.get("grid_id")
+        if not district or (signal.area == "grid" and not grid):
+            return
+        ts = _epoch(row["ts"])
+        fact = {"s": signal.name, "id": source_id, "t": ts, "v": value, "area": signal.area}
+        fact |= {"district_code": district, "grid_id": grid if signal.area == "grid" else None}
+        if signal.area == "grid":
+            fact |= {"lon": row.get("lon"), "lat": row.get("lat")}
+        facts.append(fact)
+
+    for signal in rule.signals:
+        if signal.source == "observation":
+            for r in observations:
+                if r.get("device_type") not in signal.device_types:
+                    continue
+                value = _number((r.get("metrics") or {}).get(signal.metric))
+                if value is None or signal.value is None:
+                    continue
+                if (value >= signal.value) if signal.op == ">=" else (value <= signal.value):
+                    add(signal, r, f"{r['device_id']}@{_iso(_epoch(r['ts']))}", value)
+        elif signal.source == "video":
+            for e in videos:
+                if e.get("type") in signal.event_types and float(e.get("confidence") or 0) >= (
+                    signal.min_confidence
+                ):
+                    add(signal, e, str(e["event_id"]), e.get("confidence"))
+        else:
+            for t in tickets:
+                if t.get("category") in signal.categories:
+                    add(signal, t, str(t["ticket_id"]), t.get("category"))
+    return facts
+
+
+def _correlation_sample(
+    rule: CorrelationRule, grid: str, district: str, t: float, members: list[dict[str, Any]]
+) -> Sample:
+    labels = {s.name: s.label for s in rule.signals}
+    by_signal: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for m in sorted(members, key=lambda m: m["t"]):
+        by_signal[m["s"]].append(m)
+    present = [s.name for s in rule.signals if by_signal.get(s.name)]
+    local = [m for m in members if m.get("area") == "grid" and m.get("lon") is not None]
+    where = max(local, key=lambda m: m["t"]) if local else {}
+    evidence = {
+        "signals": {
+            name: [{"id": m["id"], "ts": _iso(m["t"]), "value": m.get("v")} for m in by_signal[name][-3:]]
+            for name in present
+        },
+        "window_s": rule.window_s,
+    }
+    return Sample(
+        rule,
+        grid,
+        t,
+        on=len(present) >= rule.min_signals,
+        off=len(present) < rule.min_signals,
+        place=Place(district or None, grid, where.get("lon"), where.get("lat")),
+        source_kind="grid",
+        source_id=grid,
+        fields={
+            "signals": "、".join(labels[n] for n in present),
+            "signal_count": len(present),
+            "window_min": rule.window_s / 60,
+        },
+        ordered=False,
+        evidence=evidence,
+        reason="signals_ended",
+    )
+
+
+def _newest_window(
+    t: float, scored: Sequence[tuple[str, float]], window_s: float, *, members_only: bool = True
+) -> tuple[float, list[Any]]:
+    """The window ending at the newest of ``t`` and the members' scores, and what lies in it.
+
+    Judged at the newest thing known, not at the sample's own time: a late event (another
+    worker's, or a redelivery) must not make a window look emptier than it is.
+    """
+    newest = max([t, *(score for _m, score in scored)])
+    kept = sorted((p for p in scored if p[1] >= newest - window_s), key=lambda p: p[1])
+    return newest, [m for m, _s in kept] if members_only else kept
+
+
+def _surge_keys(rule_id: str, district: str, category: str) -> tuple[str, str]:
+    return (
+        f"{PREFIX}surge:{rule_id}:{district}:{category}",
+        f"{PREFIX}surge_hist:{rule_id}:{district}:{category}",
+    )
+
+
+def _surge_baseline(rule: SurgeRule, hist: Mapping[str, str], t: float) -> float:
+    """Mean count per window over the previous windows since the category first appeared here."""
+    current = int(t // rule.window_s)
+    first = int(hist["first"]) if hist.get("first") else current
+    earlier = range(max(first, current - rule.baseline_windows), current)
+    if not earlier:
+        return rule.min_baseline
+    mean = sum(int(hist.get(str(b), 0)) for b in earlier) / len(earlier)
+    return max(rule.min_baseline, mean)
+
+
+# ---- small helpers ---------------------------------------------------------------------------
+
+
+def _place(r: Mapping[str, Any]) -> Place:
+    return Place(r.get("district_code"), r.get("grid_id"), _number(r.get("lon")), _number(r.get("lat")))
+
+
+def _slope_per_hour(series: Sequence[tuple[float, float]]) -> float:
+    """Least-squares slope of (epoch seconds, value), per hour: steadier than first-to-last."""
+    n = len(series)
+    t0 = series[0][0]
+    xs = [t - t0 for t, _ in series]
+    ys = [v for _, v in series]
+    mx, my = sum(xs) / n, sum(ys) / n
+    sxx = sum((x - mx) ** 2 for x in xs)
+    if sxx == 0:
+        return 0.0
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx * 3600
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _epoch(ts: datetime | float) -> float:
+    if isinstance(ts, datetime):
+        if ts.tzinfo is None:
+            raise ValueError(f"naive timestamp {ts.isoformat()} refused")
+        return ts.timestamp()
+    return float(ts)
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat()
+
+
+class _Values(dict[str, Any]):
+    def __missing__(self, key: str) -> str:
+        return "—"
+
+
+def _fmt(value: Any) -> Any:
+    if isinstance(value, float):
+        text = f"{value:.2f}".rstrip("0").rstrip(".")
+        return text if text not in ("", "-0") else "0"
+    return value
+
+
+def _template_values(rule: Any, s: Sample, names: Mapping[str, str]) -> _Values:
+    values = _Values({k: _fmt(v) for k, v in s.fields.items()})
+    district = s.place.district_code
+    values["rule_name"] = rule.name
+    values["district"] = DISTRICT_NAMES.get(district or "", district or "市外")
+    values["district_code"] = district or ""
+    values["grid_id"] = s.place.grid_id or ""
+    device_id = s.fields.get("device_id")
+    if isinstance(device_id, str):
+        values["device_name"] = names.get(device_id, device_id)
+    return values
+
+
+def _render(template: str, values: _Values) -> str:
+    return string.Formatter().vformat(template, (), values)
