@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from statistics import fmean
 
 from geo.boundaries import DISTRICTS
 from models.live import DeviceState
+from models.standards import aqi
+from models.standards.aqi import AqiResult
+
+#: Pollutants of the real-time index, as the air stations report them.
+AQI_POLLUTANTS = ("pm25", "pm10", "so2", "no2", "co", "o3")
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,6 +23,7 @@ class DistrictFigures:
     devices: int
     online: int
     pm25: float | None
+    aqi: AqiResult | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +31,7 @@ class OverviewSnapshot:
     devices: int
     online: int
     pm25_city: float | None
+    aqi_city: AqiResult | None
     newest_reading_age_s: float | None
     districts: tuple[DistrictFigures, ...]
 
@@ -41,13 +49,36 @@ def summarise(states: list[DeviceState], now: float | None = None) -> OverviewSn
         air = [s.metrics["pm25"] for s in mine_online if s.type == "air_quality" and "pm25" in s.metrics]
         rows.append(
             DistrictFigures(
-                d.code, d.name, len(mine), len(mine_online), round(fmean(air), 1) if air else None
+                d.code,
+                d.name,
+                len(mine),
+                len(mine_online),
+                round(fmean(air), 1) if air else None,
+                area_aqi(mine_online, now),
             )
         )
     return OverviewSnapshot(
         devices=len(states),
         online=len(online),
         pm25_city=round(fmean(pm25), 1) if pm25 else None,
+        aqi_city=area_aqi(online, now),
         newest_reading_age_s=(now - max(seen)) if seen else None,
         districts=tuple(rows),
     )
+
+
+def area_aqi(states: list[DeviceState], now: float) -> AqiResult | None:
+    """Real-time AQI of an area from the mean concentrations of its air stations.
+
+    Area-wide AQI is computed from averaged concentrations (per pollutant, over the
+    stations reporting it), never by averaging the stations' AQIs.
+    """
+    stations = [s for s in states if s.type == "air_quality"]
+    means = {
+        p: fmean(values)
+        for p in AQI_POLLUTANTS
+        if (values := [s.metrics[p] for s in stations if p in s.metrics])
+    }
+    if not means:
+        return None
+    return aqi.realtime(means, at=datetime.fromtimestamp(now, UTC))

@@ -11,16 +11,18 @@ from dash import Input, Output, callback, dcc, html
 
 from dashboards import context, theme
 from dashboards.i18n import t
-from dashboards.vitals import OverviewSnapshot, summarise
+from dashboards.vitals import DistrictFigures, OverviewSnapshot, summarise
 from geo.boundaries import city_bounds, districts_geojson
 from models.clock import CITY_TZ
 from models.live import DeviceState
+from models.standards import aqi
+from models.standards.aqi import AqiResult
 
 REFRESH_MS = 5000
 MAP_HEIGHT_PX = 620
 _minx, _miny, _maxx, _maxy = city_bounds()
 CITY_CENTRE = {"lon": (_minx + _maxx) / 2, "lat": (_miny + _maxy) / 2}
-INDICATORS = ("devices_online", "pm25")
+INDICATORS = ("aqi", "devices_online", "pm25")
 
 
 def _kpi(kpi_id: str, label_key: str) -> html.Div:
@@ -44,6 +46,7 @@ def layout(**_query: str) -> html.Div:
                 children=[
                     _kpi("kpi-devices-online", "kpi.devices_online"),
                     _kpi("kpi-messages-hour", "kpi.messages_hour"),
+                    _kpi("kpi-aqi-city", "kpi.aqi_city"),
                     _kpi("kpi-pm25-city", "kpi.pm25_city"),
                     _kpi("kpi-freshness", "kpi.freshness"),
                 ],
@@ -63,7 +66,7 @@ def layout(**_query: str) -> html.Div:
                                         options=[
                                             {"label": t(f"indicator.{k}"), "value": k} for k in INDICATORS
                                         ],
-                                        value="devices_online",
+                                        value="aqi",
                                         inline=True,
                                         className="indicator-switch",
                                     ),
@@ -112,7 +115,14 @@ def _age_text(age: float | None) -> str:
 
 def map_figure(snapshot: OverviewSnapshot, states: list[DeviceState], indicator: str) -> go.Figure:
     codes = [d.district_code for d in snapshot.districts]
-    if indicator == "pm25":
+    if indicator == "aqi":
+        # Level 1–6 on a stepped scale of China's six AQI colours (HJ 633 Table 2); no data = 0.
+        values = [d.aqi.level if d.aqi is not None else 0 for d in snapshot.districts]
+        colorscale = [[0, theme.PANEL], [1 / 7, theme.PANEL]]
+        for level in aqi.LEVELS:
+            colorscale += [[level.number / 7, level.color], [(level.number + 1) / 7, level.color]]
+        zmax = 7
+    elif indicator == "pm25":
         values = [d.pm25 if d.pm25 is not None else 0 for d in snapshot.districts]
         colorscale = [[0, "#00E400"], [0.35, "#FFFF00"], [0.6, "#FF7E00"], [1, "#FF0000"]]
         zmax = max(115.0, *values)
@@ -130,10 +140,11 @@ def map_figure(snapshot: OverviewSnapshot, states: list[DeviceState], indicator:
             z=values,
             zmin=0,
             zmax=zmax,
+            customdata=[_district_hover(d, indicator) for d in snapshot.districts],
             colorscale=colorscale,
             marker={"opacity": 0.55, "line": {"color": "#9cc3ff", "width": 1.2}},
             text=[d.name for d in snapshot.districts],
-            hovertemplate="%{text}: %{z}<extra></extra>",
+            hovertemplate="%{text}: %{customdata}<extra></extra>",
             showscale=False,
         )
     )
@@ -176,12 +187,35 @@ def spark_figure(counts: list[tuple[datetime, int]]) -> go.Figure:
     )
 
 
+def _district_hover(d: DistrictFigures, indicator: str) -> str:
+    if indicator == "aqi":
+        return "—" if d.aqi is None else f"AQI {d.aqi.aqi} {d.aqi.category}"
+    if indicator == "pm25":
+        return "—" if d.pm25 is None else f"{d.pm25:.1f} µg/m³"
+    return f"{d.online} / {d.devices}"
+
+
+def aqi_badge(result: AqiResult | None) -> html.Span:
+    """An AQI value on its China level colour, with the category: readable from a distance."""
+    if result is None:
+        return html.Span("—")
+    dark_text = result.level <= 2  # green and yellow need dark text to stay legible
+    return html.Span(
+        f"{result.aqi} {result.category}",
+        className="aqi-badge",
+        style={"backgroundColor": result.color, "color": "#111" if dark_text else "#fff"},
+    )
+
+
 def district_table(snapshot: OverviewSnapshot) -> html.Table:
-    head = html.Tr([html.Th(t(k)) for k in ("col.district", "col.devices", "col.online", "col.pm25")])
+    head = html.Tr(
+        [html.Th(t(k)) for k in ("col.district", "col.aqi", "col.devices", "col.online", "col.pm25")]
+    )
     body = [
         html.Tr(
             [
                 html.Td(d.name),
+                html.Td(aqi_badge(d.aqi)),
                 html.Td(d.devices),
                 html.Td(d.online),
                 html.Td("—" if d.pm25 is None else f"{d.pm25:.1f}"),
@@ -195,6 +229,7 @@ def district_table(snapshot: OverviewSnapshot) -> html.Table:
 @callback(
     Output("kpi-devices-online", "children"),
     Output("kpi-messages-hour", "children"),
+    Output("kpi-aqi-city", "children"),
     Output("kpi-pm25-city", "children"),
     Output("kpi-freshness", "children"),
     Output("overview-map", "figure"),
@@ -211,12 +246,13 @@ def refresh(_n: int | None, indicator: str) -> tuple:
         counts = ctx.live.hourly_counts("observations", 24)
     except Exception as exc:  # the page shows the degraded state instead of an error
         message = t("status.degraded", reason=type(exc).__name__)
-        return ("—", "—", "—", "—", dash.no_update, dash.no_update, dash.no_update, message)
+        return ("—", "—", "—", "—", "—", dash.no_update, dash.no_update, dash.no_update, message)
     snapshot = summarise(states)
     status = t("status.live") if states else t("status.no_data")
     return (
         f"{snapshot.online} / {snapshot.devices}",
         f"{counts[-1][1]:,}" if counts else "0",
+        aqi_badge(snapshot.aqi_city),
         "—" if snapshot.pm25_city is None else f"{snapshot.pm25_city} µg/m³",
         _age_text(snapshot.newest_reading_age_s),
         map_figure(snapshot, states, indicator if indicator in INDICATORS else "devices_online"),

@@ -46,6 +46,9 @@ def test_summary_counts_online_devices_and_averages_pm25_of_online_stations_only
     s = summarise(states, now=NOW)
     assert (s.devices, s.online) == (5, 3)
     assert s.pm25_city == 40.0
+    # AQI from the mean concentration of the online stations (40 µg/m³), not a mean of AQIs:
+    # HJ 633—2026 PM2.5 segment 35–60 → IAQI 50–100, so 50 + 50/25 × 5 = 60.
+    assert s.aqi_city is not None and (s.aqi_city.aqi, s.aqi_city.category) == (60, "良")
     assert s.newest_reading_age_s == 5
     by_code = {d.district_code: d for d in s.districts}
     assert [d.district_code for d in s.districts] == [
@@ -57,13 +60,14 @@ def test_summary_counts_online_devices_and_averages_pm25_of_online_stations_only
         "511681",
     ]
     assert (by_code["511602"].devices, by_code["511602"].online, by_code["511602"].pm25) == (3, 2, 40.0)
-    assert (by_code["511623"].online, by_code["511623"].pm25) == (1, None)
+    assert (by_code["511623"].online, by_code["511623"].pm25, by_code["511623"].aqi) == (1, None, None)
+    assert by_code["511602"].aqi == s.aqi_city
     assert (by_code["511681"].devices, by_code["511681"].online) == (1, 0)
 
 
 def test_no_devices_gives_empty_figures_not_errors() -> None:
     s = summarise([], now=NOW)
-    assert (s.devices, s.online, s.pm25_city, s.newest_reading_age_s) == (0, 0, None, None)
+    assert (s.devices, s.online, s.pm25_city, s.aqi_city, s.newest_reading_age_s) == (0, 0, None, None, None)
 
 
 def test_every_string_used_by_the_pages_is_in_the_catalogue_in_both_languages() -> None:
