@@ -23,6 +23,7 @@ from ingest.mqtt import MqttClient, ReceivedMessage
 from ingest.pipeline import BatchResult, Inbound, IngestPipeline
 from models.config import Settings
 from models.live import LiveStore, connect_redis
+from models.rules import AlertSink, RuleEngine, RuleRunner, load_rules
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -38,9 +39,18 @@ SHARED_GROUP = "ingest"
 
 
 class IngestWorker:
-    def __init__(self, client: MqttClient, pipeline: IngestPipeline, *, shared: bool = True) -> None:
+    def __init__(
+        self,
+        client: MqttClient,
+        pipeline: IngestPipeline,
+        *,
+        shared: bool = True,
+        rules: RuleRunner | None = None,
+    ) -> None:
         self.client = client
         self.pipeline = pipeline
+        #: time-based rules (staleness, emptied windows, SLA escalation), ticked from run()
+        self.rules = rules
         #: subscribe through shared subscriptions (several workers) or plainly (one worker)
         self.shared = shared
         #: why storage is failing right now, or None
@@ -68,19 +78,22 @@ class IngestWorker:
             raise ValueError("no MQTT broker URL")
         # A stable id, so a restarted worker resumes its broker session and its unacked messages.
         client = MqttClient(url, client_id or f"cityops-ingest-{settings.worker_id}", persistent_session=True)
+        # A bad rule file stops the worker here (RuleFileError names the rule and field).
+        rules = RuleRunner(RuleEngine(load_rules(), live.redis), AlertSink(engine, live))
         pipeline = IngestPipeline(
             engine,
             live,
             prefix=settings.topic_prefix,
             max_future=settings.ingest_max_future,
             max_age=settings.ingest_max_age,
+            hooks=[rules],
         )
         # The embedded broker serves exactly one worker (the one in the demo process; a
         # standalone worker needs a broker URL). rumqttd 0.20 panics when a persistent
         # session holding a shared subscription reconnects with unacknowledged messages
         # (seen in tests), while plain persistent subscriptions resume correctly — so with
         # the embedded broker the worker subscribes plainly. Nothing else changes.
-        return cls(client, pipeline, shared=settings.mqtt is not None)
+        return cls(client, pipeline, shared=settings.mqtt is not None, rules=rules)
 
     def run(self, stop: threading.Event) -> None:
         self.client.start()
@@ -88,6 +101,7 @@ class IngestWorker:
             self.client.subscribe(topic_filter, qos=1, shared_group=group if self.shared else None)
         log.info("ingest worker %s subscribed", self.client.client_id)
         self.ready.set()
+        next_tick = time.monotonic()
         try:
             while not stop.is_set():
                 batch = self.client.get_batch(BATCH_MAX, timeout=BATCH_WAIT_S)
@@ -95,6 +109,9 @@ class IngestWorker:
                 metrics.QUEUE_DEPTH.set(self.client.stats().queued)
                 if batch:
                     self.handle(batch, stop)
+                if self.rules is not None and time.monotonic() >= next_tick:
+                    next_tick = time.monotonic() + self.rules.interval_s
+                    self._tick_rules()
         finally:
             self.client.stop()
             metrics.CONNECTED.set(0)
@@ -112,6 +129,13 @@ class IngestWorker:
         self.client.ack_many(batch)
         self._count(stored.result, batch)
         return True
+
+    def _tick_rules(self) -> None:
+        assert self.rules is not None
+        try:
+            self.rules.tick()
+        except Exception:  # a failing tick must not stop ingest; the next one tries again
+            log.exception("rule tick failed")
 
     def _until_done(self, stage: str, action: Callable[[], T], stop: threading.Event) -> T | None:
         delay = RETRY_MIN_S
