@@ -6,6 +6,7 @@ callers pass a URL and never branch on the backend themselves.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -376,9 +377,72 @@ def upsert_hourly(conn: Connection, rows: Sequence[HourlyDelta | Mapping[str, An
         {f: getattr(r, f) for f in HourlyDelta.__slots__} if isinstance(r, HourlyDelta) else dict(r)
         for r in rows
     ]
+    if conn.dialect.name == "postgresql" and _unique_buckets(params):
+        # One statement over arrays instead of one execution per bucket: a batch touches
+        # hundreds of buckets, and per-row statements cost a server round of parse, plan and
+        # execute each. Only without repeated buckets (hourly_deltas never repeats one):
+        # ON CONFLICT cannot touch the same row twice in one statement.
+        conn.exec_driver_sql(_PG_HOURLY_UPSERT, _columns(params, _HOURLY_COLUMNS))
+        return len(params)
     # One bucket per statement row: ON CONFLICT cannot touch the same row twice in one statement.
     conn.execute(rollup_upsert_statement(conn), params)
     return len(params)
+
+
+_HOURLY_COLUMNS = (
+    ("device_id", "text"),
+    ("metric", "text"),
+    ("hour", "timestamptz"),
+    ("district_code", "text"),
+    ("grid_id", "text"),
+    ("count", "integer"),
+    ("sum", "float8"),
+    ("min", "float8"),
+    ("max", "float8"),
+    ("last_ts", "timestamptz"),
+    ("last_value", "float8"),
+)
+
+
+def _pg_hourly_upsert() -> str:
+    """The PostgreSQL twin of :func:`rollup_upsert_statement`, reading its rows from arrays."""
+    table = ObservationHourly.__table__.name
+    names = ", ".join(f'"{c}"' for c, _ in _HOURLY_COLUMNS)
+    arrays = ", ".join(f"%s::{t}[]" for _, t in _HOURLY_COLUMNS)
+    newer = "EXCLUDED.last_ts >= t.last_ts"
+    return (
+        f'INSERT INTO "{table}" AS t ({names}) SELECT * FROM unnest({arrays}) '
+        'ON CONFLICT (device_id, metric, "hour") DO UPDATE SET '
+        '"count" = t."count" + EXCLUDED."count", "sum" = t."sum" + EXCLUDED."sum", '
+        '"min" = LEAST(t."min", EXCLUDED."min"), "max" = GREATEST(t."max", EXCLUDED."max"), '
+        f"last_ts = CASE WHEN {newer} THEN EXCLUDED.last_ts ELSE t.last_ts END, "
+        f"last_value = CASE WHEN {newer} THEN EXCLUDED.last_value ELSE t.last_value END, "
+        f"district_code = CASE WHEN {newer} THEN EXCLUDED.district_code ELSE t.district_code END, "
+        f"grid_id = CASE WHEN {newer} THEN EXCLUDED.grid_id ELSE t.grid_id END"
+    )
+
+
+_PG_HOURLY_UPSERT = _pg_hourly_upsert()
+
+
+def _unique_buckets(params: Sequence[Mapping[str, Any]]) -> bool:
+    return len({(p["device_id"], p["metric"], p["hour"]) for p in params}) == len(params)
+
+
+def _columns(
+    params: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, str]]
+) -> tuple[list[Any], ...]:
+    """Row dicts as one list per column: psycopg sends each list as one array parameter."""
+    return tuple([p.get(c) for p in params] for c, _ in columns)
+
+
+def _utc(value: datetime) -> datetime:
+    """What the ``UTCDateTime`` column type binds, for statements that bypass it: aware, in UTC."""
+    if not isinstance(value, datetime):
+        raise TypeError(f"expected a datetime, got {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"naive datetime {value.isoformat()} refused: give it a time zone")
+    return value.astimezone(UTC)
 
 
 def insert_new(
@@ -391,9 +455,11 @@ def insert_new(
     """
     if not rows:
         return []
+    # The same key twice in one call (a redelivery next to the original) is one row.
+    unique = list({tuple(r[k] for k in key): r for r in reversed(rows)}.values())[::-1]
     stmt = dialect_insert(conn, table).on_conflict_do_nothing().returning(*(table.c[k] for k in key))
-    fresh = {tuple(row) for row in conn.execute(stmt, list(rows))}
-    return [dict(r) for r in rows if tuple(r[k] for k in key) in fresh]
+    fresh = {tuple(row) for row in conn.execute(stmt, unique)}
+    return [dict(r) for r in unique if tuple(r[k] for k in key) in fresh]
 
 
 def record_observations(conn: Connection, observations: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -423,13 +489,63 @@ def record_observations(conn: Connection, observations: Sequence[Mapping[str, An
         }
         for o in observations
     ]
-    stmt = dialect_insert(conn, table).on_conflict_do_nothing().returning(table.c.device_id, table.c.ts)
-    fresh = {(row.device_id, row.ts) for row in conn.execute(stmt, params)}
+    if conn.dialect.name == "postgresql":
+        fresh = _pg_insert_observations(conn, params)
+    else:
+        stmt = dialect_insert(conn, table).on_conflict_do_nothing().returning(table.c.device_id, table.c.ts)
+        fresh = {(row.device_id, row.ts) for row in conn.execute(stmt, params)}
     # Hand back the caller's own mappings (they may carry more than the columns, e.g. the
     # device type and derived indices the rules need), only those that were new.
     inserted = [o for o, p in zip(observations, params, strict=True) if (p["device_id"], p["ts"]) in fresh]
     upsert_hourly(conn, hourly_deltas(inserted))
     return inserted
+
+
+_OBSERVATION_COLUMNS = (
+    ("device_id", "text"),
+    ("ts", "timestamptz"),
+    ("received_at", "timestamptz"),
+    ("metrics", "jsonb"),
+    ("msg_id", "text"),
+    ("district_code", "text"),
+    ("grid_id", "text"),
+)
+
+
+def _pg_insert_observations_sql() -> str:
+    table = Observation.__table__.name
+    names = ", ".join(c for c, _ in _OBSERVATION_COLUMNS)
+    # jsonb arrives as text[] and is cast per element: psycopg has no jsonb[] dumper for str.
+    arrays = ", ".join(f"%s::{'text' if t == 'jsonb' else t}[]" for _, t in _OBSERVATION_COLUMNS)
+    select = ", ".join(f"{c}::jsonb" if t == "jsonb" else c for c, t in _OBSERVATION_COLUMNS)
+    return (
+        f'INSERT INTO "{table}" ({names}) SELECT {select} FROM unnest({arrays}) AS u({names}) '
+        "ON CONFLICT DO NOTHING RETURNING device_id, ts"
+    )
+
+
+_PG_INSERT_OBSERVATIONS = _pg_insert_observations_sql()
+
+
+def _pg_insert_observations(conn: Connection, params: list[dict[str, Any]]) -> set[tuple[str, datetime]]:
+    """Insert observation rows in one statement over arrays; the (device_id, ts) that were new.
+
+    Same rows and conflict handling as the SQLAlchemy executemany (ON CONFLICT DO NOTHING on
+    both unique keys), but the driver sends seven array parameters instead of binding,
+    type-processing and rendering each row, which was most of the write cost per message.
+    """
+    serialize = conn.dialect._json_serializer or json.dumps  # type: ignore[attr-defined]
+    rows = [
+        {
+            **p,
+            "ts": _utc(p["ts"]),
+            "received_at": _utc(p["received_at"]),
+            "metrics": None if p["metrics"] is None else serialize(p["metrics"]),
+        }
+        for p in params
+    ]
+    result = conn.exec_driver_sql(_PG_INSERT_OBSERVATIONS, _columns(rows, _OBSERVATION_COLUMNS))
+    return {(device_id, ts.astimezone(UTC)) for device_id, ts in result}
 
 
 __all__ = [

@@ -252,3 +252,15 @@ def test_readings_carry_their_national_indices_into_the_live_state_and_the_rules
     by_device = {r["device_id"]: r for r in batch["observations"]}
     assert by_device["n-1"]["device_type"] == "noise" and by_device["n-1"]["props"] == {"zone": "1"}
     assert by_device["air-1"]["derived"]["level"] == 5
+
+
+def test_a_redelivery_in_the_same_batch_counts_as_one_duplicate(pipeline: IngestPipeline) -> None:
+    camera = msg("video/cam-1/meta", {"type": "camera", "lon": GUANGAN_LON, "lat": GUANGAN_LAT})
+    event = msg(
+        "video/cam-1/events",
+        {"event_id": "ev-9", "ts": "2026-07-15T10:29:00+08:00", "type": "fallen_tree", "confidence": 0.7},
+    )
+    reading = obs(pm25=12.0)
+    result = pipeline.process([meta(), camera, reading, reading, event, event])
+    assert (result.stored["observations"], result.duplicates["observations"]) == (1, 1)
+    assert (result.stored["video_events"], result.duplicates["video_events"]) == (1, 1)
