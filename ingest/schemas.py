@@ -8,6 +8,8 @@ that fails becomes a dead letter with the reason; it never stops the worker.
 from __future__ import annotations
 
 import math
+import re
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -121,3 +123,66 @@ class HotlineTicket(_Strict):
     lat: Lat | None = None
     urgency: Literal["normal", "urgent"] = "normal"
     caller: dict[str, Annotated[str, Field(max_length=100)]] | None = None
+
+
+# ---- fast path for observations ------------------------------------------------------------
+#
+# Observations are nearly all of the traffic, and building a pydantic model per message was
+# the largest cost of validation. The checks below accept exactly what ``Observation``
+# accepts for well-formed payloads and build the same values; anything they are not sure of
+# (every invalid payload included) is left to pydantic, so rejection reasons and messages
+# stay pydantic's own. tests/unit/ingest/test_schemas_fast.py compares the two.
+
+_OBS_FIELDS = frozenset(Observation.model_fields)
+_IDENTIFIER = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
+#: Integers up to 2**53 convert to float exactly; larger ones are left to pydantic.
+_EXACT_INT = 2**53
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedObservation:
+    """An observation payload that passed :func:`fast_observation`: the fields and values
+    ``Observation.model_validate`` gives, without the cost of a model instance."""
+
+    ts: datetime
+    metrics: dict[str, float]
+    msg_id: str | None = None
+
+
+def fast_observation(data: dict[str, Any]) -> CheckedObservation | None:
+    """What ``Observation.model_validate(data)`` holds, or None: then ask pydantic.
+
+    Never rejects: None only means "not sure", so invalid payloads are still rejected by
+    pydantic with its reason and message.
+    """
+    if not _OBS_FIELDS.issuperset(data):
+        return None
+    ts = data.get("ts")
+    metrics = data.get("metrics")
+    if type(ts) is not str or type(metrics) is not dict or not 1 <= len(metrics) <= 32:
+        return None
+    msg_id = data.get("msg_id")
+    if msg_id is not None and (type(msg_id) is not str or _IDENTIFIER.fullmatch(msg_id) is None):
+        return None
+    try:
+        parsed = datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        return None
+    values: dict[str, float] = {}
+    for key, value in metrics.items():
+        if type(key) is not str or len(key) > 32:
+            return None
+        kind = type(value)
+        if kind is float:
+            if not math.isfinite(value):
+                return None
+        elif kind is int:
+            if not -_EXACT_INT <= value <= _EXACT_INT:
+                return None
+            value = float(value)
+        else:  # bool, str, None, containers: pydantic rejects them (strict), with its message
+            return None
+        values[key] = value
+    return CheckedObservation(parsed, values, msg_id)
