@@ -452,6 +452,7 @@ class HotlineTicket(Base):
     __table_args__ = (
         Index("ix_hotline_tickets_district_code_ts", "district_code", "ts"),
         Index("ix_hotline_tickets_department_state", "department", "state"),
+        Index("ix_hotline_tickets_category_ts", "category", "ts"),
         _gist("hotline_tickets"),
     )
 
@@ -474,11 +475,36 @@ class HotlineTicket(Base):
     caller_phone: Mapped[str | None] = mapped_column(String(32))
     state: Mapped[str] = mapped_column(String(24), index=True)
     department: Mapped[str | None] = mapped_column(String(64))
-    accept_due: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    reply_due: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    accept_due: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    reply_due: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    # A confirmed repeat (重复件): merged into this earlier order.
     repeat_of: Mapped[str | None] = mapped_column(ForeignKey("hotline_tickets.ticket_id"), index=True)
+    # The work-order lifecycle (models.tickets); ``version`` makes transitions compare-and-set.
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
+    close_due: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    replied_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    followed_up_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # 回访评价: satisfied / basically_satisfied / dissatisfied (满意/基本满意/不满意).
+    satisfaction: Mapped[str | None] = mapped_column(String(24))
+    # 督办: the centre watches this order closely; a flag, not a state.
+    supervised: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    supervised_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # 延期: requested / approved / refused, and the new deadline asked for.
+    extension_state: Mapped[str | None] = mapped_column(String(16))
+    extension_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    return_count: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    # Auto-dispatch suggestion (category → department); the operator confirms or changes it.
+    suggested_department: Mapped[str | None] = mapped_column(String(64))
+    # The district or township the order was dispatched to (may differ from where it is).
+    handling_district_code: Mapped[str | None] = mapped_column(String(12))
+    # A likely repeat found at registration: a link for the operator, not yet a merge.
+    likely_repeat_of: Mapped[str | None] = mapped_column(String(32))
+    likely_repeat_distance_m: Mapped[float | None] = mapped_column(Float)
 
 
 class TicketEvent(Base):
