@@ -79,7 +79,10 @@ class IngestWorker:
         # A stable id, so a restarted worker resumes its broker session and its unacked messages.
         client = MqttClient(url, client_id or f"cityops-ingest-{settings.worker_id}", persistent_session=True)
         # A bad rule file stops the worker here (RuleFileError names the rule and field).
-        rules = RuleRunner(RuleEngine(load_rules(), live.redis), AlertSink(engine, live))
+        rules = RuleRunner(
+            RuleEngine(load_rules(settings.rules_file), live.redis),
+            AlertSink(engine, live, sla=settings.alert_sla),
+        )
         pipeline = IngestPipeline(
             engine,
             live,

@@ -37,6 +37,7 @@ from sqlalchemy.engine import Connection
 
 from models import audit
 from models import lifecycle as lc
+from models.config import DEFAULT_ALERT_SLA
 from models.db import dialect_insert
 from models.lifecycle import SYSTEM, Actor, IllegalTransition, Lifecycle, Refusal, State
 from models.schema import (
@@ -66,14 +67,9 @@ class AlertState(enum.StrEnum):
 
 
 #: Time allowed to acknowledge, per severity, before the alert is escalated to the next
-#: level. Defaults only: deployments pass their own mapping (configuration). ``None``
-#: means never escalated automatically.
-DEFAULT_SLA: dict[str, timedelta | None] = {
-    Severity.CRITICAL: timedelta(minutes=2),
-    Severity.MAJOR: timedelta(minutes=10),
-    Severity.MINOR: timedelta(minutes=30),
-    Severity.INFO: None,
-}
+#: level; deployments set their own with CITYOPS_ALERT_SLA. ``None`` means never
+#: escalated automatically.
+DEFAULT_SLA: Mapping[str, timedelta | None] = DEFAULT_ALERT_SLA
 
 #: Console order: most severe first.
 SEVERITY_RANK: dict[str, int] = {s.value: i for i, s in enumerate(Severity)}

@@ -46,6 +46,10 @@ VARIABLES: dict[str, str] = {
     "CITYOPS_INGEST_MAX_AGE_S": "how old a timestamp may be (seconds, default 604800 = 7 days); "
     "older ones are rejected as ts_past",
     "CITYOPS_METRICS_PORT": "port on which `cityops ingest` serves Prometheus metrics (default: none)",
+    "CITYOPS_ALERT_SLA": "seconds to acknowledge an alert before it escalates, per severity, e.g. "
+    "critical=120,major=600,minor=1800,info=0 (0 = never escalates; these are the defaults)",
+    "CITYOPS_RULES_FILE": "TOML rule file for the rule engine (default: the Guang'an rule set shipped "
+    "in models/rules/default_rules.toml)",
     "CITYOPS_WORKER_ID": "stable name of this ingest worker; the broker keeps its session under it "
     "(default: the host name)",
 }
@@ -56,6 +60,13 @@ _DATABASE_SCHEMES = {"postgresql", "postgresql+psycopg", "postgres", "sqlite"}
 _LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR"}
 _TOPIC_PREFIX = re.compile(r"^[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-.]+)*$")
 _MIN_SECRET_LENGTH = 32
+#: Acknowledgement deadlines before an alert escalates (CITYOPS_ALERT_SLA overrides them).
+DEFAULT_ALERT_SLA: dict[str, timedelta | None] = {
+    "critical": timedelta(minutes=2),
+    "major": timedelta(minutes=10),
+    "minor": timedelta(minutes=30),
+    "info": None,
+}
 
 
 class ConfigError(ValueError):
@@ -102,6 +113,9 @@ class Settings:
     ingest_max_future: timedelta = timedelta(minutes=5)
     ingest_max_age: timedelta = timedelta(days=7)
     metrics_port: int | None = None
+    #: severity → seconds to acknowledge (None: never escalates)
+    alert_sla: dict[str, timedelta | None] = field(default_factory=lambda: dict(DEFAULT_ALERT_SLA))
+    rules_file: Path | None = None
 
     @property
     def embedded_mqtt(self) -> bool:
@@ -188,6 +202,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         worker_id=_worker_id(get("CITYOPS_WORKER_ID")),
         ingest_max_future=_seconds("CITYOPS_INGEST_MAX_FUTURE_S", get("CITYOPS_INGEST_MAX_FUTURE_S"), 300),
         ingest_max_age=_seconds("CITYOPS_INGEST_MAX_AGE_S", get("CITYOPS_INGEST_MAX_AGE_S"), 7 * 24 * 3600),
+        alert_sla=_alert_sla(get("CITYOPS_ALERT_SLA")),
+        rules_file=_existing_file("CITYOPS_RULES_FILE", get("CITYOPS_RULES_FILE")),
         metrics_port=None
         if get("CITYOPS_METRICS_PORT") is None
         else _port("CITYOPS_METRICS_PORT", get("CITYOPS_METRICS_PORT"), 0),
@@ -262,13 +278,39 @@ def _port(variable: str, raw: str | None, default: int) -> int:
     return port
 
 
-def _seconds(variable: str, raw: str | None, default: int) -> timedelta:
+def _alert_sla(raw: str | None) -> dict[str, timedelta | None]:
+    sla = dict(DEFAULT_ALERT_SLA)
+    if raw is None:
+        return sla
+    for part in raw.split(","):
+        severity, sep, value = part.strip().partition("=")
+        if not sep or severity.strip() not in sla:
+            raise ConfigError(
+                "CITYOPS_ALERT_SLA", "must be severity=seconds pairs for critical, major, minor, info", raw
+            )
+        seconds = _seconds("CITYOPS_ALERT_SLA", value.strip(), 0, allow_zero=True)
+        sla[severity.strip()] = seconds if seconds.total_seconds() > 0 else None
+    return sla
+
+
+def _existing_file(variable: str, raw: str | None) -> Path | None:
+    if raw is None:
+        return None
+    path = Path(raw)
+    if not path.is_file():
+        raise ConfigError(variable, "names no readable file", raw)
+    return path
+
+
+def _seconds(variable: str, raw: str | None, default: int, *, allow_zero: bool = False) -> timedelta:
     if raw is None:
         return timedelta(seconds=default)
     try:
         value = float(raw)
     except ValueError:
         raise ConfigError(variable, "must be a number of seconds", raw) from None
+    if allow_zero and value == 0:
+        return timedelta(0)
     if not (value > 0 and value < 10 * 365 * 24 * 3600):
         raise ConfigError(variable, "must be a positive number of seconds (at most ten years)", raw)
     return timedelta(seconds=value)

@@ -1,36 +1,19 @@
 """What the rule engine decides: open or refresh an alert (:class:`Draft`), or clear one (:class:`Clear`).
 
 The engine only decides; :mod:`models.rules.sink` applies the decisions to the alerts
-table and the live state. ``Draft`` has the fields of ``models.alerts.AlertDraft`` so the
-sink can hand it over field by field.
+table and the live state. A draft is ``models.alerts.AlertDraft`` itself, so what the
+engine decides is exactly what the alert layer stores.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
+from models.alerts import AlertDraft
 
-@dataclass(frozen=True, slots=True)
-class Draft:
-    """Open the alert under ``dedup_key``, or update the one already open."""
-
-    rule_id: str
-    domain: str
-    severity: str
-    title: str
-    message: str
-    dedup_key: str
-    source_kind: str
-    source_id: str | None
-    district_code: str | None
-    grid_id: str | None
-    lon: float | None
-    lat: float | None
-    evidence: dict[str, Any] = field(default_factory=dict)
-    #: reading time of the newest evidence (the tick's clock for time-based rules)
-    observed_at: datetime | None = None
+#: Open the alert under ``dedup_key``, or update the one already open: the alert layer's own draft.
+Draft = AlertDraft
 
 
 @dataclass(frozen=True, slots=True)

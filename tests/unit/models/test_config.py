@@ -99,3 +99,30 @@ def test_every_setting_is_documented_in_the_readme() -> None:
     text = README.read_text(encoding="utf-8")
     documented = set(re.findall(r"`(CITYOPS_[A-Z_]+)`", text))
     assert set(VARIABLES) <= documented, sorted(set(VARIABLES) - documented)
+
+
+def test_alert_sla_defaults_and_overrides() -> None:
+    from datetime import timedelta
+
+    assert load_settings({}).alert_sla == {
+        "critical": timedelta(minutes=2),
+        "major": timedelta(minutes=10),
+        "minor": timedelta(minutes=30),
+        "info": None,
+    }
+    s = load_settings({"CITYOPS_ALERT_SLA": "critical=60, minor=0"})
+    assert s.alert_sla["critical"] == timedelta(seconds=60)
+    assert s.alert_sla["minor"] is None, "0 means never escalates"
+    assert s.alert_sla["major"] == timedelta(minutes=10), "unnamed severities keep their default"
+    for bad in ("urgent=60", "critical", "critical=-5", "critical=soon"):
+        with pytest.raises(ConfigError) as info:
+            load_settings({"CITYOPS_ALERT_SLA": bad})
+        assert str(info.value).startswith("CITYOPS_ALERT_SLA: ")
+
+
+def test_rules_file_must_exist(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="CITYOPS_RULES_FILE: names no readable file"):
+        load_settings({"CITYOPS_RULES_FILE": str(tmp_path / "missing.toml")})
+    rules = tmp_path / "rules.toml"
+    rules.write_text("", encoding="utf-8")
+    assert load_settings({"CITYOPS_RULES_FILE": str(rules)}).rules_file == rules
