@@ -32,10 +32,11 @@ from ingest.schemas import (
     DeviceMeta,
     HotlineTicket,
     Observation,
+    TicketLifecycleEvent,
     VideoEvent,
     fast_observation,
 )
-from models import schema
+from models import schema, tickets
 from models.catalog import DEVICE_TYPES
 from models.clock import Clock, utc_now
 from models.db import dialect_insert, insert_new, record_observations
@@ -193,18 +194,34 @@ class IngestPipeline:
 
             ticket_rows = self._ticket_rows(parsed[Kind.TICKET], result, now)
             inserted_tickets = insert_new(conn, schema.HotlineTicket.__table__, ticket_rows, ("ticket_id",))
+            inserted_tickets = tickets.register_new(conn, inserted_tickets, now=now)
             result.stored["hotline_tickets"] += len(inserted_tickets)
             result.duplicates["hotline_tickets"] += len(ticket_rows) - len(inserted_tickets)
             accepted["hotline_tickets"] = inserted_tickets
 
-            for message, _route, _model in parsed[Kind.TICKET_EVENT]:
-                # The work-order lifecycle arrives with the work-order module; until then the
-                # event is kept as a dead letter rather than silently dropped.
-                result.rejected.append(
-                    self._reject(
-                        message, Rejected("not_supported", "ticket lifecycle events are not handled yet")
-                    )
-                )
+            for message, route, model in parsed[Kind.TICKET_EVENT]:
+                # The same transitions as the console's; a refused one is kept as a dead letter
+                # with the reason. The savepoint keeps the batch alive when another worker
+                # applied the same event_id first (unique violation).
+                try:
+                    self._check_time(model.ts, now)
+                    with conn.begin_nested():
+                        change = tickets.apply_hotline_event(conn, route.key, model.model_dump())
+                except Rejected as exc:
+                    result.rejected.append(self._reject(message, exc))
+                    continue
+                except tickets.IllegalTransition as exc:
+                    result.rejected.append(self._reject(message, Rejected("illegal_transition", str(exc))))
+                    continue
+                except tickets.EntityNotFound as exc:
+                    result.rejected.append(self._reject(message, Rejected("unknown_ticket", str(exc))))
+                    continue
+                except sa.exc.IntegrityError:
+                    change = None
+                if change is None:
+                    result.duplicates["ticket_events"] += 1
+                else:
+                    result.stored["ticket_events"] += 1
             if result.rejected:
                 conn.execute(
                     schema.DeadLetter.__table__.insert(),
@@ -535,12 +552,6 @@ class IngestPipeline:
         return Rejection(message.topic, exc.reason, exc.detail, message.payload, message.received_at)
 
 
-class _TicketEvent(BaseModel):
-    """Lifecycle events are validated by the work-order module; accept any object here."""
-
-    model_config = {"extra": "allow"}
-
-
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
@@ -554,7 +565,7 @@ _MODELS: dict[Kind, type[BaseModel]] = {
     Kind.SENSOR_OBS: Observation,
     Kind.VIDEO_EVENT: VideoEvent,
     Kind.TICKET: HotlineTicket,
-    Kind.TICKET_EVENT: _TicketEvent,
+    Kind.TICKET_EVENT: TicketLifecycleEvent,
 }
 
 #: Metric definitions by device type, built on first use (the catalog does not change).

@@ -125,6 +125,39 @@ class HotlineTicket(_Strict):
     caller: dict[str, Annotated[str, Field(max_length=100)]] | None = None
 
 
+class TicketLifecycleEvent(_Strict):
+    """``{prefix}/hotline/tickets/{ticket_id}/events``: a step of a work order in the
+    hotline system, applied with :func:`models.tickets.apply_hotline_event`."""
+
+    event_id: Identifier
+    ts: AwareDatetime
+    action: Literal[
+        "dispatched",
+        "accepted",
+        "started",
+        "replied",
+        "closed",
+        "rated",
+        "returned",
+        "extension_requested",
+        "extension_approved",
+        "extension_refused",
+        "supervised",
+        "merged",
+    ]
+    department: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    district_code: Annotated[str, Field(pattern=r"^[0-9]{6,12}$")] | None = None
+    # 回访评价 by code or by its Chinese label.
+    rating: (
+        Literal["satisfied", "basically_satisfied", "dissatisfied", "满意", "基本满意", "不满意"] | None
+    ) = None
+    reason: Annotated[str, Field(max_length=1000)] | None = None
+    note: Annotated[str, Field(max_length=4000)] | None = None
+    until: AwareDatetime | None = None
+    earlier_id: Identifier | None = None
+    actor: Annotated[str, Field(max_length=48)] | None = None
+
+
 # ---- fast path for observations ------------------------------------------------------------
 #
 # Observations are nearly all of the traffic, and building a pydantic model per message was
