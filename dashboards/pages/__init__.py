@@ -1,3 +1,4 @@
 """The pages; importing this package registers each with Dash (after the app exists)."""
 
+import dashboards.pages.alerts  # noqa: F401
 from dashboards.pages import overview  # noqa: F401

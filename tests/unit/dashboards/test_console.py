@@ -1,0 +1,347 @@
+"""The duty officers' console: queue order, SLA countdowns, filters, evidence, history,
+actions through the lifecycle, and comments shown as text."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import fakeredis
+import pytest
+import sqlalchemy as sa
+
+from dashboards import console
+from dashboards.i18n import STRINGS
+from models import alerts, db
+from models.alerts import AlertDraft, AlertEventView
+from models.lifecycle import Actor
+from models.live import LiveAlert, LiveStore
+
+ROOT = Path(__file__).resolve().parents[3]
+NOW = datetime(2026, 7, 1, 2, 0, tzinfo=UTC)  # 10:00 in Guang'an
+OFFICER = Actor("张三", "duty_officer", "张三")
+
+
+def live_alert(alert_id: int, severity: str = "major", *, opened_min_ago: float = 5, **changes) -> LiveAlert:
+    base = {
+        "id": alert_id,
+        "rule_id": "smoke_alarm",
+        "domain": "emergency",
+        "severity": severity,
+        "colour": {"critical": "red", "major": "orange", "minor": "yellow", "info": "blue"}[severity],
+        "title": f"告警{alert_id}",
+        "message": "",
+        "state": "new",
+        "district_code": "511602",
+        "grid_id": None,
+        "lon": 106.63,
+        "lat": 30.47,
+        "opened_at": NOW - timedelta(minutes=opened_min_ago),
+        "last_seen_at": None,
+        "occurrences": 1,
+        "acknowledged_by": None,
+        "acknowledged_at": None,
+        "assigned_to": None,
+        "escalation_level": 0,
+        "sla_due": None,
+        "cleared": False,
+        "audible": severity in {"critical", "major"},
+        "version": 1,
+    }
+    base.update(changes)
+    return LiveAlert(**base)
+
+
+# ---- queue -----------------------------------------------------------------------------------
+
+
+def test_queue_is_most_severe_first_then_oldest_first_then_lowest_id() -> None:
+    queue = [
+        live_alert(1, "minor", opened_min_ago=60),
+        live_alert(2, "critical", opened_min_ago=1),
+        live_alert(3, "major", opened_min_ago=30),
+        live_alert(4, "critical", opened_min_ago=10),
+        live_alert(5, "critical", opened_min_ago=10),
+        live_alert(6, "info", opened_min_ago=600),
+    ]
+    assert [a.id for a in console.queue_order(queue)] == [4, 5, 2, 3, 1, 6]
+
+
+def test_queue_rows_carry_labels_age_handler_and_flash_from_the_audible_set() -> None:
+    queue = [
+        live_alert(1, "critical", opened_min_ago=2, sla_due=NOW + timedelta(seconds=30)),
+        live_alert(2, "major", state="acknowledged", acknowledged_by="李四", audible=False),
+    ]
+    rows = console.queue_rows(queue, NOW, audible={1})
+    assert rows[0].severity_label == "Ⅰ级 特别严重"
+    assert rows[0].district == "广安区"
+    assert rows[0].state_label == "待确认"
+    assert rows[0].age == "2:00"
+    assert rows[0].audible and not rows[1].audible
+    assert rows[1].handler == "李四"
+    assert rows[1].sla.text == "已确认"
+    # Acknowledged elsewhere a moment ago: the audible set wins over a stale hash.
+    assert not console.queue_rows(queue, NOW, audible=set())[0].audible
+
+
+@pytest.mark.parametrize(
+    ("due_in_s", "state", "text"),
+    [
+        (90, "ok", "剩余 1:30"),
+        (60, "due_soon", "即将超时 1:00"),
+        (5, "due_soon", "即将超时 0:05"),
+        (0, "overdue", "已超时 0:00"),
+        (-125, "overdue", "已超时 2:05"),
+        (-3 * 3600 - 61, "overdue", "已超时 3:01:01"),
+    ],
+)
+def test_sla_countdown_states_with_a_fixed_clock(due_in_s: int, state: str, text: str) -> None:
+    status = console.sla_status(NOW + timedelta(seconds=due_in_s), NOW, state="new")
+    assert (status.state, status.text) == (state, text)
+
+
+def test_no_deadline_reads_acknowledged_or_a_dash() -> None:
+    assert console.sla_status(None, NOW, state="acknowledged").text == "已确认"
+    assert console.sla_status(None, NOW, state="new").text == "—"  # info alerts have no SLA
+    assert console.sla_status(None, NOW).state == "none"
+
+
+def test_durations_beyond_a_day() -> None:
+    assert console.duration_text(2 * 86_400 + 5 * 3600 + 7) == "2天5小时"
+    assert console.duration_text(-10) == "0:00"
+
+
+def test_filters_combine_and_empty_values_mean_all() -> None:
+    queue = [
+        live_alert(1, "critical", domain="emergency", district_code="511602"),
+        live_alert(2, "major", domain="urban", district_code="511623"),
+        live_alert(3, "critical", domain="urban", district_code="511623", state="acknowledged"),
+    ]
+    assert [a.id for a in console.filter_alerts(queue, console.Filters.of("", None, "", None))] == [1, 2, 3]
+    assert [a.id for a in console.filter_alerts(queue, console.Filters.of("urban", None, None, None))] == [
+        2,
+        3,
+    ]
+    urban_critical = console.Filters.of("urban", "critical", "511623", None)
+    assert [a.id for a in console.filter_alerts(queue, urban_critical)] == [3]
+    assert console.filter_alerts(queue, console.Filters.of(None, None, None, "escalated")) == []
+
+
+def test_keyboard_selection_moves_within_the_queue() -> None:
+    ids = [4, 5, 2]
+    assert console.move_selection(ids, None, 1) == 4
+    assert console.move_selection(ids, 4, 1) == 5
+    assert console.move_selection(ids, 2, 1) == 2
+    assert console.move_selection(ids, 4, -1) == 4
+    assert console.move_selection(ids, 99, -1) == 4  # the selected alert left the queue
+    assert console.move_selection([], 4, 1) is None
+
+
+# ---- evidence and history --------------------------------------------------------------------
+
+
+def test_evidence_in_chinese_labels_and_city_time() -> None:
+    evidence = {
+        "first": {"observed_at": "2026-07-01T02:00:00+00:00", "smoke": 0.45},
+        "recent": [
+            {"observed_at": "2026-07-01T02:00:00+00:00", "smoke": 0.45},
+            {
+                "observed_at": "2026-07-01T02:01:00+00:00",
+                "events": [{"camera_id": "cam-1", "confidence": 0.9}],
+            },
+        ],
+        "total": 7,
+    }
+    view = console.evidence_view(evidence)
+    assert view is not None and view.total == 7
+    assert [(x.label, x.value) for x in view.first] == [
+        ("观测时间", "2026-07-01 10:00:00"),
+        ("smoke", "0.45"),
+    ]
+    newest = view.recent[0]  # newest first
+    assert newest[1].label == "事件"
+    assert newest[1].value == "摄像头 cam-1，置信度 0.9"
+    assert console.evidence_view(None) is None
+
+
+def test_history_is_newest_first_with_state_changes_and_the_comment_verbatim() -> None:
+    events = [
+        AlertEventView(1, NOW - timedelta(minutes=3), "raise", None, "new", "rule:smoke", None, None, None),
+        AlertEventView(
+            2, NOW, "acknowledge", "new", "acknowledged", "张三", "10.0.0.5", "<b>已电话核实</b>", None
+        ),
+    ]
+    rows = console.history_rows(events, NOW)
+    assert [r.action for r in rows] == ["确认", "触发"]
+    assert rows[0].transition == "待确认 → 已确认"
+    assert rows[0].time == "10:00:00"
+    assert rows[0].comment == "<b>已电话核实</b>"  # kept as typed; drawn as text
+    assert rows[1].address == "—"
+
+
+def test_comments_and_names_are_trimmed_and_bounded_but_not_altered() -> None:
+    assert console.clean_comment("  <script>alert(1)</script>  ") == "<script>alert(1)</script>"
+    assert console.clean_comment("   ") is None
+    assert len(console.clean_comment("长" * 2000) or "") == console.COMMENT_MAX
+    assert console.clean_officer_name("  张  三 ") == "张 三"
+    assert console.clean_officer_name("") is None
+
+
+@pytest.fixture(scope="module")
+def page():
+    """The page module; Dash wants an app with pages before a page registers itself."""
+    import dash
+
+    dash.Dash(__name__, use_pages=True, pages_folder="")
+    from dashboards.pages import alerts as page
+
+    return page
+
+
+def test_comments_are_rendered_as_text_never_as_html_or_markdown(page) -> None:
+    from dash import html
+
+    hostile = '<img src=x onerror="alert(1)">**bold**'
+    rows = console.history_rows(
+        [AlertEventView(1, NOW, "acknowledge", "new", "acknowledged", "张三", None, hostile, None)], NOW
+    )
+    table = page.history_table(rows)[-1]
+    cells = [c for tr in table.children[1].children for c in tr.children]
+    comment = cells[-1]
+    assert isinstance(comment, html.Td) and comment.children == hostile  # a string child: a text node
+    for path in (ROOT / "dashboards" / "console.py", ROOT / "dashboards" / "pages" / "alerts.py"):
+        source = path.read_text()
+        for unsafe in ("dangerously_allow_html", "dangerouslySetInnerHTML", "dcc.Markdown", "innerHTML"):
+            assert unsafe not in source, f"{path.name} uses {unsafe}"
+
+
+def test_every_console_string_has_chinese_and_english() -> None:
+    keys = [k for k in STRINGS if k.startswith(("console.", "nav.alerts", "unit.duration"))]
+    assert len(keys) > 50
+    for key in keys:
+        assert STRINGS[key]["zh"] and STRINGS[key]["en"], key
+        assert re.search(r"[\u4e00-\u9fff]|^[—\d{}:]", STRINGS[key]["zh"]), key
+    for action in console.ACTIONS:
+        assert f"console.action.{action}" in STRINGS
+    for severity in console.SEVERITIES:
+        assert f"console.severity.{severity}" in STRINGS
+
+
+def test_location_figure_is_offline_and_keeps_the_view_per_alert() -> None:
+    fig = console.location_figure(7, 106.63, 30.47, "red", centre={"lon": 106.6, "lat": 30.4})
+    layout = fig.to_plotly_json()["layout"]
+    style = layout["map"]["style"]
+    assert style["sources"] == {} and "glyphs" not in style  # nothing to fetch, no text
+    assert layout["uirevision"] == "alert-7"
+    assert fig.data[0].marker.color == console.WARNING_HEX["red"]
+    assert layout["map"]["center"] == {"lon": 106.63, "lat": 30.47}
+    empty = console.location_figure(None, None, None, "", centre={"lon": 106.6, "lat": 30.4})
+    assert list(empty.data[0].lon) == []
+
+
+# ---- actions ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[sa.Engine]:
+    url = f"sqlite:///{tmp_path / 'cityops.sqlite3'}"
+    db.upgrade_database(url)
+    engine = db.create_engine_for(url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def live() -> LiveStore:
+    return LiveStore(fakeredis.FakeRedis(server=fakeredis.FakeServer(), decode_responses=True))
+
+
+def raise_smoke_alarm(engine: sa.Engine, live: LiveStore) -> int:
+    draft = AlertDraft(
+        rule_id="smoke_alarm",
+        domain="emergency",
+        severity="critical",
+        title="测试烟感烟雾报警",
+        message="烟雾浓度0.45dB/m",
+        dedup_key="smoke_alarm:smoke-1",
+        source_kind="device",
+        source_id="smoke-1",
+        district_code="511602",
+        grid_id=None,
+        lon=106.63,
+        lat=30.47,
+        evidence={"smoke": 0.45},
+    )
+    with engine.begin() as conn:
+        change = alerts.raise_alert(conn, draft, now=NOW)
+    live.apply_alert_changes([change])
+    return change.alert.id
+
+
+def test_acknowledge_commits_pushes_to_redis_and_silences_the_alarm(engine, live) -> None:
+    alert_id = raise_smoke_alarm(engine, live)
+    assert live.audible_alerts() == {alert_id}
+    outcome = console.perform_action(
+        engine, live, "acknowledge", alert_id, actor=OFFICER, address="10.0.0.5", comment=" 已核实 ", now=NOW
+    )
+    assert outcome.ok and outcome.message == f"已确认告警 {alert_id}"
+    assert live.audible_alerts() == set()
+    assert live.alert(alert_id).state == "acknowledged"
+    assert live.alert(alert_id).acknowledged_by == "张三"
+    with engine.connect() as conn:
+        last = alerts.alert_history(conn, alert_id)[-1]
+    assert (last.actor, last.address, last.comment) == ("张三", "10.0.0.5", "已核实")
+
+
+def test_a_second_acknowledgement_is_refused_naming_who_was_first(engine, live) -> None:
+    alert_id = raise_smoke_alarm(engine, live)
+    console.perform_action(
+        engine, live, "acknowledge", alert_id, actor=OFFICER, address=None, comment=None, now=NOW
+    )
+    other = Actor("李四", "duty_officer", "李四")
+    outcome = console.perform_action(
+        engine, live, "acknowledge", alert_id, actor=other, address=None, comment=None, now=NOW
+    )
+    assert not outcome.ok and outcome.change is None
+    assert "张三" in outcome.message and outcome.message.startswith("操作未执行：")
+
+
+def test_assign_needs_a_unit_and_the_whole_path_to_resolved(engine, live) -> None:
+    alert_id = raise_smoke_alarm(engine, live)
+    act = lambda action, **kw: console.perform_action(  # noqa: E731
+        engine, live, action, alert_id, actor=OFFICER, address=None, comment=None, now=NOW, **kw
+    )
+    assert act("acknowledge").ok
+    refused = act("assign", assignee="  ")
+    assert not refused.ok and "指派须指明" in refused.message
+    assert act("assign", assignee="广安区消防救援大队").ok
+    assert live.alert(alert_id).assigned_to == "广安区消防救援大队"
+    assert act("escalate").ok
+    assert act("acknowledge").ok
+    assert act("resolve").ok
+    assert live.open_alerts() == []
+
+
+def test_false_alarm_and_unknown_alerts_and_actions(engine, live) -> None:
+    alert_id = raise_smoke_alarm(engine, live)
+    ok = console.perform_action(
+        engine, live, "mark_false_alarm", alert_id, actor=OFFICER, address=None, comment="传感器故障", now=NOW
+    )
+    assert ok.ok and live.audible_alerts() == set() and live.open_alerts() == []
+    missing = console.perform_action(
+        engine, live, "acknowledge", 999, actor=OFFICER, address=None, comment=None, now=NOW
+    )
+    assert not missing.ok and "999" in missing.message
+    with pytest.raises(ValueError):
+        console.perform_action(
+            engine, live, "drop_table", alert_id, actor=OFFICER, address=None, comment=None, now=NOW
+        )
+
+
+def test_identity_comes_from_one_place(page) -> None:
+    assert page.current_actor(None) is None
+    assert page.current_actor("  ") is None
+    actor = page.current_actor(" 王五 ")
+    assert actor == Actor("王五", "duty_officer", "王五")
