@@ -72,6 +72,7 @@ def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
             "observation_hourly",
             "observations",
             "video_events",
+            "ticket_events",  # a stored ticket starts its history (受理)
             "hotline_tickets",
             "devices",
             "dead_letters",

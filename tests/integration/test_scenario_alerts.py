@@ -80,6 +80,7 @@ def clean(engine: sa.Engine, client: redis.Redis) -> None:
             "observation_hourly",
             "observations",
             "video_events",
+            "ticket_events",  # a stored ticket starts its history (受理)
             "hotline_tickets",
             "devices",
             "dead_letters",
