@@ -277,33 +277,51 @@ class LiveStore:
         if not readings:
             return 0
         stamp = time.time() if now is None else now
+        # One HGET per device rather than per reading: a batch holds many readings of the
+        # same device, and the stored ts only gates which of them may update its state.
+        device_ids = list(dict.fromkeys(r["device_id"] for r in readings))
+        with self.redis.pipeline(transaction=False) as pipe:
+            for device_id in device_ids:
+                pipe.hget(device_key(device_id), "ts")
+            stored = dict(zip(device_ids, pipe.execute(), strict=True))
+        # The state each device ends with: its newest reading not older than the stored one
+        # (fields a newer reading lacks, e.g. no ``derived``, come from the next newest), so
+        # one HSET per device leaves the hash as applying the readings in ts order would.
+        latest: dict[str, tuple[datetime, dict[str, str]]] = {}
+        hour = counter_key("observations", datetime.fromtimestamp(stamp, UTC))
+        hour_counts: dict[str, int] = {}
         with self.redis.pipeline(transaction=False) as pipe:
             for r in readings:
-                pipe.hget(device_key(r["device_id"]), "ts")
-            stored_ts = pipe.execute()
-        hour_counts: dict[tuple[str, str], int] = {}
-        with self.redis.pipeline(transaction=False) as pipe:
-            for r, previous in zip(readings, stored_ts, strict=True):
                 ts: datetime = r["ts"]
                 iso = ts.isoformat()
+                metrics_json = mapping_json(r["metrics"])
+                previous = stored[r["device_id"]]
                 if previous is None or _parse_ts(previous) <= ts:
                     mapping = {"ts": iso, "metrics": json.dumps(r["metrics"], ensure_ascii=False)}
                     if r.get("derived") is not None:
                         mapping["derived"] = json.dumps(r["derived"], ensure_ascii=False)
-                    pipe.hset(device_key(r["device_id"]), mapping=mapping)
-                pipe.zadd(f"{KEY_PREFIX}devices:last_seen", {r["device_id"]: stamp})
+                    current = latest.get(r["device_id"])
+                    if current is None:
+                        latest[r["device_id"]] = (ts, mapping)
+                    elif current[0] <= ts:
+                        latest[r["device_id"]] = (ts, {**current[1], **mapping})
+                    else:
+                        latest[r["device_id"]] = (current[0], {**mapping, **current[1]})
                 pipe.xadd(
                     stream_key("observations"),
-                    {"device_id": r["device_id"], "ts": iso, "metrics": mapping_json(r["metrics"])},
+                    {"device_id": r["device_id"], "ts": iso, "metrics": metrics_json},
                     maxlen=STREAM_MAXLEN,
                     approximate=True,
                 )
-                hour = counter_key("observations", datetime.fromtimestamp(stamp, UTC))
                 for field in ("all", r.get("district_code") or "outside"):
-                    hour_counts[(hour, field)] = hour_counts.get((hour, field), 0) + 1
-            for (key, field), n in hour_counts.items():
-                pipe.hincrby(key, field, n)
-                pipe.expire(key, COUNTER_TTL_S)
+                    hour_counts[field] = hour_counts.get(field, 0) + 1
+            for device_id, (_ts, mapping) in latest.items():
+                pipe.hset(device_key(device_id), mapping=mapping)
+            # Every reading stamps last-seen with the same time: one ZADD for the batch.
+            pipe.zadd(f"{KEY_PREFIX}devices:last_seen", dict.fromkeys(device_ids, stamp))
+            for field, n in hour_counts.items():
+                pipe.hincrby(hour, field, n)
+            pipe.expire(hour, COUNTER_TTL_S)
             pipe.publish(UPDATES_CHANNEL, json.dumps({"kind": "observations", "n": len(readings)}))
             pipe.execute()
         return len(readings)
