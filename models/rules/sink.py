@@ -4,7 +4,7 @@ The engine decides, this module carries out: one database transaction per batch 
 decisions (``raise_alert`` opens or updates the one open alert per dedup key,
 ``clear_alert`` clears it), then the resulting changes go to Redis for the pages.
 :class:`RuleRunner` is what ingest plugs in: a pipeline hook for batches and a tick
-for time-based rules and SLA escalation.
+for time-based rules, SLA escalation and 12345 deadlines.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from models import alerts
+from models import alerts, tickets
 from models.clock import Clock, utc_now
 from models.live import LiveStore
 from models.rules.decisions import Clear, Decision, Draft
@@ -61,10 +61,11 @@ class AlertSink:
         self._publish([c for c in changes if c is not None])
         return changes
 
-    def escalate(self, now: datetime) -> list[alerts.AlertChange]:
-        """Escalate alerts past their SLA (``models.alerts.escalate_overdue``)."""
+    def sweep(self, now: datetime) -> list[alerts.AlertChange]:
+        """Alert changes that time alone brings: SLA escalation and 12345 deadline alerts."""
         with self.engine.begin() as conn:
             changes = alerts.escalate_overdue(conn, now=now, sla=self.sla)
+            changes += tickets.raise_deadline_alerts(conn, now)
         self._publish(changes)
         return changes
 
@@ -99,7 +100,7 @@ class RuleRunner:
             return []
         decisions = self.engine.tick(now)
         self.sink.apply(decisions)
-        self.sink.escalate(now)
+        self.sink.sweep(now)
         return decisions
 
     def __repr__(self) -> str:

@@ -51,3 +51,44 @@ def test_runner_opens_updates_and_clears_one_alert_per_dedup_key(tmp_path: Path)
         assert client.xlen("cityops:stream:alerts") >= 3
     finally:
         engine.dispose()
+
+
+def test_the_tick_raises_hotline_alerts_for_overdue_work_orders(tmp_path: Path) -> None:
+    import json
+    from datetime import UTC, datetime, timedelta
+
+    from ingest.pipeline import Inbound, IngestPipeline
+    from models.tickets import deadline_alert_key
+
+    url = f"sqlite:///{tmp_path / 'tickets.sqlite3'}"
+    upgrade_database(url)
+    engine = create_engine_for(url)
+    client = fakeredis.FakeRedis(decode_responses=True)
+    received = datetime(2026, 7, 15, 2, 0, tzinfo=UTC)
+    ticket = {
+        "ticket_id": "12345-T1",
+        "ts": received.isoformat(),
+        "channel": "phone",
+        "category": "噪声扰民",
+        "title": "夜间施工",
+        "content": "工地夜间施工",
+        "lon": 106.6333,
+        "lat": 30.456,
+        "urgency": "urgent",
+    }
+    pipeline = IngestPipeline(engine, LiveStore(client), clock=lambda: received)
+    pipeline.process([Inbound("cityops/v1/hotline/tickets", json.dumps(ticket).encode(), received)])
+    runner = RuleRunner(RuleEngine(load_rules(), client), AlertSink(engine, LiveStore(client)))
+    try:
+        runner.tick(received + timedelta(minutes=30), claim=False)
+        t = schema.Alert.__table__
+        with engine.connect() as conn:
+            assert conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one() == 0
+        runner.tick(received + timedelta(hours=3), claim=False)  # urgent: 2 h to accept
+        with engine.connect() as conn:
+            (alert,) = conn.execute(sa.select(t)).all()
+        assert alert.domain == "hotline" and alert.dedup_key == deadline_alert_key("12345-T1", "accept")
+        assert alert.severity in {"major", "critical"}
+        assert LiveStore(client).open_alerts(10), "the console queue has it"
+    finally:
+        engine.dispose()
