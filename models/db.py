@@ -99,7 +99,11 @@ def _sqlite_engine(url: URL) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN")
+        # IMMEDIATE takes the write lock up front. With a plain (deferred) BEGIN, a
+        # transaction that reads and then writes fails at once with "database is locked"
+        # when another writer committed in between — busy_timeout cannot help there. Taken
+        # up front, the lock is simply waited for (busy_timeout) and the work goes through.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 
@@ -382,6 +386,9 @@ def upsert_hourly(conn: Connection, rows: Sequence[HourlyDelta | Mapping[str, An
         # hundreds of buckets, and per-row statements cost a server round of parse, plan and
         # execute each. Only without repeated buckets (hourly_deltas never repeats one):
         # ON CONFLICT cannot touch the same row twice in one statement.
+        # In key order: workers sharing the feed update the same buckets, and rows locked in
+        # different orders by concurrent transactions deadlock; one order for all cannot.
+        params.sort(key=lambda p: (p["device_id"], p["metric"], p["hour"]))
         conn.exec_driver_sql(_PG_HOURLY_UPSERT, _columns(params, _HOURLY_COLUMNS))
         return len(params)
     # One bucket per statement row: ON CONFLICT cannot touch the same row twice in one statement.
