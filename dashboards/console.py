@@ -8,7 +8,6 @@ the server runs in.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -406,23 +405,9 @@ def perform_action(
     return ActionOutcome(True, t("console.action.done", action=action_label(action), id=alert_id), change)
 
 
-#: SQLite (the embedded default) answers "database is locked" at once, without waiting,
-#: when a transaction that read first wants to write after ingest committed in between.
-#: Nothing was written then, so running the action again is safe; a few tries are plenty.
-LOCKED_RETRIES = 4
-LOCKED_BACKOFF_S = 0.15
-
-
 def _in_transaction(engine: sa.Engine, work: Callable[[Connection], AlertChange]) -> AlertChange:
-    for attempt in range(LOCKED_RETRIES):
-        try:
-            with engine.begin() as conn:
-                return work(conn)
-        except sa.exc.OperationalError as exc:
-            if "locked" not in str(exc.orig) or attempt == LOCKED_RETRIES - 1:
-                raise
-            time.sleep(LOCKED_BACKOFF_S * (attempt + 1))
-    raise AssertionError("unreachable")
+    with engine.begin() as conn:
+        return work(conn)
 
 
 # --------------------------------------------------------------------------------------------
