@@ -643,6 +643,12 @@ class Case(Base):
         Index("ix_cases_district_code_filed_at", "district_code", "filed_at"),
         Index("ix_cases_source_source_ref", "source", "source_ref"),
         Index("ix_cases_department_state", "department", "state"),
+        Index("ix_cases_reported_at", "reported_at"),
+        Index("ix_cases_due_at", "due_at"),
+        Index("ix_cases_close_due", "close_due"),
+        Index(
+            "ix_cases_source_ref_case_type_last_evidence_at", "source_ref", "case_type", "last_evidence_at"
+        ),
         _gist("cases"),
     )
 
@@ -661,11 +667,47 @@ class Case(Base):
     lat: Mapped[float | None] = mapped_column(Float)
     geom: Mapped[BaseGeometry | None] = mapped_column(GeometryType("POINT"))
     reporter: Mapped[str | None] = mapped_column(String(64))
-    filed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    #: 立案: None while the case is only reported (信息收集) or was not filed.
+    filed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: 处置 deadline (set at 派遣 from the case type); ``close_due`` is the 结案 deadline.
     due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
     props: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    # Added by 0004 (models.cases): the lifecycle's milestones, deadlines and counts.
+    case_type: Mapped[str | None] = mapped_column(String(32))
+    reported_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    handling_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    reported_back_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    evaluated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    close_due: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    evaluation: Mapped[str | None] = mapped_column(String(16))
+    extension_count: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    return_count: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    rework_count: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    evidence_count: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
+    last_evidence_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
+
+
+class CaseEvent(Base):
+    """One step in a case's history; ``event_id`` (a video event's id) keeps replays idempotent."""
+
+    __tablename__ = "case_events"
+    __table_args__ = (Index("ix_case_events_case_id_ts", "case_id", "ts"),)
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.case_id"))
+    event_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    ts: Mapped[datetime] = mapped_column(UTCDateTime())
+    action: Mapped[str] = mapped_column(String(32))
+    from_state: Mapped[str | None] = mapped_column(String(24))
+    to_state: Mapped[str | None] = mapped_column(String(24))
+    actor: Mapped[str | None] = mapped_column(String(64))
+    comment: Mapped[str | None] = mapped_column(Text)
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    address: Mapped[str | None] = mapped_column(String(64))
 
 
 class Incident(Base):
@@ -842,6 +884,7 @@ __all__ = [
     "AuditLog",
     "Base",
     "Case",
+    "CaseEvent",
     "CaseSource",
     "DeadLetter",
     "Device",
