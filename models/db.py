@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -415,7 +415,7 @@ def _pg_hourly_upsert() -> str:
     """The PostgreSQL twin of :func:`rollup_upsert_statement`, reading its rows from arrays."""
     table = ObservationHourly.__table__.name
     names = ", ".join(f'"{c}"' for c, _ in _HOURLY_COLUMNS)
-    arrays = ", ".join(f"%s::{t}[]" for _, t in _HOURLY_COLUMNS)
+    arrays = ", ".join(f"%b::{t}[]" for _, t in _HOURLY_COLUMNS)
     newer = "EXCLUDED.last_ts >= t.last_ts"
     return (
         f'INSERT INTO "{table}" AS t ({names}) SELECT * FROM unnest({arrays}) '
@@ -439,8 +439,23 @@ def _unique_buckets(params: Sequence[Mapping[str, Any]]) -> bool:
 def _columns(
     params: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, str]]
 ) -> tuple[list[Any], ...]:
-    """Row dicts as one list per column: psycopg sends each list as one array parameter."""
-    return tuple([p.get(c) for p in params] for c, _ in columns)
+    """Row dicts as one list per column: psycopg sends each list as one array parameter.
+
+    The statements take the arrays in binary (``%b``): about five times cheaper to encode
+    than text arrays, which cost more than the rest of the write. Binary arrays must hold one
+    Python type, so numbers are made float or int as the column needs.
+    """
+    out = []
+    for name, sql_type in columns:
+        convert = _CONVERT.get(sql_type)
+        values = [p.get(name) for p in params]
+        if convert is not None:
+            values = [None if v is None else convert(v) for v in values]
+        out.append(values)
+    return tuple(out)
+
+
+_CONVERT: dict[str, Callable[[Any], Any]] = {"float8": float, "integer": int}
 
 
 def _utc(value: datetime) -> datetime:
@@ -523,7 +538,8 @@ def _pg_insert_observations_sql() -> str:
     table = Observation.__table__.name
     names = ", ".join(c for c, _ in _OBSERVATION_COLUMNS)
     # jsonb arrives as text[] and is cast per element: psycopg has no jsonb[] dumper for str.
-    arrays = ", ".join(f"%s::{'text' if t == 'jsonb' else t}[]" for _, t in _OBSERVATION_COLUMNS)
+    # Binary parameters (%b): see _columns.
+    arrays = ", ".join(f"%b::{'text' if t == 'jsonb' else t}[]" for _, t in _OBSERVATION_COLUMNS)
     select = ", ".join(f"{c}::jsonb" if t == "jsonb" else c for c, t in _OBSERVATION_COLUMNS)
     return (
         f'INSERT INTO "{table}" ({names}) SELECT {select} FROM unnest({arrays}) AS u({names}) '
