@@ -1,4 +1,5 @@
 """The pages; importing this package registers each with Dash (after the app exists)."""
 
 import dashboards.pages.alerts  # noqa: F401
+import dashboards.pages.ecology as ecology_page  # noqa: F401
 from dashboards.pages import overview  # noqa: F401

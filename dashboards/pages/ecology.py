@@ -1,0 +1,469 @@
+"""``/ecology`` — 生态环境: air stations, river sections, noise zones and AQI history, live.
+
+Figures come from :mod:`dashboards.ecology` (pure); this module only reads the stores
+and renders. Every panel carries the age of its data, and a silent feed says so.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import dash
+import plotly.graph_objects as go
+import sqlalchemy as sa
+from dash import Input, Output, callback, dcc, html
+
+from dashboards import context, theme
+from dashboards import ecology as eco
+from dashboards.i18n import t
+from dashboards.pages.overview import CITY_CENTRE, aqi_badge
+from geo.boundaries import DISTRICTS, districts_geojson
+from models.air_quality import hourly_means
+from models.clock import CITY_TZ
+from models.schema import Device, ObservationHourly
+from models.standards import water
+from models.standards.aqi import AqiResult
+
+REFRESH_MS = 10_000
+MAP_HEIGHT_PX = 400
+#: Okabe–Ito colours: six district lines that colour-blind viewers can tell apart.
+DISTRICT_LINE_COLOURS = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#CC79A7")
+
+
+def _panel(title_key: str, body_id: str, *, age_id: str | None = None, **title: str) -> html.Div:
+    head = [html.H2(t(title_key, **title) if title else t(title_key))]
+    if age_id:
+        head.append(html.Span(id=age_id, className="eco-age"))
+    return html.Div(
+        className="panel", children=[html.Div(head, className="panel-head"), html.Div(id=body_id)]
+    )
+
+
+def layout(**_query: str) -> html.Div:
+    return html.Div(
+        className="page ecology",
+        children=[
+            dcc.Interval(id="eco-tick", interval=REFRESH_MS),
+            html.Div(id="eco-status", className="status-line"),
+            html.Div(
+                className="eco-top",
+                children=[
+                    html.Div(
+                        className="panel",
+                        children=[
+                            html.Div(
+                                [html.H2(t("eco.map")), html.Span(id="eco-map-age", className="eco-age")],
+                                className="panel-head",
+                            ),
+                            dcc.Graph(
+                                id="eco-map",
+                                className="eco-map",
+                                config={"displayModeBar": False, "scrollZoom": True},
+                            ),
+                            _legend(),
+                        ],
+                    ),
+                    html.Div(
+                        className="panel eco-stations",
+                        children=[
+                            html.Div(
+                                [
+                                    html.H2(t("eco.stations")),
+                                    html.Span(id="eco-stations-age", className="eco-age"),
+                                ],
+                                className="panel-head",
+                            ),
+                            html.Div(id="eco-stations", className="eco-scroll"),
+                        ],
+                    ),
+                    html.Div(
+                        className="stack",
+                        children=[
+                            html.Div(id="eco-rivers", className="stack"),
+                            _panel("eco.noise", "eco-noise", age_id="eco-noise-age"),
+                        ],
+                    ),
+                ],
+            ),
+            html.Div(
+                className="eco-bottom",
+                children=[
+                    html.Div(
+                        className="panel",
+                        children=[
+                            html.Div(
+                                [
+                                    html.H2(t("eco.hourly")),
+                                    html.Span(id="eco-hourly-age", className="eco-age"),
+                                ],
+                                className="panel-head",
+                            ),
+                            dcc.Graph(
+                                id="eco-hourly", className="eco-hourly", config={"displayModeBar": False}
+                            ),
+                        ],
+                    ),
+                    html.Div(
+                        className="panel",
+                        children=[html.H2(id="eco-daily-title"), html.Div(id="eco-daily")],
+                    ),
+                    _panel("eco.exceed", "eco-exceed"),
+                ],
+            ),
+        ],
+    )
+
+
+def _legend() -> html.Div:
+    """The map's key lives outside the map: the map itself draws no text (no glyph fetches)."""
+    items: list[Any] = [html.Span(t("eco.legend_air"), className="eco-legend-title")]
+    items += [html.Span(lv.category, className="eco-chip", style=_chip(lv.color)) for lv in eco.aqi.LEVELS]
+    items.append(html.Span(t("eco.legend_water"), className="eco-legend-title"))
+    items += [html.Span(g, className="eco-chip", style=_chip(c)) for g, c in eco.WATER_COLOURS.items()]
+    items.append(html.Span(t("eco.legend_silent"), className="eco-chip", style=_chip(theme.OFFLINE)))
+    items.append(html.Div(t("eco.water_palette_note"), className="eco-note"))
+    return html.Div(items, className="eco-legend")
+
+
+def _chip(colour: str) -> dict[str, str]:
+    return {"backgroundColor": colour, "color": _ink(colour)}
+
+
+def _ink(colour: str) -> str:
+    # Dark text on light fills (yellow, light green), white on the rest: readable at a distance.
+    r, g, b = (int(colour[i : i + 2], 16) for i in (1, 3, 5))
+    return "#111" if 0.299 * r + 0.587 * g + 0.114 * b > 150 else "#fff"
+
+
+def age_text(fresh: eco.Freshness) -> str:
+    if fresh.age_s is None:
+        return t("eco.never")
+    if fresh.silent:
+        return t("eco.silent", n=fresh.minutes)
+    if fresh.age_s < 120:
+        return t("unit.seconds_ago", n=int(fresh.age_s))
+    return t("unit.minutes_ago", n=fresh.minutes)
+
+
+def _age_span(fresh: eco.Freshness) -> html.Span:
+    return html.Span(age_text(fresh), className="eco-silent" if fresh.silent else "eco-fresh")
+
+
+def _pollutants(keys: tuple[str, ...]) -> str:
+    return "、".join(t(f"eco.pollutant.{k}") for k in keys)
+
+
+def _grade_badge(grade: str | None, fresh: eco.Freshness) -> html.Span:
+    if grade is None:
+        return html.Span(t("eco.silent", n=fresh.minutes) if fresh.silent else "—", className="eco-silent")
+    colour = eco.WATER_COLOURS[grade]
+    return html.Span(f"{grade}类", className="aqi-badge", style=_chip(colour))
+
+
+# ---- panels ---------------------------------------------------------------------------------
+
+
+def map_figure(stations: list[eco.AirStation], sections: list[eco.WaterSection]) -> go.Figure:
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scattermap(
+            lon=[s.lon for s in sections],
+            lat=[s.lat for s in sections],
+            mode="markers",
+            marker={
+                "size": 15,
+                "color": [eco.WATER_COLOURS[s.grade] if s.grade else theme.OFFLINE for s in sections],
+            },
+            customdata=[f"{s.name}：{s.grade + '类' if s.grade else age_text(s.fresh)}" for s in sections],
+            hovertemplate="%{customdata}<extra></extra>",
+        )
+    )
+    fig.add_trace(
+        go.Scattermap(
+            lon=[s.lon for s in stations],
+            lat=[s.lat for s in stations],
+            mode="markers",
+            marker={"size": 11, "color": [s.color or theme.OFFLINE for s in stations]},
+            customdata=[
+                f"{s.name}：AQI {s.aqi} {s.category}"
+                if s.aqi is not None
+                else f"{s.name}：{age_text(s.fresh)}"
+                for s in stations
+            ],
+            hovertemplate="%{customdata}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        map={
+            "style": theme.map_style(context.current().settings.tile_url),
+            "center": CITY_CENTRE,
+            "zoom": 7.9,
+            # District outlines as a line layer: shapes only, no labels.
+            "layers": [
+                {"source": districts_geojson(), "type": "line", "color": "#4f6d99", "line": {"width": 1}}
+            ],
+        },
+        margin={"l": 0, "r": 0, "t": 0, "b": 0},
+        height=MAP_HEIGHT_PX,
+        paper_bgcolor=theme.PANEL,
+        showlegend=False,
+        uirevision="eco-map",
+    )
+    return fig
+
+
+def station_table(stations: list[eco.AirStation]) -> html.Table:
+    keys = ("eco.col.station", "eco.col.district", "eco.col.aqi", "eco.col.category", "eco.col.primary")
+    head = html.Tr([html.Th(t(k)) for k in (*keys, "eco.col.age")])
+    body = []
+    for s in stations:
+        if s.aqi is None:
+            cells = [html.Td(_age_span(s.fresh), colSpan=3), html.Td(_age_span(s.fresh))]
+        else:
+            badge = html.Span(str(s.aqi), className="aqi-badge", style=_chip(s.color or theme.OFFLINE))
+            primary = _pollutants(s.primary) if s.primary else t("eco.none_primary")
+            cells = [html.Td(badge), html.Td(s.category), html.Td(primary), html.Td(_age_span(s.fresh))]
+        body.append(html.Tr([html.Td(s.name), html.Td(s.district), *cells], className="eco-station-row"))
+    return html.Table([html.Thead(head), html.Tbody(body)], className="data-table eco-table")
+
+
+def river_panel(panel: eco.RiverPanel) -> html.Div:
+    if panel.assessment is not None:
+        verdict = t(
+            "eco.river_status",
+            status=panel.assessment.status,
+            n=panel.assessment.sections,
+            share=f"{panel.assessment.share_good:.0%}",
+        )
+    elif panel.share_good is not None:
+        verdict = t("eco.river_few", share=f"{panel.share_good:.0%}", n=panel.graded, min=water.MIN_SECTIONS)
+    else:
+        verdict = t("eco.river_none")
+    rows = [
+        html.Tr(
+            [
+                html.Td(s.name),
+                html.Td(s.district),
+                html.Td(_grade_badge(s.grade, s.fresh)),
+                html.Td(f"{s.target}类", className="eco-muted"),
+            ]
+        )
+        for s in panel.sections
+    ]
+    head = html.Tr(
+        [html.Th(t(k)) for k in ("eco.col.section", "eco.col.district", "eco.col.grade", "eco.col.target")]
+    )
+    return html.Div(
+        className="panel eco-river",
+        children=[
+            html.Div(
+                [
+                    html.H2(t("eco.river", river=panel.river)),
+                    html.Span(age_text(panel.fresh), className="eco-age"),
+                ],
+                className="panel-head",
+            ),
+            html.Div(verdict, className="eco-verdict"),
+            html.Table([html.Thead(head), html.Tbody(rows)], className="data-table eco-table"),
+        ],
+    )
+
+
+def noise_table(zones: list[eco.NoiseZone]) -> html.Div:
+    if not zones:
+        return html.Div(t("eco.none"), className="eco-muted")
+    keys = ("eco.col.zone", "eco.col.limits", "eco.col.laeq", "eco.col.points", "eco.col.exceeded")
+    rows = [
+        html.Tr(
+            [
+                html.Td(f"{z.zone}类"),
+                html.Td(f"{z.day_limit} / {z.night_limit}"),
+                html.Td(t("eco.silent", n=z.fresh.minutes) if z.mean_laeq is None else f"{z.mean_laeq:.1f}"),
+                html.Td(f"{z.live_points} / {z.points}"),
+                html.Td(str(z.exceeded), className="eco-over" if z.exceeded else ""),
+            ]
+        )
+        for z in zones
+    ]
+    return html.Div(
+        [
+            html.Div(t(f"eco.period.{zones[0].period}"), className="eco-muted"),
+            html.Table(
+                [html.Thead(html.Tr([html.Th(t(k)) for k in keys])), html.Tbody(rows)],
+                className="data-table eco-table",
+            ),
+        ]
+    )
+
+
+def hourly_figure(hours: list[datetime], series: Mapping[str, list[AqiResult | None]]) -> go.Figure:
+    x = [h.astimezone(CITY_TZ).replace(tzinfo=None) for h in hours]
+    fig = go.Figure(layout=theme.figure_layout(height=200, showlegend=True, uirevision="eco-hourly"))
+    fig.add_hline(y=eco.AQI_EXCEEDANCE, line={"color": "#FF7E00", "dash": "dash", "width": 1})
+    for (code, values), colour in zip(series.items(), DISTRICT_LINE_COLOURS, strict=False):
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=[r.aqi if r is not None else None for r in values],
+                name=eco.district_name(code),
+                mode="lines+markers",
+                marker={"size": 4},
+                line={"color": colour, "width": 2},
+                hovertemplate="%{x|%m-%d %H:00} AQI %{y}<extra>%{fullData.name}</extra>",
+            )
+        )
+    fig.update_layout(
+        xaxis={"tickformat": "%H:%M", "gridcolor": theme.GRID_LINE},
+        legend={"orientation": "h", "y": 1.15, "x": 0},
+        margin={"l": 40, "r": 10, "t": 30, "b": 30},
+    )
+    return fig
+
+
+def daily_table(daily: Mapping[str, AqiResult | None], polluted: Mapping[str, int]) -> html.Table:
+    keys = ("eco.col.district", "eco.col.daily", "eco.col.primary", "eco.col.polluted")
+    rows = []
+    for code, result in daily.items():
+        if result is None:
+            value: Any = html.Span(t("eco.insufficient"), className="eco-muted")
+            primary = "—"
+        else:
+            value = aqi_badge(result)
+            primary = _pollutants(result.primary) if result.primary else t("eco.none_primary")
+        rows.append(
+            html.Tr(
+                [
+                    html.Td(eco.district_name(code)),
+                    html.Td(value),
+                    html.Td(primary),
+                    html.Td(str(polluted.get(code, 0)), className="eco-over" if polluted.get(code) else ""),
+                ]
+            )
+        )
+    return html.Table(
+        [html.Thead(html.Tr([html.Th(t(k)) for k in keys])), html.Tbody(rows)],
+        className="data-table eco-table",
+    )
+
+
+def exceed_panel(aqi_hours: int, water_sections: int, noise_hours: int) -> html.Div:
+    def kpi(key: str, n: int) -> html.Div:
+        return html.Div(
+            [
+                html.Div(t(key), className="kpi-label"),
+                html.Div(str(n), className="kpi-value" + (" eco-over" if n else "")),
+            ],
+            className="eco-kpi",
+        )
+
+    return html.Div(
+        [
+            kpi("eco.exceed.aqi", aqi_hours),
+            kpi("eco.exceed.water", water_sections),
+            kpi("eco.exceed.noise", noise_hours),
+        ],
+        className="eco-kpis",
+    )
+
+
+# ---- reads ----------------------------------------------------------------------------------
+
+
+def device_props(conn: sa.Connection) -> dict[str, dict[str, Any]]:
+    """Properties (river, body, target class, noise zone) live in the database, not in Redis."""
+    d = Device.__table__
+    rows = conn.execute(sa.select(d.c.device_id, d.c.props).where(d.c.type.in_(("water_quality", "noise"))))
+    return {r.device_id: dict(r.props or {}) for r in rows}
+
+
+def noise_hourly(conn: sa.Connection, since: datetime) -> list[tuple[str, datetime, float]]:
+    """Each noise point's hourly mean LAeq since ``since`` (one query)."""
+    h = ObservationHourly.__table__
+    rows = conn.execute(
+        sa.select(h.c.device_id, h.c.hour, h.c.sum, h.c.count).where(
+            h.c.metric == "laeq", h.c.hour >= since, h.c.count > 0
+        )
+    )
+    return [(r.device_id, r.hour.astimezone(UTC), r.sum / r.count) for r in rows]
+
+
+@callback(
+    Output("eco-status", "children"),
+    Output("eco-map", "figure"),
+    Output("eco-map-age", "children"),
+    Output("eco-stations", "children"),
+    Output("eco-stations-age", "children"),
+    Output("eco-rivers", "children"),
+    Output("eco-noise", "children"),
+    Output("eco-noise-age", "children"),
+    Output("eco-hourly", "figure"),
+    Output("eco-hourly-age", "children"),
+    Output("eco-daily-title", "children"),
+    Output("eco-daily", "children"),
+    Output("eco-exceed", "children"),
+    Input("eco-tick", "n_intervals"),
+)
+def refresh(_n: int | None) -> tuple:
+    ctx = context.current()
+    now = time.time()
+    now_dt = datetime.fromtimestamp(now, UTC)
+    today = now_dt.astimezone(CITY_TZ).date()
+    yesterday = today - timedelta(days=1)
+    try:
+        states = ctx.live.devices()
+        hours = eco.window_hours(now_dt)
+        with ctx.engine.connect() as conn:
+            props = device_props(conn)
+            # One query per district for the whole window (yesterday 00:00 to now).
+            means = {d.code: hourly_means(conn, hours, district_code=d.code) for d in DISTRICTS}
+            today_start = next(h for h in hours if h.astimezone(CITY_TZ).date() == today)
+            noise_rows = noise_hourly(conn, today_start)
+    except Exception as exc:  # the page shows the degraded state instead of an error
+        return (t("eco.degraded", reason=type(exc).__name__), *([dash.no_update] * 12))
+
+    stations = eco.air_stations(states, now)
+    sections = eco.water_sections(states, props, now)
+    rivers = eco.river_panels(sections)
+    zones = eco.noise_zones(states, props, now)
+    series = {code: eco.hourly_series(m, hours) for code, m in means.items()}
+    last_24 = slice(max(0, len(hours) - 24), len(hours))
+    daily = {code: eco.daily_from_window(m, hours, yesterday) for code, m in means.items()}
+    polluted = {code: eco.polluted_hours(s, hours, today) for code, s in series.items()}
+    hourly_fresh = eco.newest([eco.series_freshness(s, hours, now_dt).age_s for s in series.values()])
+    newest_hour = max(
+        (h for s in series.values() for r, h in zip(s, hours, strict=True) if r is not None), default=None
+    )
+    hourly_age = (
+        _age_span(hourly_fresh)
+        if hourly_fresh.silent or newest_hour is None
+        else t("eco.hourly_age", hour=f"{newest_hour.astimezone(CITY_TZ):%H:00}")
+    )
+    air_fresh = eco.newest([s.fresh.age_s for s in stations])
+    all_fresh = eco.newest([s.fresh.age_s for s in stations] + [s.fresh.age_s for s in sections])
+    return (
+        t("eco.status", at=f"{now_dt.astimezone(CITY_TZ):%H:%M:%S}"),
+        map_figure(stations, sections),
+        _age_span(all_fresh),
+        station_table(stations),
+        _age_span(air_fresh),
+        [river_panel(p) for p in rivers],
+        noise_table(zones),
+        _age_span(eco.newest([z.fresh.age_s for z in zones])),
+        hourly_figure(hours[last_24], {c: s[last_24] for c, s in series.items()}),
+        hourly_age,
+        t("eco.daily", day=f"{yesterday:%m-%d}"),
+        daily_table(daily, polluted),
+        exceed_panel(
+            sum(polluted.values()),
+            sum(1 for s in sections if s.worse_than_target),
+            eco.noise_exceedance_hours(noise_rows, props),
+        ),
+    )
+
+
+dash.register_page(
+    __name__, path="/ecology", name=t("nav.ecology"), title=t("eco.title"), order=2, layout=layout
+)
