@@ -143,7 +143,9 @@ def test_overview_fills_with_live_data_that_keeps_moving(demo: str, browser, tmp
     assert re.fullmatch(r"[\d.]+ µg/m³", text_of(browser, "kpi-pm25-city"))
     rows = browser.find_elements("css selector", "#overview-districts tbody tr")
     assert [r.text.split()[0] for r in rows] == ["广安区", "前锋区", "岳池县", "武胜县", "邻水县", "华蓥市"]
-    browser.save_screenshot(str(tmp_path / "overview.png"))
+    artifacts = ROOT / "var" / "screenshots"  # kept after the run; var/ is not tracked
+    artifacts.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(artifacts / "overview.png"))
 
 
 def test_nothing_is_loaded_from_outside_this_machine(demo: str, browser) -> None:
