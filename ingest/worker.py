@@ -69,6 +69,7 @@ class IngestWorker:
         mqtt_url: str | None = None,
         client_id: str | None = None,
     ) -> IngestWorker:
+        from models.cases import VideoCaseHook
         from models.db import create_engine_for
 
         engine = engine or create_engine_for(settings.effective_database_url)
@@ -89,7 +90,8 @@ class IngestWorker:
             prefix=settings.topic_prefix,
             max_future=settings.ingest_max_future,
             max_age=settings.ingest_max_age,
-            hooks=[rules],
+            # Video sightings become urban-management cases (de-duplicated per camera and type).
+            hooks=[rules, VideoCaseHook(engine)],
         )
         # The embedded broker serves exactly one worker (the one in the demo process; a
         # standalone worker needs a broker URL). rumqttd 0.20 panics when a persistent
