@@ -78,7 +78,9 @@ port_open 1883 && say "Mosquitto ready" || say "Mosquitto is not running on 1883
 missing=()
 command -v chromium >/dev/null || missing+=(chromium)
 command -v chromedriver >/dev/null || missing+=(chromium-driver)
-fc-list 2>/dev/null | grep -qi "Noto Sans CJK" || missing+=(fonts-noto-cjk)
+# Chinese text in screenshots needs a CJK font; the package is what we check (fc-list
+# comes with fontconfig, which a bare machine may lack).
+dpkg -s fonts-noto-cjk >/dev/null 2>&1 || missing+=(fonts-noto-cjk)
 if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}" || true; fi
 command -v chromium >/dev/null && say "Chromium ready" || say "Chromium is not installed"
 exit 0
