@@ -7,71 +7,33 @@ from outside this machine, and a 1920×1080 screenshot is saved for the docs.
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.browser.test_console import KNOWN_HEADLESS_ERRORS, _chromium
-from tests.browser.test_demo import free_port, wait_until
-from tests.conftest import service_missing
+from tests.browser.support import (
+    SCREENSHOTS,
+    chromium,
+    foreign_requests,
+    running_demo,
+    severe_errors,
+    wait_until,
+)
 
 pytestmark = pytest.mark.browser
-ROOT = Path(__file__).resolve().parents[2]
-START_BUDGET_S = 120
-# Test artifact (var/ is not tracked); docs/screenshots/ holds the copy the README shows.
-SCREENSHOT = ROOT / "var" / "screenshots" / "ecology.png"
+SCREENSHOT = SCREENSHOTS / "ecology.png"
 
 
 @pytest.fixture(scope="module")
 def ecology_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    data_dir = tmp_path_factory.mktemp("ecology")
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CITYOPS_")}
-    env.update(
-        CITYOPS_DATA_DIR=str(data_dir / "var"),
-        CITYOPS_PORT=str(port),
-        CITYOPS_EMBEDDED_MQTT_PORT=str(free_port()),
-    )
-    log = open(data_dir / "demo.log", "wb")  # noqa: SIM115 - closed in the finally below
-    process = subprocess.Popen(
-        [sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    url = f"http://127.0.0.1:{port}/ecology"
-    started = time.monotonic()
-    try:
-        while time.monotonic() - started < START_BUDGET_S:
-            if process.poll() is not None:
-                pytest.fail(f"demo exited: {(data_dir / 'demo.log').read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(url, timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail(f"the demo did not serve {url} within {START_BUDGET_S} s")
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+    with running_demo(tmp_path_factory.mktemp("ecology"), "/ecology") as running:
+        yield running.url("/ecology")
 
 
 @pytest.fixture(scope="module")
 def driver() -> Iterator[object]:
-    if not (shutil.which("chromium") and shutil.which("chromedriver")):
-        service_missing("Chromium", "chromium and chromium-driver are not installed")
-    browser = _chromium()
+    browser = chromium()
     try:
         yield browser
     finally:
@@ -111,12 +73,5 @@ def test_ecology_page_fills_live_in_chinese_and_stays_offline(ecology_url: str, 
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     driver.save_screenshot(str(SCREENSHOT))
 
-    errors = [
-        e["message"]
-        for e in driver.get_log("browser")
-        if e["level"] == "SEVERE" and not any(k in e["message"] for k in KNOWN_HEADLESS_ERRORS)
-    ]
-    assert errors == []
-    resources = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
-    foreign = [r for r in resources if not r.startswith(("http://127.0.0.1", "data:", "blob:"))]
-    assert foreign == []
+    assert severe_errors(driver) == []
+    assert foreign_requests(driver) == []
