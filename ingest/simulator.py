@@ -48,6 +48,8 @@ DEVICES_PER_DISTRICT: dict[str, int] = {
     "weather": 1,
 }
 CAMERAS_PER_DISTRICT = 10
+#: Typical night-time LAeq per noise zone class (dB(A)), a few dB under each night limit.
+NOISE_BASE_DB = {"0": 35.0, "1": 40.0, "2": 45.0, "3": 50.0, "4a": 53.0, "4b": 56.0}
 WATER_STATIONS_PER_RIVER = 6
 #: 警戒水位 and 保证水位 of every water-level station (metres, same datum as its readings)
 WARNING_LEVEL_M = 5.0
@@ -318,8 +320,10 @@ class CitySimulator:
                 "temp": round(16 + 6 * math.sin(math.pi * hour / 24) + g(0, 0.3), 1),
             }
         if d.type == "noise":
-            base = 46 + 12 * traffic + 3 * d.bias * 10
-            laeq = max(30.0, base + g(0, 2.5))
+            # Quiet nights and busier days around each zone's typical level, below its GB 3096
+            # limits on an ordinary day (so the everyday feed raises no noise alerts).
+            base = NOISE_BASE_DB.get(str(d.props.get("zone", "2")), 45.0) + 10 * d.bias
+            laeq = max(30.0, base + 13 * (traffic - 0.6) + g(0, 1.5))
             return {"laeq": round(laeq, 1), "lmax": round(laeq + abs(g(8, 4)), 1)}
         if d.type == "rainfall":
             rain = max(0.0, g(0, 0.6)) if self.rng.random() < 0.2 else 0.0

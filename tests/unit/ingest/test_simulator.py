@@ -73,3 +73,15 @@ def test_a_scenario_adds_to_the_everyday_feed_without_thinning_it() -> None:
     fire = CitySimulator(seed=3, clock=lambda: NOW, scenario="fire", start=NOW - timedelta(minutes=2))
     counts = [len(fire.tick(rate=50)) for _ in range(40)]
     assert 50 <= sum(counts) / len(counts) <= 62, "the everyday 50/s plus the story's own messages"
+
+
+def test_an_ordinary_day_keeps_noise_under_the_night_alert_margin() -> None:
+    from models.standards.derive import derive
+
+    sim = CitySimulator(seed=5, clock=lambda: NOW)
+    noise = [d for d in sim.devices if d.type == "noise"]
+    assert {d.props["zone"] for d in noise} >= {"1", "2", "3", "4a"}
+    for hour_utc in (15, 16, 20, 2, 10):  # 23:00, 00:00, 04:00, 10:00 and 18:00 in Beijing
+        at = NOW.replace(hour=hour_utc)
+        excess = [derive("noise", d.props, sim.reading(d, at), at).get("excess_db", 0.0) for d in noise]
+        assert max(excess) < 3.0, "the night-noise rule alerts from 3 dB(A) over the limit"
