@@ -46,7 +46,7 @@ from models.clock import CITY_TZ
 from models.lifecycle import Actor, EntityNotFound, IllegalTransition, Lifecycle, Refusal, State
 from models.schema import SRID, Case, CaseEvent, CaseSource
 from models.spatial import bounding_box, great_circle_m
-from models.tickets import FALLBACK_DEPARTMENT, HANDLER_ROLES, Rate, _needs
+from models.tickets import FALLBACK_DEPARTMENT, HANDLER_ROLES, Rate
 
 # --------------------------------------------------------------------------------------------
 # States
@@ -232,14 +232,14 @@ CASE_LIFECYCLE = Lifecycle(
                 {S.REPORTED},
                 S.NOT_FILED,
                 "不予立案",
-                _needs("reason", "不予立案须说明理由", "refusing needs a reason"),
+                lc.requires_text("reason", "不予立案须说明理由", "refusing needs a reason"),
             ),
             _action(
                 "dispatch",
                 {S.FILED},
                 S.DISPATCHED,
                 "派遣",
-                _needs("department", "派遣须指定处置部门", "dispatch needs a department"),
+                lc.requires_text("department", "派遣须指定处置部门", "dispatch needs a department"),
             ),
             _action("start", {S.DISPATCHED}, S.HANDLING, "开始处置"),
             _action(
@@ -247,7 +247,7 @@ CASE_LIFECYCLE = Lifecycle(
                 {S.HANDLING},
                 S.REPORTED_BACK,
                 "反馈",
-                _needs("text", "反馈须填写处置结果", "a report back needs its text"),
+                lc.requires_text("text", "反馈须填写处置结果", "a report back needs its text"),
             ),
             _action("verify_close", {S.REPORTED_BACK}, S.VERIFIED_CLOSED, "核查结案"),
             _action(
@@ -255,7 +255,7 @@ CASE_LIFECYCLE = Lifecycle(
                 {S.REPORTED_BACK},
                 S.HANDLING,
                 "返工",
-                _needs("reason", "核查不通过须说明理由", "rework needs a reason"),
+                lc.requires_text("reason", "核查不通过须说明理由", "rework needs a reason"),
             ),
             _action("evaluate", {S.VERIFIED_CLOSED}, S.EVALUATED, "综合评价", _valid_evaluation),
             _action("extend", {S.HANDLING}, S.HANDLING, "延期", _extension_later),
@@ -264,14 +264,14 @@ CASE_LIFECYCLE = Lifecycle(
                 {S.DISPATCHED, S.HANDLING},
                 S.FILED,
                 "回退",
-                _needs("reason", "回退须说明理由", "returning needs a reason"),
+                lc.requires_text("reason", "回退须说明理由", "returning needs a reason"),
             ),
             _action(
                 "park",
                 {S.DISPATCHED, S.HANDLING},
                 S.PARKED,
                 "挂账",
-                _needs("reason", "挂账须说明理由", "parking needs a reason"),
+                lc.requires_text("reason", "挂账须说明理由", "parking needs a reason"),
             ),
             _action("resume", {S.PARKED}, S.DISPATCHED, "恢复处置"),
         )

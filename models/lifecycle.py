@@ -91,6 +91,15 @@ class TransitionContext:
 Guard = Callable[[Mapping[str, Any], TransitionContext], Refusal | None]
 
 
+def requires_text(key: str, zh: str, en: str) -> Guard:
+    """A guard refusing the action unless the caller gave a non-blank ``key`` (a reason, a text …)."""
+
+    def guard(row: Mapping[str, Any], ctx: TransitionContext) -> Refusal | None:
+        return None if str(ctx.params.get(key) or "").strip() else Refusal(zh=zh, en=en)
+
+    return guard
+
+
 @dataclass(frozen=True, slots=True)
 class Action:
     """``name``: from any of ``sources`` to ``target``, for ``roles`` (None: anyone), if ``guard`` allows."""

@@ -131,13 +131,6 @@ def _text(ctx: lc.TransitionContext, key: str) -> str:
     return str(ctx.params.get(key) or "").strip()
 
 
-def _needs(key: str, zh: str, en: str) -> lc.Guard:
-    def guard(row: Mapping[str, Any], ctx: lc.TransitionContext) -> Refusal | None:
-        return None if _text(ctx, key) else Refusal(zh=zh, en=en)
-
-    return guard
-
-
 def _valid_rating(row: Mapping[str, Any], ctx: lc.TransitionContext) -> Refusal | None:
     if parse_rating(_text(ctx, "rating")) is None:
         return Refusal(
@@ -227,7 +220,7 @@ TICKET_LIFECYCLE = Lifecycle(
                 {S.REGISTERED, S.RETURNED},
                 S.DISPATCHED,
                 "派单",
-                guard=_needs("department", "派单须指定承办部门", "dispatch needs a department"),
+                guard=lc.requires_text("department", "派单须指定承办部门", "dispatch needs a department"),
             ),
             _action("accept", {S.DISPATCHED}, S.ACCEPTED, "签收"),
             _action("start", {S.ACCEPTED}, S.IN_PROGRESS, "开始办理"),
@@ -236,7 +229,7 @@ TICKET_LIFECYCLE = Lifecycle(
                 {S.ACCEPTED, S.IN_PROGRESS, S.EXTENSION_REQUESTED},
                 S.REPLIED,
                 "答复",
-                guard=_needs("text", "答复须填写答复内容", "a reply needs its text"),
+                guard=lc.requires_text("text", "答复须填写答复内容", "a reply needs its text"),
             ),
             _action("close", {S.REPLIED}, S.CLOSED, "办结"),
             _action("follow_up", {S.CLOSED}, S.FOLLOWED_UP, "回访", guard=_valid_rating),
@@ -245,7 +238,7 @@ TICKET_LIFECYCLE = Lifecycle(
                 {S.DISPATCHED, S.ACCEPTED, S.IN_PROGRESS},
                 S.RETURNED,
                 "退单",
-                guard=_needs("reason", "退单须说明理由", "returning a ticket needs a reason"),
+                guard=lc.requires_text("reason", "退单须说明理由", "returning a ticket needs a reason"),
             ),
             _action(
                 "request_extension",
@@ -260,7 +253,9 @@ TICKET_LIFECYCLE = Lifecycle(
                 {S.EXTENSION_REQUESTED},
                 S.IN_PROGRESS,
                 "驳回延期",
-                guard=_needs("reason", "驳回延期须说明理由", "refusing an extension needs a reason"),
+                guard=lc.requires_text(
+                    "reason", "驳回延期须说明理由", "refusing an extension needs a reason"
+                ),
             ),
             _action(
                 "merge", {S.REGISTERED, S.DISPATCHED, S.RETURNED}, S.MERGED, "合并为重复件", guard=_mergeable
