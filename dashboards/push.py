@@ -1,0 +1,220 @@
+"""Server push: one Redis subscription per web process, fanned out to every open page.
+
+Ingest and the alert lifecycle publish a short JSON note on ``cityops:updates`` for each
+written batch or alert change (see :mod:`models.live`). An :class:`UpdateHub` listens to
+that channel in one background thread and keeps a sequence number per kind of data. Each
+open page holds one Server-Sent Events stream (``GET /api/live/updates``); the stream
+sleeps until the sequence moves, then sends the versions of every kind, coalesced to at
+most one event per :data:`COALESCE_S`. In the browser, ``assets/live.js`` writes each
+event into the shell's ``live-updates`` store, and page callbacks that take it as an
+Input refresh at once instead of polling on a timer.
+
+Why SSE and not polling: a wall of idle screens costs nothing between changes, and a new
+reading reaches the screen within the coalescing window plus one callback, not within a
+polling period. Why one subscription per process: a hundred viewers must not mean a
+hundred Redis connections. The stream also carries the hub's own health, so a page can
+say when the live feed itself is down.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import flask
+import redis
+
+from models.live import UPDATES_CHANNEL
+
+log = logging.getLogger(__name__)
+
+#: The URL of the event stream (same origin as the pages).
+STREAM_PATH = "/api/live/updates"
+#: At most one event per stream in this many seconds: a busy feed (thousands of readings
+#: a second) becomes two refreshes a second, not thousands.
+COALESCE_S = 0.5
+#: A comment line this often keeps proxies from closing an idle stream and lets the
+#: server notice a viewer that has gone away.
+KEEPALIVE_S = 15.0
+#: A stream ends after this long and the browser reconnects by itself (EventSource does),
+#: so a web worker's threads are handed back now and then and a restarted worker is
+#: picked up without a page reload.
+STREAM_LIFETIME_S = 300.0
+#: The browser waits this long before reconnecting a closed stream.
+RETRY_MS = 2000
+#: Backoff while Redis is unreachable.
+RECONNECT_MIN_S = 0.5
+RECONNECT_MAX_S = 10.0
+
+
+@dataclass(slots=True)
+class HubState:
+    """What the hub knows: a global sequence number and the sequence of each kind's last note."""
+
+    seq: int = 0
+    versions: dict[str, int] = field(default_factory=dict)
+    connected: bool = False
+    error: str | None = None
+
+    def event(self) -> dict[str, object]:
+        return {"seq": self.seq, "versions": dict(self.versions), "connected": self.connected, "error": self.error}
+
+
+class UpdateHub:
+    """Listens to ``cityops:updates`` and wakes every waiting stream when something changed."""
+
+    def __init__(
+        self,
+        client_factory: Callable[[], redis.Redis],
+        *,
+        channel: str = UPDATES_CHANNEL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._client_factory = client_factory
+        self._channel = channel
+        self._clock = clock
+        self._state = HubState()
+        self._changed = threading.Condition()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ---- lifecycle ------------------------------------------------------------------------
+    def start(self) -> UpdateHub:
+        if self._thread is None or not self._thread.is_alive():
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._listen, name="cityops-update-hub", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 3.0) -> None:
+        self._stop.set()
+        with self._changed:
+            self._changed.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    # ---- reading --------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, object]:
+        with self._changed:
+            return self._state.event()
+
+    def wait(self, seen: int, timeout: float) -> int:
+        """Block until the sequence number differs from ``seen`` (or ``timeout``); return it."""
+        deadline = self._clock() + timeout
+        with self._changed:
+            while self._state.seq == seen and not self._stop.is_set():
+                remaining = deadline - self._clock()
+                if remaining <= 0:
+                    break
+                self._changed.wait(remaining)
+            return self._state.seq
+
+    # ---- writing (from the listener thread, or directly in tests) -------------------------
+    def note(self, raw: str | bytes) -> None:
+        """Record one note from the channel; a note that is not JSON still counts as a change."""
+        try:
+            kind = str(json.loads(raw).get("kind") or "other")
+        except (ValueError, AttributeError):
+            kind = "other"
+        with self._changed:
+            self._state.seq += 1
+            self._state.versions[kind] = self._state.seq
+            self._changed.notify_all()
+
+    def _set_health(self, connected: bool, error: str | None) -> None:
+        with self._changed:
+            if (self._state.connected, self._state.error) == (connected, error):
+                return
+            self._state.connected = connected
+            self._state.error = error
+            # A change of health is news for every page, like new data.
+            self._state.seq += 1
+            self._changed.notify_all()
+
+    def _listen(self) -> None:
+        delay = RECONNECT_MIN_S
+        while not self._stop.is_set():
+            pubsub = None
+            try:
+                pubsub = self._client_factory().pubsub(ignore_subscribe_messages=True)
+                pubsub.subscribe(self._channel)
+                self._set_health(True, None)
+                delay = RECONNECT_MIN_S
+                while not self._stop.is_set():
+                    message = pubsub.get_message(timeout=1.0)
+                    if message is not None and message.get("type") == "message":
+                        self.note(message["data"])
+            except (redis.RedisError, OSError) as exc:
+                # Pages keep their last figures and say the feed is down; we retry quietly.
+                reason = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:160]}"
+                if self._state.connected or self._state.error is None:
+                    log.warning("live update feed lost (%s); retrying", reason)
+                self._set_health(False, reason)
+                self._stop.wait(delay)
+                delay = min(delay * 2, RECONNECT_MAX_S)
+            finally:
+                if pubsub is not None:
+                    try:
+                        pubsub.close()
+                    except (redis.RedisError, OSError):
+                        pass
+
+
+def sse_event(payload: dict[str, object]) -> str:
+    """One Server-Sent Events message carrying ``payload`` as JSON."""
+    return "data: " + json.dumps(payload, ensure_ascii=False, separators=(",", ":")) + "\n\n"
+
+
+def event_stream(
+    hub: UpdateHub,
+    *,
+    coalesce_s: float = COALESCE_S,
+    keepalive_s: float = KEEPALIVE_S,
+    lifetime_s: float = STREAM_LIFETIME_S,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Iterator[str]:
+    """The text of one viewer's stream: the current state at once, then one event per change.
+
+    Changes that arrive within ``coalesce_s`` of each other go out as one event, so the
+    page refreshes at most twice a second however busy the feed is.
+    """
+    yield f"retry: {RETRY_MS}\n\n"
+    state = hub.snapshot()
+    seen = int(state["seq"])  # type: ignore[call-overload]
+    yield sse_event({**state, "server_ms": int(time.time() * 1000)})
+    ends = clock() + lifetime_s
+    last_sent = clock()
+    while clock() < ends:
+        seq = hub.wait(seen, min(keepalive_s, max(0.0, ends - clock())))
+        if seq == seen:
+            yield ": keepalive\n\n"
+            continue
+        wait = coalesce_s - (clock() - last_sent)
+        if wait > 0:
+            sleep(wait)  # let a burst of notes collapse into one event
+        state = hub.snapshot()
+        seen = int(state["seq"])  # type: ignore[call-overload]
+        last_sent = clock()
+        yield sse_event({**state, "server_ms": int(time.time() * 1000)})
+
+
+def register(server: flask.Flask, hub: UpdateHub) -> None:
+    """Serve the event stream on ``server``; the hub starts with the first viewer."""
+
+    @server.get(STREAM_PATH)
+    def live_updates() -> flask.Response:
+        hub.start()
+        return flask.Response(
+            flask.stream_with_context(event_stream(hub)),
+            mimetype="text/event-stream",
+            headers={
+                "Cache-Control": "no-cache, no-transform",
+                # A buffering reverse proxy (nginx) would hold events back: ask it not to.
+                "X-Accel-Buffering": "no",
+            },
+        )
