@@ -18,6 +18,7 @@ say when the live feed itself is down.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -61,7 +62,12 @@ class HubState:
     error: str | None = None
 
     def event(self) -> dict[str, object]:
-        return {"seq": self.seq, "versions": dict(self.versions), "connected": self.connected, "error": self.error}
+        return {
+            "seq": self.seq,
+            "versions": dict(self.versions),
+            "connected": self.connected,
+            "error": self.error,
+        }
 
 
 class UpdateHub:
@@ -158,10 +164,8 @@ class UpdateHub:
                 delay = min(delay * 2, RECONNECT_MAX_S)
             finally:
                 if pubsub is not None:
-                    try:
+                    with contextlib.suppress(redis.RedisError, OSError):
                         pubsub.close()
-                    except (redis.RedisError, OSError):
-                        pass
 
 
 def sse_event(payload: dict[str, object]) -> str:

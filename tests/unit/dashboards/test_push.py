@@ -83,8 +83,10 @@ def test_the_hub_listens_to_the_updates_channel() -> None:
         publisher = fakeredis.FakeRedis(server=server, decode_responses=True)
         # Published until seen: the subscription may still be on its way when we start.
         assert wait_for(
-            lambda: publisher.publish(UPDATES_CHANNEL, '{"kind": "alert"}') >= 0
-            and "alert" in hub.snapshot()["versions"]  # type: ignore[operator]
+            lambda: (
+                publisher.publish(UPDATES_CHANNEL, '{"kind": "alert"}') >= 0
+                and "alert" in hub.snapshot()["versions"]
+            )  # type: ignore[operator]
         )
     finally:
         hub.stop()
@@ -112,7 +114,9 @@ def test_the_stream_starts_with_the_current_state_then_sends_one_event_per_burst
     clock = FakeClock()
     hub = push.UpdateHub(lambda: fakeredis.FakeRedis(), clock=clock)
     hub.note('{"kind": "observations"}')
-    stream = push.event_stream(hub, coalesce_s=0.5, keepalive_s=15, lifetime_s=60, clock=clock, sleep=clock.sleep)
+    stream = push.event_stream(
+        hub, coalesce_s=0.5, keepalive_s=15, lifetime_s=60, clock=clock, sleep=clock.sleep
+    )
     assert next(stream).startswith("retry: ")
     first = _events([next(stream)])[0]
     assert first["seq"] == 1 and first["versions"] == {"observations": 1}
