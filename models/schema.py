@@ -710,20 +710,44 @@ class CaseEvent(Base):
     address: Mapped[str | None] = mapped_column(String(64))
 
 
+class IncidentSource(enum.StrEnum):
+    """How an emergency incident was opened (接报)."""
+
+    MANUAL = "manual"
+    ALERT = "alert"
+    CORRELATION = "correlation"
+
+
+class IncidentLinkKind(enum.StrEnum):
+    """What an incident keeps linked to it."""
+
+    ALERT = "alert"
+    TICKET = "ticket"
+    CASE = "case"
+
+
 class Incident(Base):
-    """An emergency incident under command (flood, fire, landslide, hazardous release …)."""
+    """An emergency incident under command (flood, fire, landslide, hazardous release …).
+
+    The lifecycle (接报 → 响应 → 调度 → 处置 → 评估 → 关闭) lives in :mod:`models.incidents`.
+    ``source_alert_id`` is unique: one incident per alert (per correlation episode), so two
+    workers seeing the same correlation alert open one incident.
+    """
 
     __tablename__ = "incidents"
     __table_args__ = (
         CheckConstraint("radius_m IS NULL OR radius_m >= 0", name="radius_m_positive"),
+        _one_of("source", IncidentSource),
         Index("ix_incidents_district_code_reported_at", "district_code", "reported_at"),
+        Index("uq_incidents_source_alert_id", "source_alert_id", unique=True),
         _gist("incidents"),
+        _gist("incidents", "area"),
     )
 
     incident_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     type: Mapped[str] = mapped_column(String(32))
-    # Response level Ⅰ–Ⅳ (特别重大/重大/较大/一般); the emergency module owns the encoding.
-    level: Mapped[str] = mapped_column(String(8))
+    # Response level Ⅰ–Ⅳ (特别重大/重大/较大/一般) as "I" … "IV"; None until 响应.
+    level: Mapped[str | None] = mapped_column(String(8))
     title: Mapped[str] = mapped_column(String(200))
     description: Mapped[str | None] = mapped_column(Text)
     state: Mapped[str] = mapped_column(String(24), index=True)
@@ -738,6 +762,117 @@ class Incident(Base):
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
     props: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    # Added by 0005 (models.incidents): source, lifecycle milestones, the affected area.
+    source: Mapped[str] = mapped_column(String(16), default="manual", server_default=text("'manual'"))
+    source_alert_id: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
+    #: The affected area: a geodesic circle of ``radius_m`` around the point, or a drawn polygon.
+    area: Mapped[BaseGeometry | None] = mapped_column(GeometryType("POLYGON"))
+    area_kind: Mapped[str | None] = mapped_column(String(8))
+    responding_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    dispatching_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    handling_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    assessing_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: 评估结论, written at 关闭.
+    assessment: Mapped[str | None] = mapped_column(Text)
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
+
+
+class IncidentEvent(Base):
+    """One step on an incident's timeline: every transition, level change, dispatch,
+    resource arrival and release, link and warning draft, with who, when and a note."""
+
+    __tablename__ = "incident_events"
+    __table_args__ = (Index("ix_incident_events_incident_id_ts", "incident_id", "ts"),)
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.incident_id"))
+    ts: Mapped[datetime] = mapped_column(UTCDateTime())
+    action: Mapped[str] = mapped_column(String(32))
+    from_state: Mapped[str | None] = mapped_column(String(24))
+    to_state: Mapped[str | None] = mapped_column(String(24))
+    actor: Mapped[str | None] = mapped_column(String(64))
+    comment: Mapped[str | None] = mapped_column(Text)
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    address: Mapped[str | None] = mapped_column(String(64))
+
+
+class IncidentResource(Base):
+    """A resource dispatched to an incident, with its own status (dispatched → arrived → released).
+
+    ``resource_id`` has no foreign key: reference data is re-seeded at start-up, and the
+    record of who went where must outlive a renamed station; ``kind`` and ``name`` are kept
+    as they were at dispatch. While not released, a resource is on an incident once.
+    """
+
+    __tablename__ = "incident_resources"
+    __table_args__ = (
+        Index("ix_incident_resources_incident_id", "incident_id"),
+        Index(
+            "uq_incident_resources_incident_id_resource_id_active",
+            "incident_id",
+            "resource_id",
+            unique=True,
+            postgresql_where=text("released_at IS NULL"),
+            sqlite_where=text("released_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.incident_id"))
+    resource_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(24))
+    name: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16))
+    distance_m: Mapped[float | None] = mapped_column(Float)
+    eta_s: Mapped[float | None] = mapped_column(Float)
+    dispatched_by: Mapped[str | None] = mapped_column(String(64))
+    dispatched_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    arrived_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
+
+
+class IncidentLink(Base):
+    """An alert, 12345 ticket or urban case linked to an incident; each belongs to one incident."""
+
+    __tablename__ = "incident_links"
+    __table_args__ = (
+        _one_of("kind", IncidentLinkKind),
+        Index("uq_incident_links_kind_ref_id", "kind", "ref_id", unique=True),
+        Index("ix_incident_links_incident_id", "incident_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.incident_id"))
+    kind: Mapped[str] = mapped_column(String(8))
+    ref_id: Mapped[str] = mapped_column(String(64))
+    linked_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    linked_by: Mapped[str | None] = mapped_column(String(64))
+
+
+class IncidentWarning(Base):
+    """A public warning drafted from an incident (预警信息草稿), complete for CAP 1.2.
+
+    ``draft`` holds every field of :class:`models.incidents.WarningDraft`; colour and the
+    CAP severity/urgency/certainty are columns too, for lists. Drafts are kept, not
+    overwritten: the newest is the current one.
+    """
+
+    __tablename__ = "incident_warnings"
+    __table_args__ = (
+        _one_of("colour", WarningColour),
+        Index("ix_incident_warnings_incident_id_drafted_at", "incident_id", "drafted_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.incident_id"))
+    drafted_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    drafted_by: Mapped[str] = mapped_column(String(64))
+    colour: Mapped[str] = mapped_column(String(8))
+    severity: Mapped[str] = mapped_column(String(16))
+    urgency: Mapped[str] = mapped_column(String(16))
+    certainty: Mapped[str] = mapped_column(String(16))
+    draft: Mapped[dict[str, Any]] = mapped_column(JSONType)
 
 
 class Resource(Base):
@@ -894,6 +1029,12 @@ __all__ = [
     "GridCell",
     "HotlineTicket",
     "Incident",
+    "IncidentEvent",
+    "IncidentLink",
+    "IncidentLinkKind",
+    "IncidentResource",
+    "IncidentSource",
+    "IncidentWarning",
     "JSONType",
     "MaintenanceWindow",
     "Observation",
