@@ -15,9 +15,9 @@ from typing import Any
 
 import dash
 import sqlalchemy as sa
-from dash import Dash, dcc, html
+from dash import Dash
 
-from dashboards import context
+from dashboards import context, shell
 from dashboards.i18n import t
 from models.config import Settings, load_settings
 from models.live import LiveStore, connect_redis
@@ -33,7 +33,7 @@ def create_app(settings: Settings, *, live: LiveStore | None = None, engine: sa.
     live = live or LiveStore(connect_redis(settings))
     engine = engine or create_engine_for(settings.effective_database_url)
     context.configure(context.PageContext(settings=settings, live=live, engine=engine))
-    app = Dash(
+    app = CityOpsDash(
         __name__,
         use_pages=True,
         # Pages are imported below as ordinary modules (so tests can import them too).
@@ -46,37 +46,21 @@ def create_app(settings: Settings, *, live: LiveStore | None = None, engine: sa.
     )
     import dashboards.pages  # noqa: F401 - registers every page
 
-    app.layout = _shell
-    app.clientside_callback(
-        """function(_) {
-            // The command centre works in Beijing time, whatever the browser's zone.
-            return new Date().toLocaleString("zh-CN", {
-                timeZone: "Asia/Shanghai", hour12: false, year: "numeric", month: "2-digit",
-                day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit"});
-        }""",
-        dash.Output("shell-clock", "children"),
-        dash.Input("shell-clock-tick", "n_intervals"),
-    )
+    # Pages register their names and titles in Chinese at import; show them in the
+    # viewer's language instead, at request time.
+    shell.localise_registry(dash.page_registry)
+    app.layout = shell.layout
+    shell.register_routes(app.server)
     return app
 
 
-def _shell() -> html.Div:
-    links = [dcc.Link(page["name"], href=page["relative_path"]) for page in dash.page_registry.values()]
-    return html.Div(
-        [
-            html.Header(
-                className="shell-header",
-                children=[
-                    html.Div(t("app.title"), className="shell-title"),
-                    html.Div(t("app.short"), className="shell-sub"),
-                    html.Nav(links, className="shell-nav"),
-                    html.Div(id="shell-clock", className="shell-clock"),
-                    dcc.Interval(id="shell-clock-tick", interval=1000),
-                ],
-            ),
-            dash.page_container,
-        ]
-    )
+class CityOpsDash(Dash):
+    """The Dash app, with the index page's ``<html lang>`` and title in the request's language."""
+
+    def interpolate_index(self, **kwargs: Any) -> str:
+        kwargs["title"] = t("app.title")
+        page = super().interpolate_index(**kwargs)
+        return page.replace("<html>", f'<html lang="{shell.html_lang()}">', 1)
 
 
 def configure_logging(settings: Settings) -> None:

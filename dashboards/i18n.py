@@ -2,15 +2,48 @@
 
 Pages call :func:`t` with a key; a missing key raises at import time in tests, so no
 label is left untranslated. English is there for visitors and for logs read abroad.
+
+The language is a property of the request, not of the process: :func:`t` without an
+explicit ``lang`` answers in the language of the Flask request being served (``?lang=``
+on the URL, else the ``cityops_lang`` cookie the shell's switch sets, else Chinese).
+Layout functions and callbacks both run inside a request, so a page switches language
+without passing it around. Never translate at import time (a module constant, a page's
+registered name): that text would stay in whichever language the process started with.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
 DEFAULT_LANGUAGE = "zh"
+#: The languages of the catalogue, default first.
+LANGUAGES: tuple[str, ...] = ("zh", "en")
+#: Cookie that keeps a browser's choice (set by ``/lang/<code>`` or ``?lang=``).
+LANGUAGE_COOKIE = "cityops_lang"
+#: Query parameter that picks the language for one URL (kiosks start with it).
+LANGUAGE_QUERY = "lang"
+#: ``<html lang>`` per language (BCP 47), for screen readers and the browser's fonts.
+HTML_LANG = {"zh": "zh-CN", "en": "en"}
+#: Locale the browser formats numbers and times with, per language.
+BROWSER_LOCALE = {"zh": "zh-CN", "en": "en-GB"}
+
+_forced: ContextVar[str | None] = ContextVar("cityops_language", default=None)
 
 STRINGS: dict[str, dict[str, str]] = {
     "app.title": {"zh": "广安市城市运行管理服务平台", "en": "Guang'an City Operations Centre"},
     "app.short": {"zh": "一网统管", "en": "Unified city management"},
+    # ---- the shell: header, navigation, language switch, connection ----------------------------
+    "shell.switch_language": {"zh": "English", "en": "中文"},
+    "shell.switch_language_title": {"zh": "Switch to English", "en": "切换为中文界面"},
+    "shell.disconnected": {
+        "zh": "与服务器连接中断，正在自动重连…",
+        "en": "Connection to the server lost; reconnecting…",
+    },
+    "shell.not_found": {"zh": "页面不存在：{path}", "en": "No such page: {path}"},
+    "shell.back_home": {"zh": "返回城市运行体征", "en": "Back to the city's vital signs"},
+    # ---- end of the shell ----------------------------------------------------------------------
     "nav.overview": {"zh": "城市运行体征", "en": "City vital signs"},
     "overview.title": {"zh": "城市运行体征", "en": "City vital signs"},
     "kpi.devices_online": {"zh": "在线设备", "en": "Devices online"},
@@ -259,8 +292,57 @@ STRINGS: dict[str, dict[str, str]] = {
 }
 
 
-def t(key: str, lang: str = DEFAULT_LANGUAGE, **values: object) -> str:
-    """The text for ``key`` in ``lang`` (falling back to Chinese), with ``{name}`` filled in."""
+def t(key: str, lang: str | None = None, **values: object) -> str:
+    """The text for ``key`` in ``lang`` (default: the current request's language; Chinese
+    when a language lacks the key), with ``{name}`` filled in."""
     entry = STRINGS[key]
-    text = entry.get(lang) or entry[DEFAULT_LANGUAGE]
+    text = entry.get(lang or current_language()) or entry[DEFAULT_LANGUAGE]
     return text.format(**values) if values else text
+
+
+def normalise_language(value: str | None) -> str | None:
+    """``"en"``, ``"EN-us"`` → ``"en"``; ``"zh-CN"`` → ``"zh"``; anything else → None."""
+    if not value:
+        return None
+    code = value.strip().lower().replace("_", "-").split("-", 1)[0]
+    return code if code in LANGUAGES else None
+
+
+def current_language() -> str:
+    """The language to answer in: :func:`language` if set, else the request's choice.
+
+    Within a Flask request: ``?lang=`` first (a kiosk URL), then the cookie. Outside a
+    request (ingest, tests calling figure builders): Chinese.
+    """
+    forced = _forced.get()
+    if forced is not None:
+        return forced
+    from flask import has_request_context, request
+
+    if has_request_context():
+        for raw in (request.args.get(LANGUAGE_QUERY), request.cookies.get(LANGUAGE_COOKIE)):
+            lang = normalise_language(raw)
+            if lang is not None:
+                return lang
+    return DEFAULT_LANGUAGE
+
+
+@contextmanager
+def language(lang: str) -> Iterator[str]:
+    """Answer in ``lang`` inside the block, whatever the request says (tests, exports)."""
+    code = normalise_language(lang)
+    if code is None:
+        raise ValueError(f"unknown language {lang!r}; the catalogue has {', '.join(LANGUAGES)}")
+    token = _forced.set(code)
+    try:
+        yield code
+    finally:
+        _forced.reset(token)
+
+
+def key_for_text(text: str, prefix: str = "") -> str | None:
+    """The catalogue key whose Chinese text is ``text`` (preferring keys starting with
+    ``prefix``), so a label registered in Chinese can be shown in the viewer's language."""
+    matches = [k for k, entry in STRINGS.items() if entry.get(DEFAULT_LANGUAGE) == text]
+    preferred = [k for k in matches if k.startswith(prefix)]
+    return (preferred or matches or [None])[0]

@@ -22,7 +22,7 @@ import flask
 from dash import Input, Output, State, callback, clientside_callback, ctx, dcc, html
 
 from dashboards import console, context
-from dashboards.i18n import t
+from dashboards.i18n import LANGUAGES, t
 from geo.boundaries import DISTRICTS, city_bounds
 from models import alerts as alert_model
 from models.lifecycle import Actor
@@ -600,16 +600,21 @@ def show_officer(officer: str | None) -> tuple[dict[str, str], str]:
 # Browser side
 
 
+# Every language, chosen in the browser by <html lang> (the shell sets it per viewer).
 _TEXTS = json.dumps(
     {
-        "alarm": t("console.alarm_banner", n="{n}"),
-        "muted": t("console.muted_note"),
-        "mute": t("console.mute"),
-        "unmute": t("console.unmute"),
-        "disconnected": t("console.disconnected"),
+        lang: {
+            "alarm": t("console.alarm_banner", lang=lang, n="{n}"),
+            "muted": t("console.muted_note", lang=lang),
+            "mute": t("console.mute", lang=lang),
+            "unmute": t("console.unmute", lang=lang),
+            "disconnected": t("console.disconnected", lang=lang),
+        }
+        for lang in LANGUAGES
     },
     ensure_ascii=False,
 )
+_PICK_TEXTS = f"({_TEXTS})[(document.documentElement.lang || 'zh').slice(0, 2)] || ({_TEXTS}).zh"
 
 # Click and keyboard handlers, installed once per page load on the document, so they keep
 # working while the queue re-renders under them. Action keys press the same buttons the
@@ -668,7 +673,7 @@ clientside_callback(
 # (browsers' autoplay rule); the name prompt's click is that interaction.
 clientside_callback(
     f"""function(live, muted) {{
-        const texts = {_TEXTS};
+        const texts = {_PICK_TEXTS};
         window.cityopsConsoleLastLive = Date.now();
         const ringing = Boolean(live && live.audible && live.audible.length);
         const audio = document.getElementById("console-audio");
@@ -704,7 +709,7 @@ clientside_callback(
 # say so itself). Dash keeps polling, so the notice goes away by itself on recovery.
 clientside_callback(
     f"""function(_n) {{
-        const texts = {_TEXTS};
+        const texts = {_PICK_TEXTS};
         const last = window.cityopsConsoleLastLive;
         const stale = last !== undefined && Date.now() - last > {STALE_AFTER_MS};
         return [stale ? texts.disconnected : "", stale ? "console-conn lost" : "console-conn"];

@@ -1,0 +1,96 @@
+"""The shell as a viewer meets it: the English switch and back, kiosk mode, and the
+lost-connection notice that appears when the server cannot be reached and clears by itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.browser.support import chromium, foreign_requests, running_demo, severe_errors, wait_until
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with running_demo(tmp_path_factory.mktemp("shell"), "/ecology") as running:
+        yield running.base_url
+
+
+@pytest.fixture(scope="module")
+def driver() -> Iterator[object]:
+    browser = chromium()
+    try:
+        yield browser
+    finally:
+        browser.quit()
+
+
+def nav_labels(driver) -> list[str]:
+    return [a.text for a in driver.find_elements("css selector", ".shell-nav a")]
+
+
+def test_english_switch_and_back(base_url: str, driver) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.get(base_url + "/ecology")
+    assert wait_until(lambda: "城市运行体征" in nav_labels(driver), 30), nav_labels(driver)
+    assert driver.execute_script("return document.documentElement.lang") == "zh-CN"
+    assert wait_until(lambda: "空气质量监测站" in driver.find_element(By.TAG_NAME, "body").text, 30)
+
+    driver.find_element(By.ID, "shell-lang").click()
+    # Back on the same page, now in English: the nav, the page's labels, the clock's locale.
+    assert wait_until(lambda: "City vital signs" in nav_labels(driver), 30), nav_labels(driver)
+    assert driver.current_url.endswith("/ecology")
+    assert driver.execute_script("return document.documentElement.lang") == "en"
+    assert wait_until(lambda: "Air stations" in driver.find_element(By.TAG_NAME, "body").text, 30)
+    assert wait_until(lambda: "Environmental monitoring" in driver.title, 10), driver.title
+    assert "空气质量监测站" not in driver.find_element(By.TAG_NAME, "body").text
+    assert driver.find_element(By.ID, "shell-lang").text == "中文"
+
+    # Navigating inside the app keeps English (the cookie, not the URL, carries it).
+    driver.find_element(By.LINK_TEXT, "City vital signs").click()
+    assert wait_until(lambda: "Devices online" in driver.find_element(By.TAG_NAME, "body").text, 30)
+
+    driver.find_element(By.ID, "shell-lang").click()
+    assert wait_until(lambda: "城市运行体征" in nav_labels(driver), 30), nav_labels(driver)
+    assert wait_until(lambda: "在线设备" in driver.find_element(By.TAG_NAME, "body").text, 30)
+    assert driver.execute_script("return document.documentElement.lang") == "zh-CN"
+    assert severe_errors(driver) == []
+    assert foreign_requests(driver) == []
+
+
+def test_kiosk_query_hides_the_header(base_url: str, driver) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.get(base_url + "/ecology?kiosk=1")
+    assert wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, "#shell.kiosk"), 30)
+    assert wait_until(lambda: "空气质量监测站" in driver.find_element(By.TAG_NAME, "body").text, 30)
+    assert not driver.find_element(By.CSS_SELECTOR, ".shell-header").is_displayed()
+    driver.get(base_url + "/ecology")
+    assert wait_until(lambda: driver.find_element(By.CSS_SELECTOR, ".shell-header").is_displayed(), 30)
+
+
+def test_lost_connection_is_shown_and_clears_by_itself(base_url: str, driver) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.get(base_url + "/")
+    conn = lambda: driver.find_element(By.ID, "shell-conn")  # noqa: E731
+    assert wait_until(lambda: driver.find_elements(By.ID, "kpi-devices-online"), 30)
+    assert not conn().is_displayed()
+    driver.execute_cdp_cmd("Network.enable", {})
+    driver.execute_cdp_cmd(
+        "Network.emulateNetworkConditions",
+        {"offline": True, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1},
+    )
+    try:
+        assert wait_until(lambda: conn().is_displayed() and "与服务器连接中断" in conn().text, 20)
+    finally:
+        driver.execute_cdp_cmd(
+            "Network.emulateNetworkConditions",
+            {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1},
+        )
+    assert wait_until(lambda: not conn().is_displayed(), 20), conn().text
+    driver.execute_cdp_cmd("Network.disable", {})
