@@ -52,6 +52,12 @@ VARIABLES: dict[str, str] = {
     "in models/rules/default_rules.toml)",
     "CITYOPS_WORKER_ID": "stable name of this ingest worker; the broker keeps its session under it "
     "(default: the host name)",
+    "CITYOPS_OPEN311_API_KEYS": "comma-separated API keys allowed to create 12345 work orders with "
+    "Open311 POST /open311/v2/requests (never logged); unset = creating is refused",
+    "CITYOPS_CAP_SENDER": "sender of the CAP 1.2 messages under /api/cap/ (no spaces, commas, < or &; "
+    "default cityops.guangan.511600)",
+    "CITYOPS_READY_MAX_INGEST_LAG_S": "/readyz reports ingest as lagging when recent readings reached the "
+    "live state later than this after they were taken (seconds, default 60)",
 }
 
 _MQTT_SCHEMES = {"mqtt", "mqtts", "tcp", "ssl"}
@@ -67,6 +73,11 @@ DEFAULT_ALERT_SLA: dict[str, timedelta | None] = {
     "minor": timedelta(minutes=30),
     "info": None,
 }
+
+
+#: CAP ``sender``: stable, and free of the characters CAP 1.2 forbids there.
+DEFAULT_CAP_SENDER = "cityops.guangan.511600"
+_CAP_SENDER = re.compile(r"^[^\s,<&]{1,128}$")
 
 
 class ConfigError(ValueError):
@@ -116,6 +127,10 @@ class Settings:
     #: severity → seconds to acknowledge (None: never escalates)
     alert_sla: dict[str, timedelta | None] = field(default_factory=lambda: dict(DEFAULT_ALERT_SLA))
     rules_file: Path | None = None
+    #: keys that may create work orders over Open311; empty = nobody may
+    open311_api_keys: frozenset[str] = field(default_factory=frozenset, repr=False)
+    cap_sender: str = DEFAULT_CAP_SENDER
+    ready_max_ingest_lag: timedelta = timedelta(seconds=60)
 
     @property
     def embedded_mqtt(self) -> bool:
@@ -207,6 +222,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         metrics_port=None
         if get("CITYOPS_METRICS_PORT") is None
         else _port("CITYOPS_METRICS_PORT", get("CITYOPS_METRICS_PORT"), 0),
+        open311_api_keys=_api_keys(get("CITYOPS_OPEN311_API_KEYS")),
+        cap_sender=_cap_sender(get("CITYOPS_CAP_SENDER")),
+        ready_max_ingest_lag=_seconds(
+            "CITYOPS_READY_MAX_INGEST_LAG_S", get("CITYOPS_READY_MAX_INGEST_LAG_S"), 60
+        ),
     )
 
 
@@ -314,6 +334,26 @@ def _seconds(variable: str, raw: str | None, default: int, *, allow_zero: bool =
     if not (value > 0 and value < 10 * 365 * 24 * 3600):
         raise ConfigError(variable, "must be a positive number of seconds (at most ten years)", raw)
     return timedelta(seconds=value)
+
+
+def _api_keys(raw: str | None) -> frozenset[str]:
+    if raw is None:
+        return frozenset()
+    keys = [k.strip() for k in raw.split(",")]
+    # The keys themselves never appear in the message: this value is a secret.
+    if any(len(k) < 16 or not k.isprintable() or " " in k for k in keys):
+        raise ConfigError(
+            "CITYOPS_OPEN311_API_KEYS", "must be comma-separated keys of at least 16 characters without spaces"
+        )
+    return frozenset(keys)
+
+
+def _cap_sender(raw: str | None) -> str:
+    if raw is None:
+        return DEFAULT_CAP_SENDER
+    if not _CAP_SENDER.match(raw):
+        raise ConfigError("CITYOPS_CAP_SENDER", "must be 1-128 characters without spaces, ',', '<' or '&'", raw)
+    return raw
 
 
 def _worker_id(raw: str | None) -> str:

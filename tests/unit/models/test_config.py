@@ -97,7 +97,7 @@ def test_generated_secret_is_kept_private_and_stable(tmp_path: Path) -> None:
 
 def test_every_setting_is_documented_in_the_readme() -> None:
     text = README.read_text(encoding="utf-8")
-    documented = set(re.findall(r"`(CITYOPS_[A-Z_]+)`", text))
+    documented = set(re.findall(r"`(CITYOPS_[A-Z0-9_]+)`", text))
     assert set(VARIABLES) <= documented, sorted(set(VARIABLES) - documented)
 
 
