@@ -101,6 +101,22 @@
         second: "2-digit",
       });
     },
+    // A click on a map that carries a district code (a choropleth's location, or a
+    // 6-digit code in a point's customdata) opens that district's page.
+    openDistrict: function (clickData) {
+      var point = clickData && clickData.points && clickData.points[0];
+      var nothing = window.dash_clientside.no_update;
+      if (!point) {
+        return nothing;
+      }
+      var candidates = [point.location].concat(point.customdata);
+      for (var i = 0; i < candidates.length; i++) {
+        if (typeof candidates[i] === "string" && /^\d{6}$/.test(candidates[i])) {
+          return "/districts/" + candidates[i];
+        }
+      }
+      return nothing;
+    },
     // On each navigation: header or kiosk, the language switch's way back, <html lang>.
     chrome: function (pathname, search, locale) {
       locale = locale || {};

@@ -44,6 +44,39 @@ STRINGS: dict[str, dict[str, str]] = {
     "shell.not_found": {"zh": "页面不存在：{path}", "en": "No such page: {path}"},
     "shell.back_home": {"zh": "返回城市运行体征", "en": "Back to the city's vital signs"},
     # ---- end of the shell ----------------------------------------------------------------------
+    # ---- vital signs shared by the overview, the district pages and the wall ------------------
+    "vital.alerts": {"zh": "未处置告警", "en": "Open alerts"},
+    "vital.none": {"zh": "无", "en": "none"},
+    "vital.hotline_today": {"zh": "12345 今日受理", "en": "12345 calls today"},
+    "vital.hotline_open": {"zh": "在办 {open} · 超期 {overdue}", "en": "{open} open · {overdue} overdue"},
+    "vital.satisfaction": {
+        "zh": "今日满意率 {rate}（{n} 件已评价）",
+        "en": "satisfied today {rate} ({n} rated)",
+    },
+    "vital.cases_open": {"zh": "城管案件在办", "en": "Urban cases open"},
+    "vital.cases_overdue": {"zh": "超期 {n} 件", "en": "{n} overdue"},
+    "vital.database_degraded": {
+        "zh": "工单与案件数据暂不可用：{reason}",
+        "en": "work orders and cases unavailable: {reason}",
+    },
+    # ---- /districts/<code> ---------------------------------------------------------------------
+    "district.title": {"zh": "{name}运行体征", "en": "{name}: vital signs"},
+    "district.page_title": {"zh": "区县运行体征", "en": "District vital signs"},
+    "district.back": {"zh": "← 全市", "en": "← City"},
+    "district.unknown": {
+        "zh": "没有代码为 {code} 的区县。广安市的区县：",
+        "en": "There is no district with code {code}. Guang'an's districts:",
+    },
+    "district.aqi": {"zh": "空气质量指数", "en": "AQI"},
+    "district.pm25": {"zh": "PM2.5均值", "en": "PM2.5 mean"},
+    "district.primary": {"zh": "首要污染物：{p}", "en": "primary pollutant: {p}"},
+    "district.map": {"zh": "区县态势（网格）", "en": "District map (grid cells)"},
+    "district.spark_aqi": {"zh": "近24小时AQI", "en": "AQI, last 24 h"},
+    "district.spark_readings": {"zh": "近24小时数据接入量", "en": "Readings per hour, last 24 h"},
+    "district.alert_list": {"zh": "本区县未处置告警", "en": "Open alerts in this district"},
+    "district.alert_none": {"zh": "本区县当前没有未处置告警", "en": "No open alerts in this district"},
+    "district.hint": {"zh": "点击地图上的区县查看详情", "en": "Click a district on the map for its details"},
+    # ---- end of the vital signs and /districts -------------------------------------------------
     "nav.overview": {"zh": "城市运行体征", "en": "City vital signs"},
     "overview.title": {"zh": "城市运行体征", "en": "City vital signs"},
     "kpi.devices_online": {"zh": "在线设备", "en": "Devices online"},

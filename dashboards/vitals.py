@@ -1,16 +1,29 @@
-"""The city's vital signs (城市运行体征) computed from live device states: pure functions."""
+"""The city's vital signs (城市运行体征), for the whole city or one district.
+
+Pure functions over what the pages read (live device states, the live alert queue, the
+12345 and case counts per district), so the overview, the district pages and the wall
+compute the same figures the same way. :func:`read_inputs` is the one read they share.
+"""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from statistics import fmean
 
+import sqlalchemy as sa
+
+from dashboards.console import DOMAINS, SEVERITIES
 from geo.boundaries import DISTRICTS
-from models.live import DeviceState
+from models.cases import OpenCases, open_by_district
+from models.clock import CITY_TZ
+from models.live import DeviceState, LiveAlert, LiveStore
 from models.standards import aqi
 from models.standards.aqi import AqiResult
+from models.tickets import DistrictTickets, SatisfactionStats, district_counts
 
 #: Pollutants of the real-time index, as the air stations report them.
 AQI_POLLUTANTS = ("pm25", "pm10", "so2", "no2", "co", "o3")
@@ -24,6 +37,7 @@ class DistrictFigures:
     online: int
     pm25: float | None
     aqi: AqiResult | None
+    newest_reading_age_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +61,7 @@ def summarise(states: list[DeviceState], now: float | None = None) -> OverviewSn
         mine = [s for s in states if s.district_code == d.code]
         mine_online = [s for s in mine if s.online(now)]
         air = [s.metrics["pm25"] for s in mine_online if s.type == "air_quality" and "pm25" in s.metrics]
+        mine_seen = [s.last_seen for s in mine if s.last_seen is not None]
         rows.append(
             DistrictFigures(
                 d.code,
@@ -55,6 +70,7 @@ def summarise(states: list[DeviceState], now: float | None = None) -> OverviewSn
                 len(mine_online),
                 round(fmean(air), 1) if air else None,
                 area_aqi(mine_online, now),
+                (now - max(mine_seen)) if mine_seen else None,
             )
         )
     return OverviewSnapshot(
@@ -82,3 +98,130 @@ def area_aqi(states: list[DeviceState], now: float) -> AqiResult | None:
     if not means:
         return None
     return aqi.realtime(means, at=datetime.fromtimestamp(now, UTC))
+
+
+def district_figures(snapshot: OverviewSnapshot, district_code: str | None) -> DistrictFigures:
+    """The device figures of one district, or of the whole city for None."""
+    if district_code is None:
+        return DistrictFigures(
+            "",
+            "",
+            snapshot.devices,
+            snapshot.online,
+            snapshot.pm25_city,
+            snapshot.aqi_city,
+            snapshot.newest_reading_age_s,
+        )
+    return next(d for d in snapshot.districts if d.district_code == district_code)
+
+
+# ---- alerts, 12345 and cases -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AlertCounts:
+    """Open alerts (the console's queue) by severity and by domain, every key present."""
+
+    by_severity: dict[str, int]
+    by_domain: dict[str, int]
+    unacknowledged: int
+    audible: int
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_severity.values())
+
+
+def alert_counts(
+    alerts: Iterable[LiveAlert], district_code: str | None = None, audible: frozenset[int] = frozenset()
+) -> AlertCounts:
+    """Count the open alerts of one district (None: the whole city, unlocated ones too)."""
+    mine = [a for a in alerts if district_code is None or a.district_code == district_code]
+    severities = Counter(a.severity for a in mine)
+    domains = Counter(a.domain for a in mine)
+    return AlertCounts(
+        by_severity={s: severities.get(s, 0) for s in SEVERITIES},
+        by_domain={d: domains.get(d, 0) for d in DOMAINS},
+        unacknowledged=sum(1 for a in mine if a.acknowledged_at is None),
+        audible=sum(1 for a in mine if a.id in audible),
+    )
+
+
+def tickets_for(counts: Mapping[str, DistrictTickets], district_code: str | None = None) -> DistrictTickets:
+    """One district's 12345 figures, or the city's (every district and the unlocated)."""
+    if district_code is not None:
+        return counts.get(district_code, DistrictTickets())
+    rows = list(counts.values())
+    return DistrictTickets(
+        registered=sum(r.registered for r in rows),
+        open=sum(r.open for r in rows),
+        overdue=sum(r.overdue for r in rows),
+        satisfaction=SatisfactionStats(
+            satisfied=sum(r.satisfaction.satisfied for r in rows),
+            basically_satisfied=sum(r.satisfaction.basically_satisfied for r in rows),
+            dissatisfied=sum(r.satisfaction.dissatisfied for r in rows),
+        ),
+    )
+
+
+def cases_for(counts: Mapping[str, OpenCases], district_code: str | None = None) -> OpenCases:
+    """One district's open cases, or the city's."""
+    if district_code is not None:
+        return counts.get(district_code, OpenCases())
+    return OpenCases(
+        open=sum(c.open for c in counts.values()), overdue=sum(c.overdue for c in counts.values())
+    )
+
+
+def city_day_start(now: datetime) -> datetime:
+    """Midnight of the city's day containing ``now`` ("today" on every panel)."""
+    local = now.astimezone(CITY_TZ)
+    return local.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+# ---- the one read ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class VitalInputs:
+    """Everything the vital signs are computed from, read once per refresh."""
+
+    now: datetime
+    states: list[DeviceState]
+    alerts: list[LiveAlert]
+    audible: frozenset[int]
+    tickets: dict[str, DistrictTickets] = field(default_factory=dict)
+    cases: dict[str, OpenCases] = field(default_factory=dict)
+    #: Why the database part is missing, when it is (the live part still shows).
+    database_error: str | None = None
+
+
+#: Open alerts read for the counts; the queue is ordered most severe first, so a cap
+#: would only ever drop the least severe ones.
+ALERTS_READ_LIMIT = 5000
+
+
+def read_inputs(live: LiveStore, engine: sa.Engine | None, now: datetime | None = None) -> VitalInputs:
+    """Live states and alerts from Redis, today's 12345 and open cases from the database.
+
+    Raises when Redis is away (the page shows its degraded line); a database failure only
+    leaves the 12345 and case figures empty, with the reason.
+    """
+    now = now or datetime.now(UTC)
+    states = live.devices()
+    alerts = live.open_alerts(ALERTS_READ_LIMIT)
+    audible = frozenset(live.audible_alerts())
+    if engine is None:
+        return VitalInputs(now, states, alerts, audible)
+    try:
+        with engine.connect() as conn:
+            tickets = district_counts(conn, city_day_start(now), now + timedelta(seconds=1), now=now)
+            cases = open_by_district(conn, now)
+    except Exception as exc:  # the live half still shows; the panel says why the rest is missing
+        return VitalInputs(now, states, alerts, audible, database_error=type(exc).__name__)
+    return VitalInputs(now, states, alerts, audible, tickets, cases)
+
+
+def hourly_series(counts: Sequence[tuple[datetime, int]]) -> tuple[list[datetime], list[int]]:
+    """Hour starts in city time (naive, for the chart's axis) and their values."""
+    return [c[0].astimezone(CITY_TZ).replace(tzinfo=None) for c in counts], [c[1] for c in counts]

@@ -406,19 +406,22 @@ def report_case(
     source_ref: str | None = None,
     event_id: str | None = None,
     address: str | None = None,
+    case_id: str | None = None,
 ) -> CaseView:
     """Collect a case (信息收集): a grid inspector's report, a video sighting or a ticket.
 
     ``category`` is a case-type key (:data:`CASE_TYPES`); anything else is kept as the
     subcategory of an :data:`OTHER` case. The place is located like every other record
     (district and grid cell); ``event_id`` ties the first history row to what caused it.
+    ``case_id`` is for callers that must name the case before it exists (a ticket's
+    dispatch event names the case it becomes); by default a new id is made.
     """
     from geo.locate import locate_point
 
     source = CaseSource(source)
     kind = CASE_TYPES.get(category)
     district_code, grid_id = (None, None) if lon is None or lat is None else locate_point(lon, lat)
-    case_id = new_case_id(now)
+    case_id = case_id or new_case_id(now)
     row: dict[str, Any] = {
         "case_id": case_id,
         "source": source.value,
@@ -798,10 +801,150 @@ def resume(
 
 
 # --------------------------------------------------------------------------------------------
+# 12345 tickets → cases
+
+
+#: 12345 categories that are urban management (GB/T 30428 事件/部件) → case type. A ticket
+#: of one of these can become a case; anything else stays a work order for its department.
+TICKET_CASE_TYPES: Mapping[str, str] = MappingProxyType(
+    {
+        "占道经营": "street_vending",
+        "垃圾清运": "garbage_overflow",
+        "道路破损": "road_damage",
+        "道路积水": "waterlogging",
+        "积水内涝": "waterlogging",
+        "违章停车": "illegal_parking",
+        "树木倒伏": "fallen_tree",
+    }
+)
+
+
+def case_of_ticket(conn: Connection, ticket_id: str) -> str | None:
+    """The case a 12345 ticket became, if it did."""
+    c = _CASES.c
+    return conn.execute(
+        sa.select(c.case_id)
+        .where(c.source == CaseSource.HOTLINE.value, c.source_ref == ticket_id)
+        .order_by(c.reported_at)
+        .limit(1)
+    ).scalar_one_or_none()
+
+
+def case_from_ticket(
+    conn: Connection,
+    ticket_id: str,
+    *,
+    actor: Actor | str,
+    now: datetime,
+    address: str | None = None,
+    comment: str | None = None,
+) -> CaseChange:
+    """Turn a 12345 ticket of an urban-management category into a case (转数字城管案件).
+
+    Both lifecycles' own checks apply: the ticket is dispatched (派单, allowed from 已受理
+    and 已退单) to the case type's department, its dispatch event naming the case; the case
+    is collected (信息收集, source ``hotline``, ``source_ref`` the ticket) with the ticket in
+    its first event. Of two operators converting at once, one wins; the other is told who
+    dispatched the ticket. Refused (:class:`IllegalTransition`) for a category outside
+    :data:`TICKET_CASE_TYPES` or a ticket that already became a case. Caller data stays
+    on the ticket.
+    """
+    from models import tickets
+
+    row = (
+        conn.execute(
+            sa.select(
+                tickets._TICKETS.c.ticket_id,
+                tickets._TICKETS.c.category,
+                tickets._TICKETS.c.title,
+                tickets._TICKETS.c.content,
+                tickets._TICKETS.c.lon,
+                tickets._TICKETS.c.lat,
+                tickets._TICKETS.c.state,
+            ).where(tickets._TICKETS.c.ticket_id == ticket_id)
+        )
+        .mappings()
+        .first()
+    )
+    if row is None:
+        raise EntityNotFound(tickets.TICKET_LIFECYCLE, ticket_id)
+    kind_key = TICKET_CASE_TYPES.get(row["category"])
+    existing = case_of_ticket(conn, ticket_id)
+    refusal = None
+    if kind_key is None:
+        refusal = Refusal(
+            zh=f"工单 {ticket_id} 的类别「{row['category']}」不属于城市管理，不能转为案卷",
+            en=f"ticket {ticket_id} is {row['category']!r}, not an urban-management category",
+        )
+    elif existing is not None:
+        refusal = Refusal(
+            zh=f"工单 {ticket_id} 已转为案卷 {existing}",
+            en=f"ticket {ticket_id} already became case {existing}",
+        )
+    if refusal is not None:
+        raise IllegalTransition(
+            entity_type=tickets.ENTITY_TYPE,
+            entity_id=ticket_id,
+            action="to_case",
+            state=row["state"],
+            reason=refusal,
+        )
+    assert kind_key is not None
+    kind = case_type(kind_key)
+    case_id = new_case_id(now)
+    who = Actor.of(actor)
+    tickets.dispatch(
+        conn,
+        ticket_id,
+        department=kind.department,
+        actor=who,
+        address=address,
+        comment=comment or f"转为城市管理案卷 {case_id}",
+        now=now,
+        link={"case_id": case_id},
+    )
+    view = report_case(
+        conn,
+        source=CaseSource.HOTLINE,
+        category=kind_key,
+        description=f"12345工单 {ticket_id}：{row['title']}。{row['content']}",
+        lon=row["lon"],
+        lat=row["lat"],
+        reporter=who.username,
+        evidence={"ticket_id": ticket_id},
+        now=now,
+        source_ref=ticket_id,
+        address=address,
+        case_id=case_id,
+    )
+    return CaseChange("report", view, None, who.username, now, comment)
+
+
+# --------------------------------------------------------------------------------------------
 # Video events
 
 
 VIDEO_ACTOR = Actor("video")
+
+
+def _lock_video_keys(conn: Connection, keys: Iterable[tuple[str, str]]) -> None:
+    """Serialise workers on the same (camera, case type) until this transaction ends.
+
+    Sliding-window de-duplication cannot be a unique constraint (the window moves with
+    each sighting), so on PostgreSQL a worker takes a transaction-scoped advisory lock per
+    camera and type before it looks for the open case: a second worker waits for the
+    first to commit, then finds its case and adds evidence. The locks are taken in sorted
+    order, so two workers with overlapping batches cannot deadlock. SQLite needs nothing:
+    its transactions take the write lock up front (models.db).
+    """
+    if conn.dialect.name != "postgresql":
+        return
+    for camera, kind in sorted(set(keys)):
+        conn.execute(
+            sa.select(
+                sa.func.pg_advisory_xact_lock(sa.func.hashtextextended(f"video_case:{camera}:{kind}", 0))
+            )
+        )
 
 
 def cases_from_video(
@@ -820,7 +963,8 @@ def cases_from_video(
     many snapshots, not six cases. The window slides with each sighting. Otherwise it opens
     a case (信息收集). Events seen before (``case_events.event_id``) are skipped, so a
     replayed batch changes nothing. Returns one ``report`` or ``evidence`` change per event
-    used, in time order.
+    used, in time order. Workers running this at once on PostgreSQL are serialised per
+    camera and case type (:func:`_lock_video_keys`), so they open one case between them.
     """
     window = rule.window if window is None else window
     changes: list[CaseChange] = []
@@ -829,6 +973,7 @@ def cases_from_video(
         for r in video_rows
         if r["type"] in rule.case_types and float(r["confidence"]) >= rule.min_confidence
     ]
+    _lock_video_keys(conn, ((str(r["camera_id"]), rule.case_types[r["type"]]) for r in worthy))
     for row in sorted(worthy, key=lambda r: (r["ts"], r["event_id"])):
         event_id = str(row["event_id"])
         if conn.execute(sa.select(_EVENTS.c.id).where(_EVENTS.c.event_id == event_id)).first() is not None:
@@ -1151,6 +1296,7 @@ __all__ = [
     "CASE_TYPES",
     "DEFAULT_VIDEO_RULE",
     "OTHER",
+    "TICKET_CASE_TYPES",
     "VIDEO_CASE_TYPES",
     "CaseChange",
     "CaseDeadlineFlag",
@@ -1165,7 +1311,9 @@ __all__ = [
     "VideoCaseHook",
     "VideoCaseRule",
     "case_evidence",
+    "case_from_ticket",
     "case_history",
+    "case_of_ticket",
     "case_type",
     "cases_from_video",
     "cases_near",
@@ -1186,3 +1334,41 @@ __all__ = [
     "start_handling",
     "verify_close",
 ]
+
+
+# --------------------------------------------------------------------------------------------
+# Reads for the vital signs (overview, district pages, wall): open cases per district.
+
+
+@dataclass(frozen=True, slots=True)
+class OpenCases:
+    """Cases open now in one district, and how many of them are past a deadline they owe
+    (as :func:`overdue_cases` counts them; parked cases are not overdue)."""
+
+    open: int = 0
+    overdue: int = 0
+
+
+def open_by_district(conn: Connection, now: datetime) -> dict[str, OpenCases]:
+    """Per district code (:data:`UNLOCATED` for cases without one), districts with open cases."""
+    c = _CASES.c
+    late = sa.or_(
+        sa.and_(c.due_at <= now, c.state.in_(sorted(AWAITING_HANDLING))),
+        sa.and_(c.close_due <= now, c.state.in_(sorted(AWAITING_CLOSE))),
+    )
+    rows = conn.execute(
+        sa.select(
+            c.district_code, sa.func.count(), sa.func.coalesce(sa.func.sum(sa.case((late, 1), else_=0)), 0)
+        )
+        .where(c.state.in_(sorted(OPEN_STATES)))
+        .group_by(c.district_code)
+    ).all()
+    return dict(
+        sorted(
+            (code if code is not None else UNLOCATED, OpenCases(int(n), int(late_n)))
+            for code, n, late_n in rows
+        )
+    )
+
+
+__all__ += ["OpenCases", "open_by_district"]

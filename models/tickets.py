@@ -912,11 +912,13 @@ def dispatch(
     comment: str | None = None,
     now: datetime,
     policy: DeadlinePolicy = DEFAULT_POLICY,
+    link: Mapping[str, Any] | None = None,
 ) -> TicketChange:
     """派单 to ``department`` (in ``district_code``, default: where the order is).
 
     A re-dispatch after 退单 gives the new department its own 签收 window from now; the
-    reply and close deadlines keep counting from the call.
+    reply and close deadlines keep counting from the call. ``link`` goes into the dispatch
+    event's payload (the case a ticket became: ``{"case_id": …}``).
     """
 
     def changes(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -939,7 +941,7 @@ def dispatch(
         now=now,
         changes=changes,
         params={"department": department},
-        payload={"department": department, "district_code": district_code},
+        payload={"department": department, "district_code": district_code, **(link or {})},
     )
 
 
@@ -1611,3 +1613,64 @@ __all__ = [
     "trend",
     "volumes",
 ]
+
+
+# --------------------------------------------------------------------------------------------
+# Reads for the vital signs (overview, district pages, wall): the 12345 figures per district.
+
+
+@dataclass(frozen=True, slots=True)
+class DistrictTickets:
+    """One district's orders: registered in the period, open and overdue now, and the
+    ratings of the period's orders."""
+
+    registered: int = 0
+    open: int = 0
+    overdue: int = 0
+    satisfaction: SatisfactionStats = SatisfactionStats(0, 0, 0)
+
+
+def district_counts(
+    conn: Connection, since: datetime, until: datetime, *, now: datetime
+) -> dict[str, DistrictTickets]:
+    """Per district code (:data:`UNLOCATED` for orders without one), every district with
+    any figure. Overdue means what :func:`overdue` means (a deadline still owed has
+    passed), counted once per order however many deadlines it missed."""
+    t = _TICKETS
+    key = t.c.district_code
+    late = sa.or_(
+        *(sa.and_(t.c[k.column] <= now, t.c.state.in_(sorted(k.pending_states))) for k in DEADLINE_KINDS)
+    )
+    is_late = sa.func.coalesce(sa.func.sum(sa.case((late, 1), else_=0)), 0)
+    registered = dict(
+        conn.execute(sa.select(key, sa.func.count()).where(_period(since, until)).group_by(key)).all()
+    )
+    open_rows = conn.execute(
+        sa.select(key, sa.func.count(), is_late).where(t.c.state.in_(sorted(OPEN_STATES))).group_by(key)
+    ).all()
+    ratings: dict[str | None, Counter[str]] = {}
+    for code, rating, n in conn.execute(
+        sa.select(key, t.c.satisfaction, sa.func.count())
+        .where(_period(since, until), t.c.satisfaction.is_not(None))
+        .group_by(key, t.c.satisfaction)
+    ):
+        ratings.setdefault(code, Counter())[rating] = int(n)
+    open_counts = {code: (int(n), int(overdue)) for code, n, overdue in open_rows}
+    out: dict[str, DistrictTickets] = {}
+    for code in {*registered, *open_counts, *ratings}:
+        rated = ratings.get(code, Counter())
+        n_open, n_late = open_counts.get(code, (0, 0))
+        out[code if code is not None else UNLOCATED] = DistrictTickets(
+            registered=int(registered.get(code, 0)),
+            open=n_open,
+            overdue=n_late,
+            satisfaction=SatisfactionStats(
+                satisfied=rated[Satisfaction.SATISFIED],
+                basically_satisfied=rated[Satisfaction.BASICALLY_SATISFIED],
+                dissatisfied=rated[Satisfaction.DISSATISFIED],
+            ),
+        )
+    return dict(sorted(out.items()))
+
+
+__all__ += ["DistrictTickets", "district_counts"]

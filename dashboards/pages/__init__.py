@@ -2,4 +2,4 @@
 
 import dashboards.pages.alerts  # noqa: F401
 import dashboards.pages.ecology as ecology_page  # noqa: F401
-from dashboards.pages import overview  # noqa: F401
+from dashboards.pages import district, overview  # noqa: F401

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from dash import Input, Output, callback, dcc, html
 
 from dashboards import context, theme
+from dashboards import district as drill
 from dashboards import ecology as eco
 from dashboards.i18n import t
 from dashboards.pages.overview import CITY_CENTRE, aqi_badge
@@ -168,6 +169,21 @@ def _grade_badge(grade: str | None, fresh: eco.Freshness) -> html.Span:
 
 def map_figure(stations: list[eco.AirStation], sections: list[eco.WaterSection]) -> go.Figure:
     fig = go.Figure()
+    # Districts as clickable, nearly transparent areas under the points: a click opens the
+    # district's page (dashboards.district.link_map_to_districts).
+    fig.add_trace(
+        go.Choroplethmap(
+            geojson=districts_geojson(),
+            featureidkey="properties.district_code",
+            locations=[d.code for d in DISTRICTS],
+            z=[0] * len(DISTRICTS),
+            colorscale=[[0, "rgba(0,0,0,0.01)"], [1, "rgba(0,0,0,0.01)"]],
+            marker={"line": {"width": 0}},
+            showscale=False,
+            text=[eco.district_name(d.code) for d in DISTRICTS],
+            hovertemplate="%{text}<extra></extra>",
+        )
+    )
     fig.add_trace(
         go.Scattermap(
             lon=[s.lon for s in sections],
@@ -463,6 +479,8 @@ def refresh(_n: int | None) -> tuple:
         ),
     )
 
+
+drill.link_map_to_districts("eco-map")
 
 dash.register_page(
     __name__, path="/ecology", name=t("nav.ecology"), title=t("eco.title"), order=2, layout=layout

@@ -1,22 +1,40 @@
-"""``/`` — 城市运行体征: the city's vital signs at a glance, refreshed live."""
+"""``/`` — 城市运行体征: the city's vital signs at a glance, refreshed live.
+
+The builders here (KPI cards, map, sparkline, alert/12345/case cards) take an optional
+district and serve ``/districts/<code>`` too; clicking a district on the map opens it.
+"""
 
 from __future__ import annotations
 
 import time
 from datetime import datetime
+from typing import Any
 
 import dash
 import plotly.graph_objects as go
 from dash import Input, Output, callback, dcc, html
 
 from dashboards import context, theme
+from dashboards import district as drill
 from dashboards.i18n import t
-from dashboards.vitals import DistrictFigures, OverviewSnapshot, summarise
+from dashboards.vitals import (
+    AlertCounts,
+    DistrictFigures,
+    OverviewSnapshot,
+    VitalInputs,
+    alert_counts,
+    cases_for,
+    read_inputs,
+    summarise,
+    tickets_for,
+)
 from geo.boundaries import city_bounds, districts_geojson
+from models.cases import OpenCases
 from models.clock import CITY_TZ
 from models.live import DeviceState
 from models.standards import aqi
 from models.standards.aqi import AqiResult
+from models.tickets import DistrictTickets
 
 REFRESH_MS = 5000
 MAP_HEIGHT_PX = 620
@@ -25,7 +43,7 @@ CITY_CENTRE = {"lon": (_minx + _maxx) / 2, "lat": (_miny + _maxy) / 2}
 INDICATORS = ("aqi", "devices_online", "pm25")
 
 
-def _kpi(kpi_id: str, label_key: str) -> html.Div:
+def kpi_card(kpi_id: str, label_key: str) -> html.Div:
     return html.Div(
         className="kpi",
         children=[
@@ -33,6 +51,77 @@ def _kpi(kpi_id: str, label_key: str) -> html.Div:
             html.Div("—", id=kpi_id, className="kpi-value"),
         ],
     )
+
+
+# ---- alert, 12345 and case cards (the city's or one district's) -------------------------------
+
+
+def _card(label: str, value: str, lines: list[Any], card_id: str) -> html.Div:
+    return html.Div(
+        className="kpi vital-card",
+        id=card_id,
+        children=[
+            html.Div(label, className="kpi-label"),
+            html.Div(value, className="kpi-value"),
+            html.Div(lines, className="vital-lines"),
+        ],
+    )
+
+
+def alerts_card(counts: AlertCounts, card_id: str = "vital-alerts") -> html.Div:
+    """Open alerts, with one chip per severity (the console's colours) and the domains."""
+    chips = [
+        html.Span(
+            f"{t(f'console.severity.{sev}')} {n}",
+            className=f"sev-badge sev-{SEVERITY_COLOURS[sev]}" + ("" if n else " sev-zero"),
+        )
+        for sev, n in counts.by_severity.items()
+    ]
+    domains = "　".join(f"{t(f'console.domain.{d}')} {n}" for d, n in counts.by_domain.items() if n)
+    return _card(
+        t("vital.alerts"),
+        str(counts.total),
+        [
+            html.Div(chips, className="vital-chips"),
+            html.Div(domains or t("vital.none"), className="vital-sub"),
+        ],
+        card_id,
+    )
+
+
+def hotline_card(figures: DistrictTickets, card_id: str = "vital-hotline") -> html.Div:
+    rate = figures.satisfaction.rate
+    return _card(
+        t("vital.hotline_today"),
+        str(figures.registered),
+        [
+            html.Div(
+                t("vital.hotline_open", open=figures.open, overdue=figures.overdue), className="vital-sub"
+            ),
+            html.Div(
+                t(
+                    "vital.satisfaction",
+                    rate="—" if rate is None else f"{rate:.0%}",
+                    n=figures.satisfaction.rated,
+                ),
+                className="vital-sub",
+            ),
+        ],
+        card_id,
+    )
+
+
+def cases_card(figures: OpenCases, card_id: str = "vital-cases") -> html.Div:
+    return _card(
+        t("vital.cases_open"),
+        str(figures.open),
+        [html.Div(t("vital.cases_overdue", n=figures.overdue), className="vital-sub")],
+        card_id,
+    )
+
+
+#: Severity → the console's badge class (its colours: red, orange, yellow, blue).
+SEVERITY_COLOURS = {"critical": "red", "major": "orange", "minor": "yellow", "info": "blue"}
 
 
 def layout(**_query: str) -> html.Div:
@@ -44,13 +133,14 @@ def layout(**_query: str) -> html.Div:
             html.Div(
                 className="kpi-row",
                 children=[
-                    _kpi("kpi-devices-online", "kpi.devices_online"),
-                    _kpi("kpi-messages-hour", "kpi.messages_hour"),
-                    _kpi("kpi-aqi-city", "kpi.aqi_city"),
-                    _kpi("kpi-pm25-city", "kpi.pm25_city"),
-                    _kpi("kpi-freshness", "kpi.freshness"),
+                    kpi_card("kpi-devices-online", "kpi.devices_online"),
+                    kpi_card("kpi-messages-hour", "kpi.messages_hour"),
+                    kpi_card("kpi-aqi-city", "kpi.aqi_city"),
+                    kpi_card("kpi-pm25-city", "kpi.pm25_city"),
+                    kpi_card("kpi-freshness", "kpi.freshness"),
                 ],
             ),
+            html.Div(id="overview-vitals", className="vital-row"),
             html.Div(
                 className="grid-2",
                 children=[
@@ -105,7 +195,7 @@ def layout(**_query: str) -> html.Div:
     )
 
 
-def _age_text(age: float | None) -> str:
+def age_text(age: float | None) -> str:
     if age is None:
         return t("kpi.freshness_none")
     if age < 120:
@@ -113,21 +203,31 @@ def _age_text(age: float | None) -> str:
     return t("unit.minutes_ago", n=int(age // 60))
 
 
-def map_figure(snapshot: OverviewSnapshot, states: list[DeviceState], indicator: str) -> go.Figure:
-    codes = [d.district_code for d in snapshot.districts]
+def map_figure(
+    snapshot: OverviewSnapshot,
+    states: list[DeviceState],
+    indicator: str,
+    district_code: str | None = None,
+) -> go.Figure:
+    """The city map, districts coloured by ``indicator``; for one district, that district
+    alone, zoomed to fit, with its grid cells (网格) and only its devices."""
+    districts = [d for d in snapshot.districts if district_code in (None, d.district_code)]
+    if district_code is not None:
+        states = [s for s in states if s.district_code == district_code]
+    codes = [d.district_code for d in districts]
     if indicator == "aqi":
         # Level 1–6 on a stepped scale of China's six AQI colours (HJ 633 Table 2); no data = 0.
-        values = [d.aqi.level if d.aqi is not None else 0 for d in snapshot.districts]
+        values = [d.aqi.level if d.aqi is not None else 0 for d in districts]
         colorscale = [[0, theme.PANEL], [1 / 7, theme.PANEL]]
         for level in aqi.LEVELS:
             colorscale += [[level.number / 7, level.color], [(level.number + 1) / 7, level.color]]
         zmax = 7
     elif indicator == "pm25":
-        values = [d.pm25 if d.pm25 is not None else 0 for d in snapshot.districts]
+        values = [d.pm25 if d.pm25 is not None else 0 for d in districts]
         colorscale = [[0, "#00E400"], [0.35, "#FFFF00"], [0.6, "#FF7E00"], [1, "#FF0000"]]
         zmax = max(115.0, *values)
     else:
-        values = [d.online for d in snapshot.districts]
+        values = [d.online for d in districts]
         colorscale = [[0, "#0f2a4a"], [1, "#2f7fd8"]]
         zmax = max(1, *values)
     now = time.time()
@@ -140,10 +240,13 @@ def map_figure(snapshot: OverviewSnapshot, states: list[DeviceState], indicator:
             z=values,
             zmin=0,
             zmax=zmax,
-            customdata=[_district_hover(d, indicator) for d in snapshot.districts],
+            customdata=[_district_hover(d, indicator) for d in districts],
             colorscale=colorscale,
-            marker={"opacity": 0.55, "line": {"color": "#9cc3ff", "width": 1.2}},
-            text=[d.name for d in snapshot.districts],
+            marker={
+                "opacity": 0.55 if district_code is None else 0.3,
+                "line": {"color": "#9cc3ff", "width": 1.2},
+            },
+            text=[d.name for d in districts],
             hovertemplate="%{text}: %{customdata}<extra></extra>",
             showscale=False,
         )
@@ -158,32 +261,57 @@ def map_figure(snapshot: OverviewSnapshot, states: list[DeviceState], indicator:
             hovertemplate="%{text}<extra></extra>",
         )
     )
+    view: dict[str, Any] = {"center": CITY_CENTRE, "zoom": 8.45}
+    if district_code is not None:
+        centre, zoom = drill.map_view(district_code, height_px=MAP_HEIGHT_PX)
+        view = {"center": centre, "zoom": zoom, "layers": [drill.grid_layer(district_code)]}
     fig.update_layout(
-        map={
-            "style": theme.map_style(context.current().settings.tile_url),
-            "center": CITY_CENTRE,
-            "zoom": 8.45,
-        },
+        map={"style": theme.map_style(context.current().settings.tile_url), **view},
         margin={"l": 0, "r": 0, "t": 0, "b": 0},
         height=MAP_HEIGHT_PX,
         paper_bgcolor=theme.PANEL,
         showlegend=False,
-        uirevision="overview-map",
+        uirevision=f"map-{district_code or 'city'}",
     )
     return fig
 
 
-def spark_figure(counts: list[tuple[datetime, int]]) -> go.Figure:
+def map_updates(
+    snapshot: OverviewSnapshot, states: list[DeviceState], district_code: str | None = None
+) -> dict[str, Any]:
+    """What changes between refreshes of a district map (AQI level, device colours), to send
+    as a ``Patch`` instead of the whole figure with its grid cells."""
+    figure = map_figure(snapshot, states, "aqi", district_code)
+    area, devices = figure.data[0], figure.data[1]
+    return {
+        "z": list(area.z),
+        "customdata": list(area.customdata),
+        "lon": list(devices.lon),
+        "lat": list(devices.lat),
+        "colors": list(devices.marker.color),
+        "text": list(devices.text),
+    }
+
+
+def spark_figure(
+    counts: list[tuple[datetime, int | float | None]], *, height: int = 160, colour: str = theme.ACCENT
+) -> go.Figure:
+    """A 24 h sparkline of hourly values (hour starts, city time on the axis)."""
     return go.Figure(
         go.Scatter(
             x=[c[0].astimezone(CITY_TZ).replace(tzinfo=None) for c in counts],
             y=[c[1] for c in counts],
-            mode="lines",
-            line={"color": theme.ACCENT, "width": 2},
+            mode="lines+markers",
+            marker={"size": 3},
+            line={"color": colour, "width": 2},
             fill="tozeroy",
+            connectgaps=False,
             hovertemplate="%{x|%H:00}: %{y}<extra></extra>",
         ),
-        layout=theme.figure_layout(height=160),
+        # Hours only: the axis's default date labels would be in English month names.
+        layout=theme.figure_layout(
+            height=height, xaxis={"gridcolor": theme.GRID_LINE, "tickformat": "%H:%M"}
+        ),
     )
 
 
@@ -214,7 +342,9 @@ def district_table(snapshot: OverviewSnapshot) -> html.Table:
     body = [
         html.Tr(
             [
-                html.Td(d.name),
+                html.Td(
+                    dcc.Link(d.name, href=drill.district_href(d.district_code), className="district-link")
+                ),
                 html.Td(aqi_badge(d.aqi)),
                 html.Td(d.devices),
                 html.Td(d.online),
@@ -236,30 +366,47 @@ def district_table(snapshot: OverviewSnapshot) -> html.Table:
     Output("overview-spark", "figure"),
     Output("overview-districts", "children"),
     Output("overview-status", "children"),
+    Output("overview-vitals", "children"),
     Input("overview-tick", "n_intervals"),
     Input("overview-indicator", "value"),
 )
 def refresh(_n: int | None, indicator: str) -> tuple:
     ctx = context.current()
     try:
-        states = ctx.live.devices()
+        inputs = read_inputs(ctx.live, ctx.engine)
         counts = ctx.live.hourly_counts("observations", 24)
     except Exception as exc:  # the page shows the degraded state instead of an error
         message = t("status.degraded", reason=type(exc).__name__)
-        return ("—", "—", "—", "—", "—", dash.no_update, dash.no_update, dash.no_update, message)
+        return ("—", "—", "—", "—", "—", *([dash.no_update] * 3), message, dash.no_update)
+    states = inputs.states
     snapshot = summarise(states)
     status = t("status.live") if states else t("status.no_data")
+    if inputs.database_error:
+        status = f"{status} · {t('vital.database_degraded', reason=inputs.database_error)}"
     return (
         f"{snapshot.online} / {snapshot.devices}",
         f"{counts[-1][1]:,}" if counts else "0",
         aqi_badge(snapshot.aqi_city),
         "—" if snapshot.pm25_city is None else f"{snapshot.pm25_city} µg/m³",
-        _age_text(snapshot.newest_reading_age_s),
+        age_text(snapshot.newest_reading_age_s),
         map_figure(snapshot, states, indicator if indicator in INDICATORS else "devices_online"),
         spark_figure(counts),
         district_table(snapshot),
         status,
+        vital_cards(inputs),
     )
+
+
+def vital_cards(inputs: VitalInputs, district_code: str | None = None) -> list[html.Div]:
+    """Open alerts, 12345 today and open cases, for the city or one district."""
+    return [
+        alerts_card(alert_counts(inputs.alerts, district_code, inputs.audible)),
+        hotline_card(tickets_for(inputs.tickets, district_code)),
+        cases_card(cases_for(inputs.cases, district_code)),
+    ]
+
+
+drill.link_map_to_districts("overview-map")
 
 
 dash.register_page(

@@ -1,0 +1,251 @@
+"""``/districts/<code>`` — one district's vital signs: the overview's figures for it alone.
+
+Reached by clicking a district on any page's map (:mod:`dashboards.district`). The same
+builders as the overview, with the district as a filter: KPI cards, alert/12345/case
+cards, the map (zoomed to the district, with its grid cells) and 24 h sparklines. The
+map's grid cells are sent once with the page; refreshes patch only what changes.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import dash
+from dash import Input, Output, Patch, State, callback, dcc, html
+
+from dashboards import context
+from dashboards import district as drill
+from dashboards import ecology as eco
+from dashboards.i18n import current_language, t
+from dashboards.pages.overview import (
+    SEVERITY_COLOURS,
+    age_text,
+    aqi_badge,
+    kpi_card,
+    map_figure,
+    map_updates,
+    spark_figure,
+    vital_cards,
+)
+from dashboards.vitals import VitalInputs, district_figures, read_inputs, summarise
+from geo.boundaries import DISTRICTS, District
+from models.air_quality import hourly_means
+from models.clock import CITY_TZ
+from models.live import LiveAlert
+
+REFRESH_MS = 5000
+#: Open alerts listed on the page (most severe first, like the console's queue).
+ALERT_LIST_LIMIT = 8
+#: AQI sparkline colour: the AQI's own colours belong to the badge, the line stays neutral.
+AQI_LINE = "#f2a93b"
+
+
+def district_label(d: District, lang: str | None = None) -> str:
+    return d.name if (lang or current_language()) == "zh" else d.name_en
+
+
+def title(code: str | None = None, **_: Any) -> str:
+    d = drill.find_district(code)
+    if d is None:
+        return t("district.page_title")
+    return f"{t('district.title', name=district_label(d))} · {t('app.short')}"
+
+
+def unknown_district(code: str) -> html.Div:
+    """A clear answer for a code that is not one of Guang'an's districts (no traceback)."""
+    return html.Div(
+        className="page district district-unknown",
+        children=[
+            html.H1(t("district.page_title")),
+            # The code is the visitor's text: shown as text, never as markup.
+            html.P(t("district.unknown", code=code[:40]), id="district-unknown"),
+            html.Ul(
+                [
+                    html.Li(dcc.Link(f"{district_label(d)}（{d.code}）", href=drill.district_href(d.code)))
+                    for d in DISTRICTS
+                ]
+            ),
+            dcc.Link(t("district.back"), href="/", className="district-back"),
+        ],
+    )
+
+
+def layout(code: str | None = None, **_query: str) -> html.Div:
+    d = drill.find_district(code)
+    if d is None:
+        return unknown_district(str(code or ""))
+    return html.Div(
+        className="page district",
+        children=[
+            dcc.Interval(id="district-tick", interval=REFRESH_MS),
+            dcc.Store(id="district-code", data=d.code),
+            html.Div(
+                className="district-head",
+                children=[
+                    dcc.Link(t("district.back"), href="/", className="district-back"),
+                    html.H1(t("district.title", name=district_label(d)), id="district-name"),
+                    html.Span(d.code, className="district-code"),
+                    html.Div(id="district-status", className="status-line"),
+                ],
+            ),
+            html.Div(
+                className="kpi-row",
+                children=[
+                    kpi_card("district-aqi", "district.aqi"),
+                    kpi_card("district-devices", "kpi.devices_online"),
+                    kpi_card("district-pm25", "district.pm25"),
+                    kpi_card("district-freshness", "kpi.freshness"),
+                ],
+            ),
+            html.Div(id="district-vitals", className="vital-row"),
+            html.Div(
+                className="grid-2",
+                children=[
+                    html.Div(
+                        className="panel",
+                        children=[
+                            html.H2(t("district.map")),
+                            dcc.Graph(
+                                id="district-map",
+                                className="map",
+                                config={"displayModeBar": False, "scrollZoom": True},
+                            ),
+                        ],
+                    ),
+                    html.Div(
+                        className="stack",
+                        children=[
+                            _spark_panel("district.spark_aqi", "district-spark-aqi"),
+                            _spark_panel("district.spark_readings", "district-spark-readings"),
+                            html.Div(
+                                className="panel",
+                                children=[html.H2(t("district.alert_list")), html.Div(id="district-alerts")],
+                            ),
+                        ],
+                    ),
+                ],
+            ),
+        ],
+    )
+
+
+def _spark_panel(title_key: str, graph_id: str) -> html.Div:
+    return html.Div(
+        className="panel",
+        children=[
+            html.H2(t(title_key)),
+            dcc.Graph(id=graph_id, className="spark", config={"displayModeBar": False}),
+        ],
+    )
+
+
+def alert_list(alerts: list[LiveAlert], code: str) -> html.Div | html.Ul:
+    mine = [a for a in alerts if a.district_code == code][:ALERT_LIST_LIMIT]
+    if not mine:
+        return html.Div(t("district.alert_none"), className="console-empty")
+    return html.Ul(
+        className="district-alert-list",
+        children=[
+            html.Li(
+                [
+                    html.Span(
+                        t(f"console.severity.{a.severity}"),
+                        className=f"sev-badge sev-{SEVERITY_COLOURS.get(a.severity, 'blue')}",
+                    ),
+                    # Alert titles may quote device or citizen text: a text node, never markup.
+                    html.Span(a.title, className="district-alert-title"),
+                    html.Span(
+                        a.opened_at.astimezone(CITY_TZ).strftime("%H:%M"), className="num district-alert-time"
+                    ),
+                ]
+            )
+            for a in mine
+        ],
+    )
+
+
+def _last_24_hours(now: datetime) -> list[datetime]:
+    end = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    return [end - timedelta(hours=h) for h in range(23, -1, -1)]
+
+
+@callback(
+    Output("district-aqi", "children"),
+    Output("district-devices", "children"),
+    Output("district-pm25", "children"),
+    Output("district-freshness", "children"),
+    Output("district-vitals", "children"),
+    Output("district-map", "figure"),
+    Output("district-spark-aqi", "figure"),
+    Output("district-spark-readings", "figure"),
+    Output("district-alerts", "children"),
+    Output("district-status", "children"),
+    Input("district-tick", "n_intervals"),
+    State("district-code", "data"),
+    State("district-map", "figure"),
+)
+def refresh(_n: int | None, code: str, shown_map: dict[str, Any] | None) -> tuple:
+    ctx = context.current()
+    now = datetime.now(UTC)
+    try:
+        inputs: VitalInputs = read_inputs(ctx.live, ctx.engine, now)
+        hours = _last_24_hours(now)
+        with ctx.engine.connect() as conn:
+            means = hourly_means(conn, hours, district_code=code)
+            readings = drill.readings_per_hour(conn, hours, code)
+    except Exception as exc:  # the page shows the degraded state instead of an error
+        return (*([dash.no_update] * 9), t("status.degraded", reason=type(exc).__name__))
+    snapshot = summarise(inputs.states, time.time())
+    figures = district_figures(snapshot, code)
+    aqi_series = eco.hourly_series(means, hours)
+    if shown_map and shown_map.get("data"):
+        # The grid cells are already on screen: send the colours and points only.
+        update = map_updates(snapshot, inputs.states, code)
+        figure: Any = Patch()
+        figure["data"][0]["z"] = update["z"]
+        figure["data"][0]["customdata"] = update["customdata"]
+        figure["data"][1]["lon"] = update["lon"]
+        figure["data"][1]["lat"] = update["lat"]
+        figure["data"][1]["marker"]["color"] = update["colors"]
+        figure["data"][1]["text"] = update["text"]
+    else:
+        figure = map_figure(snapshot, inputs.states, "aqi", code)
+    status = t("status.live") if figures.devices else t("status.no_data")
+    if inputs.database_error:
+        status = f"{status} · {t('vital.database_degraded', reason=inputs.database_error)}"
+    primary = (
+        "、".join(t(f"eco.pollutant.{p}") for p in figures.aqi.primary)
+        if figures.aqi is not None and figures.aqi.primary
+        else t("eco.none_primary")
+    )
+    return (
+        html.Div(
+            [aqi_badge(figures.aqi), html.Div(t("district.primary", p=primary), className="vital-sub")]
+            if figures.aqi is not None
+            else "—"
+        ),
+        f"{figures.online} / {figures.devices}",
+        "—" if figures.pm25 is None else f"{figures.pm25} µg/m³",
+        age_text(figures.newest_reading_age_s),
+        vital_cards(inputs, code),
+        figure,
+        spark_figure(
+            [(h, r.aqi if r is not None else None) for h, r in zip(hours, aqi_series, strict=True)],
+            colour=AQI_LINE,
+        ),
+        spark_figure(list(zip(hours, readings, strict=True))),
+        alert_list(inputs.alerts, code),
+        status,
+    )
+
+
+dash.register_page(
+    __name__,
+    path_template=drill.PATH_TEMPLATE,
+    name=t("district.page_title"),
+    title=title,
+    order=5,
+    layout=layout,
+)

@@ -1,0 +1,285 @@
+"""One district's vital signs: the counts behind the cards, the drill-down link and map view,
+the district page for known and unknown codes, and the 12345 / case reads per district."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import fakeredis
+import pytest
+import sqlalchemy as sa
+
+from dashboards import context
+from dashboards import district as drill
+from dashboards.i18n import language
+from dashboards.vitals import (
+    alert_counts,
+    cases_for,
+    city_day_start,
+    district_figures,
+    summarise,
+    tickets_for,
+)
+from geo.boundaries import district_geometries
+from models import cases, db, tickets
+from models.cases import OpenCases
+from models.config import load_settings
+from models.live import LiveStore
+from models.schema import ObservationHourly
+from models.tickets import DistrictTickets, SatisfactionStats
+from tests.unit.dashboards.test_console import live_alert
+from tests.unit.dashboards.test_vitals import NOW as STATE_NOW
+from tests.unit.dashboards.test_vitals import state
+from tests.unit.models.test_cases import OPERATOR, YUECHI, new_case
+from tests.unit.models.test_tickets import add_ticket
+
+T0 = datetime(2026, 7, 15, 2, 0, tzinfo=UTC)  # 10:00 in Guang'an
+
+
+@pytest.fixture(scope="module")
+def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("district") / "template.sqlite3"
+    db.upgrade_database(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture
+def engine(tmp_path: Path, migrated: Path) -> Iterator[sa.Engine]:
+    path = tmp_path / "cityops.sqlite3"
+    shutil.copyfile(migrated, path)
+    engine = db.create_engine_for(f"sqlite:///{path}")
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def page_context(engine: sa.Engine) -> context.PageContext:
+    """The real app over a fresh store and database (pages register only once an app exists)."""
+    from app import create_app
+
+    live = LiveStore(fakeredis.FakeRedis(decode_responses=True))
+    create_app(load_settings({}), live=live, engine=engine)
+    return context.current()
+
+
+# ---- counts ------------------------------------------------------------------------------------
+
+
+def test_alert_counts_by_severity_and_domain_for_the_city_and_one_district() -> None:
+    alerts = [
+        live_alert(1, "critical"),
+        live_alert(2, "major", domain="ecology"),
+        live_alert(3, "minor", district_code="511621", domain="urban"),
+        live_alert(4, "major", district_code=None, domain="system"),
+        live_alert(5, "info", acknowledged_at=T0, acknowledged_by="张三", state="acknowledged"),
+    ]
+    city = alert_counts(alerts, audible=frozenset({1, 2}))
+    assert city.by_severity == {"critical": 1, "major": 2, "minor": 1, "info": 1}
+    assert city.by_domain == {"emergency": 2, "urban": 1, "ecology": 1, "hotline": 0, "system": 1}
+    assert (city.total, city.unacknowledged, city.audible) == (5, 4, 2)
+    mine = alert_counts(alerts, "511602", audible=frozenset({1, 2, 3}))
+    assert mine.by_severity == {"critical": 1, "major": 1, "minor": 0, "info": 1}
+    assert (mine.total, mine.unacknowledged, mine.audible) == (3, 2, 2)
+    assert alert_counts(alerts, "511681").total == 0
+
+
+def test_city_tickets_and_cases_are_the_sum_of_every_district_and_the_unlocated() -> None:
+    counts = {
+        "511602": DistrictTickets(5, 3, 1, SatisfactionStats(2, 1, 1)),
+        "未定位": DistrictTickets(1, 1, 0, SatisfactionStats(0, 0, 1)),
+    }
+    assert tickets_for(counts) == DistrictTickets(6, 4, 1, SatisfactionStats(2, 1, 2))
+    assert tickets_for(counts, "511602").satisfaction.rate == 0.75
+    assert tickets_for(counts, "511681") == DistrictTickets()  # nothing there: zeros, not an error
+    open_cases = {"511602": OpenCases(4, 1), "511621": OpenCases(2, 2)}
+    assert cases_for(open_cases) == OpenCases(6, 3)
+    assert cases_for(open_cases, "511621") == OpenCases(2, 2)
+    assert cases_for(open_cases, "511623") == OpenCases(0, 0)
+
+
+def test_district_figures_carry_their_own_freshness() -> None:
+    snapshot = summarise(
+        [
+            state("a", "511602", seen_ago=30, pm25=40.0),
+            state("b", "511621", seen_ago=5, pm25=10.0),
+        ],
+        now=STATE_NOW,
+    )
+    guang_an = district_figures(snapshot, "511602")
+    assert (guang_an.devices, guang_an.online, guang_an.newest_reading_age_s) == (1, 1, 30)
+    assert district_figures(snapshot, "511681").newest_reading_age_s is None
+    city = district_figures(snapshot, None)
+    assert (city.devices, city.newest_reading_age_s) == (2, 5)
+
+
+def test_today_starts_at_midnight_in_guang_an() -> None:
+    # 23:30 UTC is 07:30 the next morning in Guang'an.
+    start = city_day_start(datetime(2026, 7, 14, 23, 30, tzinfo=UTC))
+    assert start.astimezone(UTC) == datetime(2026, 7, 14, 16, 0, tzinfo=UTC)
+
+
+# ---- the reads per district --------------------------------------------------------------------
+
+
+def test_12345_counts_per_district(engine: sa.Engine) -> None:
+    today = city_day_start(T0)
+    with engine.begin() as conn:
+        add_ticket(conn, "T-NEW", ts=T0 - timedelta(hours=1), satisfaction="satisfied", state="closed")
+        add_ticket(conn, "T-OPEN", ts=T0 - timedelta(hours=2))
+        # Yesterday's order, still open and past its accept deadline (and its reply one):
+        # overdue once, not counted as registered today.
+        add_ticket(conn, "T-LATE", ts=T0 - timedelta(days=1), accept_due=T0 - timedelta(hours=3))
+        add_ticket(conn, "T-NOWHERE", ts=T0 - timedelta(minutes=5), at=None, satisfaction="dissatisfied")
+        add_ticket(conn, "T-MERGED", ts=T0 - timedelta(minutes=10), state="merged")
+        add_ticket(conn, "T-YUECHI", ts=T0 - timedelta(minutes=20), district_code="511621", at=YUECHI)
+        counts = tickets.district_counts(conn, today, T0, now=T0)
+    assert set(counts) == {"511602", "511621", "未定位"}
+    guang_an = counts["511602"]
+    assert (guang_an.registered, guang_an.open, guang_an.overdue) == (2, 2, 1)
+    assert guang_an.satisfaction == SatisfactionStats(1, 0, 0)
+    assert counts["未定位"].satisfaction.dissatisfied == 1
+    assert counts["511621"].registered == 1
+    assert tickets_for(counts).registered == 4  # merged orders are not counted
+
+
+def test_open_cases_per_district(engine: sa.Engine) -> None:
+    with engine.begin() as conn:
+        parking = new_case(conn, category="illegal_parking")  # 2 h to handle
+        cases.file_case(conn, parking.case_id, actor=OPERATOR, now=T0)
+        cases.dispatch_case(conn, parking.case_id, actor=OPERATOR, now=T0)
+        new_case(conn)  # reported only: open, no deadline running
+        new_case(conn, at=YUECHI)
+        closed = new_case(conn)
+        cases.refuse_case(conn, closed.case_id, reason="不属于城管", actor=OPERATOR, now=T0)
+        before = cases.open_by_district(conn, T0 + timedelta(hours=1))
+        after = cases.open_by_district(conn, T0 + timedelta(hours=2))
+    assert before == {"511602": OpenCases(2, 0), "511621": OpenCases(1, 0)}
+    assert after["511602"] == OpenCases(2, 1)
+
+
+def test_readings_per_hour_count_each_message_once(engine: sa.Engine) -> None:
+    hours = [T0 - timedelta(hours=2), T0 - timedelta(hours=1), T0]
+    h = ObservationHourly.__table__
+
+    def row(device: str, metric: str, hour: datetime, count: int, district: str = "511602") -> dict:
+        return {
+            "device_id": device,
+            "metric": metric,
+            "hour": hour,
+            "district_code": district,
+            "grid_id": None,
+            "count": count,
+            "sum": 1.0 * count,
+            "min": 1.0,
+            "max": 1.0,
+            "last_ts": hour,
+            "last_value": 1.0,
+        }
+
+    with engine.begin() as conn:
+        conn.execute(
+            sa.insert(h),
+            [
+                row("air-1", "pm25", hours[0], 12),
+                row("air-1", "pm10", hours[0], 12),  # same messages, another metric
+                row("air-2", "pm25", hours[0], 6),
+                row("air-1", "pm25", hours[2], 3),
+                row("air-9", "pm25", hours[2], 50, district="511621"),
+            ],
+        )
+        assert drill.readings_per_hour(conn, hours, "511602") == [18, 0, 3]
+        assert drill.readings_per_hour(conn, hours, "511621") == [0, 0, 50]
+
+
+# ---- the drill-down link, map and page ---------------------------------------------------------
+
+
+def test_district_href_and_lookup() -> None:
+    assert drill.district_href("511602") == "/districts/511602"
+    assert drill.find_district("511602").name == "广安区"  # type: ignore[union-attr]
+    assert drill.find_district(" 511681 ").name == "华蓥市"  # type: ignore[union-attr]
+    for bad in ("999999", "", None, "<script>"):
+        assert drill.find_district(bad) is None
+
+
+def test_map_view_fits_the_district() -> None:
+    geometries = district_geometries()
+    for code, geometry in geometries.items():
+        centre, zoom = drill.map_view(code, 900, 620)
+        minx, miny, maxx, maxy = geometry.bounds
+        assert minx < centre["lon"] < maxx and miny < centre["lat"] < maxy
+        assert 8.5 < zoom < 11.5, (code, zoom)
+    # 邻水县 is larger than 前锋区: it needs a wider view.
+    assert drill.map_view("511623")[1] < drill.map_view("511603")[1]
+
+
+def test_grid_layer_holds_only_the_districts_cells() -> None:
+    layer = drill.grid_layer("511681")
+    codes = {f["properties"]["district_code"] for f in layer["source"]["features"]}
+    assert codes == {"511681"}
+    assert layer["type"] == "line"
+    assert "symbol" not in json.dumps(layer)  # no text on the map: no glyphs fetched
+
+
+def test_district_map_shows_one_district_its_devices_and_its_grid(page_context: context.PageContext) -> None:
+    from dashboards.pages.overview import map_figure, map_updates
+
+    states = [state("a", "511602", seen_ago=10, pm25=40.0), state("b", "511621", seen_ago=10, pm25=10.0)]
+    snapshot = summarise(states, now=STATE_NOW)
+    city = map_figure(snapshot, states, "aqi")
+    assert list(city.data[0].locations) == ["511602", "511603", "511621", "511622", "511623", "511681"]
+    assert not city.layout.map.layers
+    one = map_figure(snapshot, states, "aqi", "511602")
+    assert list(one.data[0].locations) == ["511602"]
+    assert list(one.data[1].text) == ["a"]
+    assert one.layout.map.layers[0].source["features"][0]["properties"]["district_code"] == "511602"
+    assert one.layout.map.zoom > city.layout.map.zoom
+    update = map_updates(snapshot, states, "511602")
+    assert update["z"] == list(one.data[0].z) and update["text"] == ["a"]
+
+
+def test_district_page_names_the_district_in_the_viewers_language(page_context: context.PageContext) -> None:
+    from dashboards.pages import district as page
+
+    text = json.dumps(page.layout(code="511602").to_plotly_json(), default=str, ensure_ascii=False)
+    assert "广安区运行体征" in text
+    assert page.title(code="511602") == "广安区运行体征 · 一网统管"
+    with language("en"):
+        text = json.dumps(page.layout(code="511602").to_plotly_json(), default=str, ensure_ascii=False)
+        assert "Guang'an District: vital signs" in text
+
+
+def test_unknown_district_gets_a_clear_message_not_a_traceback(page_context: context.PageContext) -> None:
+    from dashboards.pages import district as page
+
+    view = page.layout(code="<b>999999</b>")
+    text = json.dumps(view.to_plotly_json(), default=str, ensure_ascii=False)
+    assert "没有代码为 <b>999999</b> 的区县" in text  # shown as text by React, not markup
+    assert all(f"/districts/{code}" in text for code in drill_codes())
+    assert page.title(code="999999") == "区县运行体征"
+
+
+def drill_codes() -> list[str]:
+    return sorted(district_geometries())
+
+
+def test_district_refresh_fills_every_panel(page_context: context.PageContext) -> None:
+    from dashboards.pages import district as page
+
+    page_context.live.register_device(
+        "air-1",
+        {"type": "air_quality", "name": "城南站", "lon": 106.63, "lat": 30.45, "district_code": "511602"},
+    )
+    out = page.refresh(None, "511602", None)
+    assert len(out) == 10
+    devices, figure, status = out[1], out[5], out[9]
+    assert devices == "0 / 1"
+    assert list(figure.data[0].locations) == ["511602"]
+    assert "暂不可用" not in str(status)
+    # Once the map is on screen, a refresh patches it instead of resending the grid cells.
+    patched = page.refresh(1, "511602", {"data": [{}, {}]})[5]
+    assert type(patched).__name__ == "Patch"
