@@ -207,6 +207,27 @@ def event_stream(
         yield sse_event({**state, "server_ms": int(time.time() * 1000)})
 
 
+_viewers_lock = threading.Lock()
+_viewers = 0
+
+
+def connected_viewers() -> int:
+    """Event streams open in this process right now: one per page being watched."""
+    return _viewers
+
+
+def counted(stream: Iterator[str]) -> Iterator[str]:
+    """``stream``, counted in :func:`connected_viewers` from its first event until it closes."""
+    global _viewers
+    with _viewers_lock:
+        _viewers += 1
+    try:
+        yield from stream
+    finally:  # also when the viewer goes away: the server closes the generator
+        with _viewers_lock:
+            _viewers -= 1
+
+
 def register(server: flask.Flask, hub: UpdateHub) -> None:
     """Serve the event stream on ``server``; the hub starts with the first viewer."""
 
@@ -214,7 +235,7 @@ def register(server: flask.Flask, hub: UpdateHub) -> None:
     def live_updates() -> flask.Response:
         hub.start()
         return flask.Response(
-            flask.stream_with_context(event_stream(hub)),
+            flask.stream_with_context(counted(event_stream(hub))),
             mimetype="text/event-stream",
             headers={
                 "Cache-Control": "no-cache, no-transform",
