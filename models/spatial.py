@@ -1,20 +1,30 @@
-"""Spatial questions about stored resources: what is within a radius, what is nearest.
+"""Spatial questions: what is within a radius or an area, what is nearest, how long to get there.
 
 On PostgreSQL the database answers with PostGIS, measuring on the WGS-84 spheroid
 (``geography``). On SQLite the same questions are answered in Python with great-circle
 distances on a sphere of the mean Earth radius. The two agree to about 0.3 % at Guang'an's
 latitude, so a resource exactly on the edge of a radius may be in on one backend and out
-on the other; nothing else differs.
+on the other; nothing else differs. A drawn polygon is tested the same way on both
+(planar in longitude/latitude: PostGIS ``ST_Covers`` on ``geometry``, shapely ``covers``).
+
+Distances are straight lines (geodesic), never road distances. Arrival times
+(:func:`eta_s`) turn them into an estimate with a per-kind speed and a detour factor,
+documented at :data:`TRAVEL`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any, Literal
 
+import shapely
 import sqlalchemy as sa
+from shapely.geometry import Point, Polygon
+from shapely.geometry.base import BaseGeometry
+from shapely.prepared import prep
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
@@ -41,6 +51,55 @@ class ResourceHit:
     phone: str | None
     distance_m: float
 
+    @property
+    def eta_s(self) -> float:
+        """Estimated seconds until this resource arrives (see :data:`TRAVEL`)."""
+        return eta_s(self.kind, self.distance_m)
+
+
+# --------------------------------------------------------------------------------------------
+# Travel-time assumptions
+
+
+@dataclass(frozen=True, slots=True)
+class Travel:
+    """How a kind of resource gets to an incident: mode, average speed, time to set off."""
+
+    label_zh: str
+    mode_zh: str
+    speed_kmh: float
+    turnout_s: float
+
+
+#: Road distance over straight-line distance. Urban road networks run 1.2–1.4 times the
+#: straight line; 1.3 is the middle, so an ETA is neither the best case nor the worst.
+DETOUR_FACTOR = 1.3
+
+#: Per resource kind, the assumption behind an estimated arrival time: ``turnout_s`` to
+#: set off, then the straight-line distance × :data:`DETOUR_FACTOR` at ``speed_kmh``.
+#: The speeds are this platform's planning assumptions for Guang'an's urban roads with
+#: priority (sirens), not measured figures: 30 km/h for fire engines and ambulances,
+#: 25 km/h for rescue teams (heavier equipment, often from outside the town), and 4 km/h
+#: on foot for shelters — for a shelter the question is how long evacuees walk there.
+TRAVEL: Mapping[str, Travel] = {
+    "fire_station": Travel("消防救援站", "消防车", 30.0, 60.0),
+    "hospital": Travel("医院", "救护车", 30.0, 120.0),
+    "rescue_team": Travel("救援队伍", "救援车辆", 25.0, 300.0),
+    "shelter": Travel("应急避难场所", "步行疏散", 4.0, 0.0),
+}
+#: Any other kind (a warehouse, a pump station): a vehicle on urban roads.
+DEFAULT_TRAVEL = Travel("其他资源", "车辆", 30.0, 120.0)
+
+
+def travel_for(kind: str) -> Travel:
+    return TRAVEL.get(kind, DEFAULT_TRAVEL)
+
+
+def eta_s(kind: str, distance_m: float) -> float:
+    """Estimated seconds for a resource of ``kind`` ``distance_m`` (straight line) away."""
+    travel = travel_for(kind)
+    return travel.turnout_s + distance_m * DETOUR_FACTOR / (travel.speed_kmh / 3.6)
+
 
 Bind = Session | Connection | Engine
 
@@ -61,6 +120,158 @@ def bounding_box(lon: float, lat: float, radius_m: float) -> tuple[float, float,
     far_lat = min(89.9, abs(lat) + dlat)
     dlon = min(180.0, radius_m / (_M_PER_DEG_LAT * math.cos(math.radians(far_lat))))
     return lon - dlon, lat - dlat, lon + dlon, lat + dlat
+
+
+def destination(lon: float, lat: float, bearing_deg: float, distance_m: float) -> tuple[float, float]:
+    """The point ``distance_m`` from (lon, lat) along ``bearing_deg`` (0 = north) on the mean sphere."""
+    d = distance_m / EARTH_RADIUS_M
+    b = math.radians(bearing_deg)
+    p1, l1 = math.radians(lat), math.radians(lon)
+    p2 = math.asin(math.sin(p1) * math.cos(d) + math.cos(p1) * math.sin(d) * math.cos(b))
+    l2 = l1 + math.atan2(math.sin(b) * math.sin(d) * math.cos(p1), math.cos(d) - math.sin(p1) * math.sin(p2))
+    return math.degrees(l2), math.degrees(p2)
+
+
+def geodesic_circle(lon: float, lat: float, radius_m: float, segments: int = 72) -> Polygon:
+    """The circle of ``radius_m`` around (lon, lat) as a polygon in degrees (for maps and CAP).
+
+    Queries never use this polygon: they measure distances, so a point just inside the
+    circle is inside even where the polygon's chords cut the arc (by radius × (1 − cos 2.5°),
+    under 0.1 %).
+    """
+    ring = [destination(lon, lat, 360.0 * i / segments, radius_m) for i in range(segments)]
+    return Polygon([*ring, ring[0]])
+
+
+#: The buffers the emergency page offers around an incident.
+AREA_RADII_M = (1000.0, 3000.0, 5000.0)
+#: Larger areas are a whole county or more: the question is then a district, not a radius.
+MAX_AREA_RADIUS_M = 50_000.0
+
+
+@dataclass(frozen=True, slots=True)
+class Area:
+    """Where to look: a geodesic circle around a point, or a polygon drawn on the map.
+
+    ``lon``/``lat`` is the centre distances are measured from (a drawn polygon's is the
+    incident's point when known, else a point inside the polygon). ``polygon`` is what
+    maps and warnings draw; for a circle, queries use the radius, not the polygon.
+    """
+
+    kind: Literal["circle", "polygon"]
+    lon: float
+    lat: float
+    radius_m: float | None
+    polygon: Polygon
+
+    @classmethod
+    def circle(cls, lon: float, lat: float, radius_m: float) -> Area:
+        _check_point(lon, lat)
+        if not 0 < radius_m <= MAX_AREA_RADIUS_M:
+            raise ValueError(f"radius_m must be in (0, {MAX_AREA_RADIUS_M:.0f}], got {radius_m}")
+        return cls("circle", lon, lat, float(radius_m), geodesic_circle(lon, lat, radius_m))
+
+    @classmethod
+    def drawn(
+        cls, polygon: BaseGeometry | Sequence[tuple[float, float]], centre: tuple[float, float] | None = None
+    ) -> Area:
+        """A polygon drawn by an officer: (lon, lat) vertices or a shapely polygon."""
+        shape = polygon if isinstance(polygon, BaseGeometry) else Polygon(list(polygon))
+        if shape.geom_type != "Polygon" or shape.is_empty or not shape.is_valid:
+            raise ValueError("the drawn area must be one simple polygon (no crossing edges)")
+        west, south, east, north = shape.bounds
+        _check_point(west, south)
+        _check_point(east, north)
+        if great_circle_m(west, south, east, north) > 2 * MAX_AREA_RADIUS_M:
+            raise ValueError(f"the drawn area is wider than {2 * MAX_AREA_RADIUS_M / 1000:.0f} km")
+        lon, lat = centre if centre is not None else shape.representative_point().coords[0]
+        _check_point(lon, lat)
+        return cls("polygon", float(lon), float(lat), None, shapely.normalize(shape))
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        lon: float | None,
+        lat: float | None,
+        radius_m: float | None = None,
+        polygon: BaseGeometry | Sequence[tuple[float, float]] | None = None,
+    ) -> Area:
+        """A drawn polygon when given, else the circle of ``radius_m`` around the point."""
+        centre = None if lon is None or lat is None else (lon, lat)
+        if polygon is not None:
+            return cls.drawn(polygon, centre)
+        if centre is None or radius_m is None:
+            raise ValueError("an area needs a polygon, or a point and a radius")
+        return cls.circle(centre[0], centre[1], radius_m)
+
+    def bounds(self) -> tuple[float, float, float, float]:
+        if self.kind == "circle":
+            assert self.radius_m is not None
+            return bounding_box(self.lon, self.lat, self.radius_m)
+        return self.polygon.bounds
+
+
+def points_in_area(
+    bind: Bind,
+    table: sa.Table,
+    area: Area,
+    columns: Sequence[str],
+    where: Iterable[sa.ColumnElement[bool]] = (),
+) -> list[dict[str, Any]]:
+    """Rows of a located table (``lon``, ``lat``, ``geom``) inside ``area``, nearest to its
+    centre first, each as ``columns`` plus ``distance_m`` (straight line from the centre).
+
+    One function for every kind of record an incident asks about (devices, tickets, cases,
+    resources), so the two backends differ in one place only.
+    """
+    cols = [table.c[c] for c in columns]
+    west, south, east, north = area.bounds()
+    with _connection(bind) as conn:
+        query = sa.select(*cols, table.c.lon, table.c.lat).where(table.c.lon.is_not(None), *where)
+        if conn.dialect.name == "postgresql":
+            here = sa.func.geography(sa.func.ST_SetSRID(sa.func.ST_MakePoint(area.lon, area.lat), SRID))
+            distance = sa.func.ST_Distance(sa.func.geography(table.c.geom), here)
+            query = query.add_columns(distance.label("distance_m")).where(
+                table.c.geom.op("&&")(sa.func.ST_MakeEnvelope(west, south, east, north, SRID))
+            )
+            if area.kind == "circle":
+                query = query.where(sa.func.ST_DWithin(sa.func.geography(table.c.geom), here, area.radius_m))
+            else:
+                shape = sa.func.ST_GeomFromText(area.polygon.wkt, SRID)
+                query = query.where(sa.func.ST_Covers(shape, table.c.geom))
+            rows = [dict(r._mapping) for r in conn.execute(query)]
+        else:
+            query = query.where(table.c.lat.between(south, north), table.c.lon.between(west, east))
+            rows = []
+            shape = None if area.kind == "circle" else prep(area.polygon)
+            for r in conn.execute(query):
+                row = dict(r._mapping)
+                row["distance_m"] = great_circle_m(area.lon, area.lat, row["lon"], row["lat"])
+                if shape is None:
+                    assert area.radius_m is not None
+                    if row["distance_m"] > area.radius_m:
+                        continue
+                elif not shape.covers(Point(row["lon"], row["lat"])):
+                    continue
+                rows.append(row)
+    key = columns[0]
+    rows.sort(key=lambda r: (round(float(r["distance_m"]), 3), str(r[key])))
+    for row in rows:
+        row["distance_m"] = float(row["distance_m"])
+    return rows
+
+
+def nearest_by_kind(
+    bind: Bind, lon: float, lat: float, kinds: Sequence[str] | None = None, per_kind: int = 3
+) -> dict[str, list[ResourceHit]]:
+    """The ``per_kind`` nearest resources of each kind (every kind stored, when None), with
+    distance and estimated arrival (:attr:`ResourceHit.eta_s`), nearest first."""
+    _check_point(lon, lat)
+    with _connection(bind) as conn:
+        if kinds is None:
+            kinds = sorted(conn.execute(sa.select(_table.c.kind).distinct()).scalars())
+        return {kind: nearest_resources(conn, lon, lat, kind=kind, limit=per_kind) for kind in kinds}
 
 
 def resources_within(
@@ -194,10 +405,23 @@ def _measured(rows: Sequence[sa.Row], lon: float, lat: float) -> list[ResourceHi
 
 
 __all__ = [
+    "AREA_RADII_M",
+    "DEFAULT_TRAVEL",
+    "DETOUR_FACTOR",
     "EARTH_RADIUS_M",
+    "MAX_AREA_RADIUS_M",
+    "TRAVEL",
+    "Area",
     "ResourceHit",
+    "Travel",
     "bounding_box",
+    "destination",
+    "eta_s",
+    "geodesic_circle",
     "great_circle_m",
+    "nearest_by_kind",
     "nearest_resources",
+    "points_in_area",
     "resources_within",
+    "travel_for",
 ]

@@ -100,6 +100,21 @@ class _RuleBase(_Model):
     #: a persisting condition re-sends its alert at most this often (reading time), so the
     #: open alert shows the latest evidence without a database write per reading
     refresh_s: float = Field(default=60.0, ge=0)
+    #: an alert of this rule opens an emergency incident (models.incidents), one per alert:
+    #: for a correlation rule, one per episode
+    open_incident: bool = False
+    #: the type of that incident (a key of models.incidents.INCIDENT_TYPES); unset, it is
+    #: read from the rule id (flood…, fire…, gas…)
+    incident_type: str | None = None
+
+    @model_validator(mode="after")
+    def _incident_type_known(self) -> _RuleBase:
+        if self.incident_type is not None:
+            from models.incidents import INCIDENT_TYPES
+
+            if self.incident_type not in INCIDENT_TYPES:
+                raise ValueError(f"incident_type must be one of {sorted(INCIDENT_TYPES)}")
+        return self
 
 
 class _ReadingRule(_RuleBase):

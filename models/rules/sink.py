@@ -5,19 +5,26 @@ decisions (``raise_alert`` opens or updates the one open alert per dedup key,
 ``clear_alert`` clears it), then the resulting changes go to Redis for the pages.
 :class:`RuleRunner` is what ingest plugs in: a pipeline hook for batches and a tick
 for time-based rules, SLA escalation and 12345 deadlines.
+
+A rule with ``open_incident = true`` also opens an emergency incident for its alert
+(``models.incidents.open_for_alert``), in the same transaction and inside a savepoint:
+one incident per alert — per correlation episode — however many workers see it, and a
+failure there is logged without losing the alert.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
-from models import alerts, tickets
+from models import alerts, incidents, tickets
 from models.clock import Clock, utc_now
+from models.lifecycle import Actor
 from models.live import LiveStore
 from models.rules.decisions import Clear, Decision, Draft
 from models.rules.engine import RuleEngine
@@ -26,6 +33,24 @@ log = logging.getLogger(__name__)
 
 #: How often ingest runs the time-based rules (staleness, windows that emptied, SLA).
 TICK_INTERVAL_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentRule:
+    """What a rule with ``open_incident = true`` opens: the incident type (None: read from
+    the rule id) and whether it is a correlation rule (the incident's source)."""
+
+    incident_type: str | None
+    correlation: bool
+
+
+def incident_rules(rules: Iterable[Any]) -> dict[str, IncidentRule]:
+    """The rules of a rule set that open incidents, by id."""
+    return {
+        r.id: IncidentRule(r.incident_type, r.kind == "correlation")
+        for r in rules
+        if getattr(r, "open_incident", False)
+    }
 
 
 class AlertSink:
@@ -45,7 +70,13 @@ class AlertSink:
         #: acknowledgement deadlines per severity (CITYOPS_ALERT_SLA)
         self.sla = sla
 
-    def apply(self, decisions: Sequence[Decision]) -> list[alerts.AlertChange]:
+    def apply(
+        self,
+        decisions: Sequence[Decision],
+        *,
+        opening: Mapping[str, IncidentRule] | None = None,
+    ) -> list[alerts.AlertChange]:
+        """Apply decisions; alerts of the rules in ``opening`` also get their incident."""
         if not decisions:
             return []
         now = self.clock()
@@ -53,13 +84,45 @@ class AlertSink:
         with self.engine.begin() as conn:
             for d in decisions:
                 if isinstance(d, Draft):
-                    changes.append(alerts.raise_alert(conn, d, now=now, sla=self.sla))
+                    change = alerts.raise_alert(conn, d, now=now, sla=self.sla)
+                    changes.append(change)
+                    if opening and d.rule_id in opening:
+                        self._open_incident(conn, change, opening[d.rule_id], now)
                 elif isinstance(d, Clear):
-                    change = alerts.clear_alert(conn, d.dedup_key, now=now, reason=d.reason)
-                    if change is not None:
-                        changes.append(change)
+                    cleared = alerts.clear_alert(conn, d.dedup_key, now=now, reason=d.reason)
+                    if cleared is not None:
+                        changes.append(cleared)
         self._publish([c for c in changes if c is not None])
         return changes
+
+    def _open_incident(
+        self, conn: sa.Connection, change: alerts.AlertChange, rule: IncidentRule, now: datetime
+    ) -> None:
+        # A suppressed alert (maintenance) asks nobody to act; neither does its incident.
+        if change.alert.state == alerts.AlertState.SUPPRESSED:
+            return
+        try:
+            with conn.begin_nested():
+                opened = incidents.open_for_alert(
+                    conn,
+                    change.alert.id,
+                    actor=Actor(f"rule:{change.alert.rule_id}"[:64]),
+                    now=now,
+                    incident_type_key=rule.incident_type,
+                    source=incidents.IncidentSource.CORRELATION
+                    if rule.correlation
+                    else incidents.IncidentSource.ALERT,
+                )
+        except Exception:
+            log.exception("could not open the incident of alert %s; the alert stands", change.alert.id)
+            return
+        if opened.created:
+            log.info(
+                "alert %s (%s) opened incident %s",
+                change.alert.id,
+                change.alert.rule_id,
+                opened.incident.incident_id,
+            )
 
     def sweep(self, now: datetime) -> list[alerts.AlertChange]:
         """Alert changes that time alone brings: SLA escalation and 12345 deadline alerts."""
@@ -89,9 +152,11 @@ class RuleRunner:
         self.sink = sink
         self.clock = clock
         self.interval_s = interval_s
+        #: rules whose alerts open emergency incidents (``open_incident = true``)
+        self.opening = incident_rules(engine.rules.rules)
 
     def __call__(self, accepted: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
-        self.sink.apply(self.engine.evaluate(accepted))
+        self.sink.apply(self.engine.evaluate(accepted), opening=self.opening)
 
     def tick(self, now: datetime | None = None, *, claim: bool = True) -> list[Decision]:
         """Time-based rules and SLA escalation; with ``claim``, one worker per interval does it."""
@@ -99,7 +164,7 @@ class RuleRunner:
         if claim and not self.engine.claim_tick(now, self.interval_s):
             return []
         decisions = self.engine.tick(now)
-        self.sink.apply(decisions)
+        self.sink.apply(decisions, opening=self.opening)
         self.sink.sweep(now)
         return decisions
 
