@@ -332,7 +332,13 @@ def hourly_deltas(observations: Iterable[Mapping[str, Any]]) -> list[HourlyDelta
             bucket["min"] = min(bucket["min"], value)
             bucket["max"] = max(bucket["max"], value)
             if ts >= bucket["last_ts"]:
-                bucket.update(last_ts=ts, last_value=value)
+                # The newest reading also says where a (movable) device is, as in the upsert.
+                bucket.update(
+                    last_ts=ts,
+                    last_value=value,
+                    district_code=row.get("district_code"),
+                    grid_id=row.get("grid_id"),
+                )
     return [HourlyDelta(device_id=d, metric=m, hour=h, **b) for (d, m, h), b in buckets.items()]
 
 
@@ -512,6 +518,7 @@ def record_observations(conn: Connection, observations: Sequence[Mapping[str, An
         for o in observations
     ]
     if conn.dialect.name == "postgresql":
+        # The same statement also folds the new rows into the hourly roll-up.
         fresh = _pg_insert_observations(conn, params)
     else:
         stmt = dialect_insert(conn, table).on_conflict_do_nothing().returning(table.c.device_id, table.c.ts)
@@ -519,7 +526,8 @@ def record_observations(conn: Connection, observations: Sequence[Mapping[str, An
     # Hand back the caller's own mappings (they may carry more than the columns, e.g. the
     # device type and derived indices the rules need), only those that were new.
     inserted = [o for o, p in zip(observations, params, strict=True) if (p["device_id"], p["ts"]) in fresh]
-    upsert_hourly(conn, hourly_deltas(inserted))
+    if conn.dialect.name != "postgresql":
+        upsert_hourly(conn, hourly_deltas(inserted))
     return inserted
 
 
@@ -535,15 +543,46 @@ _OBSERVATION_COLUMNS = (
 
 
 def _pg_insert_observations_sql() -> str:
+    """Insert observations from arrays and roll the rows actually inserted up hourly, in one statement.
+
+    The roll-up is :func:`hourly_deltas` + :func:`upsert_hourly` done by the server: the
+    rows the INSERT returns (duplicates are not returned, so a redelivered batch changes
+    nothing) are split into their numeric metrics, grouped by (device, metric, UTC hour)
+    and merged into ``observation_hourly`` with the same ON CONFLICT rule, in key order
+    (see :func:`upsert_hourly` on deadlocks). Booleans and text states are not numbers in
+    jsonb and are left out, as there; jsonb cannot hold NaN or infinities.
+    """
     table = Observation.__table__.name
+    hourly = ObservationHourly.__table__.name
     names = ", ".join(c for c, _ in _OBSERVATION_COLUMNS)
     # jsonb arrives as text[] and is cast per element: psycopg has no jsonb[] dumper for str.
     # Binary parameters (%b): see _columns.
     arrays = ", ".join(f"%b::{'text' if t == 'jsonb' else t}[]" for _, t in _OBSERVATION_COLUMNS)
     select = ", ".join(f"{c}::jsonb" if t == "jsonb" else c for c, t in _OBSERVATION_COLUMNS)
+    hourly_names = ", ".join(f'"{c}"' for c, _ in _HOURLY_COLUMNS)
+    newer = "EXCLUDED.last_ts >= t.last_ts"
     return (
+        f"WITH new AS ("
         f'INSERT INTO "{table}" ({names}) SELECT {select} FROM unnest({arrays}) AS u({names}) '
-        "ON CONFLICT DO NOTHING RETURNING device_id, ts"
+        "ON CONFLICT DO NOTHING RETURNING device_id, ts, metrics, district_code, grid_id"
+        "), v AS ("
+        "SELECT new.device_id, m.key AS metric, date_trunc('hour', new.ts, 'UTC') AS hour, new.ts, "
+        "(m.value)::float8 AS value, new.district_code, new.grid_id "
+        "FROM new CROSS JOIN LATERAL jsonb_each(new.metrics) AS m WHERE jsonb_typeof(m.value) = 'number'"
+        "), rolled AS ("
+        f'INSERT INTO "{hourly}" AS t ({hourly_names}) '
+        "SELECT device_id, metric, hour, "
+        "(array_agg(district_code ORDER BY ts DESC))[1], (array_agg(grid_id ORDER BY ts DESC))[1], "
+        "count(*), sum(value), min(value), max(value), max(ts), (array_agg(value ORDER BY ts DESC))[1] "
+        "FROM v GROUP BY device_id, metric, hour ORDER BY device_id, metric, hour "
+        'ON CONFLICT (device_id, metric, "hour") DO UPDATE SET '
+        '"count" = t."count" + EXCLUDED."count", "sum" = t."sum" + EXCLUDED."sum", '
+        '"min" = LEAST(t."min", EXCLUDED."min"), "max" = GREATEST(t."max", EXCLUDED."max"), '
+        f"last_ts = CASE WHEN {newer} THEN EXCLUDED.last_ts ELSE t.last_ts END, "
+        f"last_value = CASE WHEN {newer} THEN EXCLUDED.last_value ELSE t.last_value END, "
+        f"district_code = CASE WHEN {newer} THEN EXCLUDED.district_code ELSE t.district_code END, "
+        f"grid_id = CASE WHEN {newer} THEN EXCLUDED.grid_id ELSE t.grid_id END"
+        ") SELECT device_id, ts FROM new"
     )
 
 
