@@ -1337,6 +1337,64 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------------------------
+# Reads for the urban-management page: open cases by urgency, counts, video sightings.
+
+
+def _deadline_owed() -> sa.ColumnElement[Any]:
+    """The deadline a case owes next: 处置 while handled, 结案 while awaiting closure."""
+    c = _CASES.c
+    return sa.case(
+        (c.state.in_(sorted(AWAITING_HANDLING)), c.due_at),
+        (c.state.in_(sorted(AWAITING_CLOSE)), c.close_due),
+        else_=None,
+    )
+
+
+def open_cases(conn: Connection, limit: int = 50) -> list[CaseView]:
+    """Open cases, the most pressing first: nearest deadline owed (overdue ones first), then
+    cases with no deadline running (信息收集, 挂账), newest first."""
+    c = _CASES.c
+    owed = _deadline_owed()
+    rows = conn.execute(
+        sa.select(_CASES)
+        .where(c.state.in_(sorted(OPEN_STATES)))
+        .order_by(owed.is_(None), owed, c.reported_at.desc(), c.case_id)
+        .limit(limit)
+    ).mappings()
+    return [CaseView.from_row(r) for r in rows]
+
+
+def state_counts(conn: Connection) -> dict[str, int]:
+    """Cases per state (every state present, zero when none)."""
+    c = _CASES.c
+    counts = dict(conn.execute(sa.select(c.state, sa.func.count()).group_by(c.state)).all())
+    return {s.value: int(counts.get(s.value, 0)) for s in CaseState}
+
+
+def video_event_counts(
+    conn: Connection, since: datetime, until: datetime, by: Literal["grid", "type", "district"] = "grid"
+) -> dict[str, int]:
+    """Video sightings in [since, until) per grid cell, event type or district, largest first.
+
+    The map bins sightings by grid cell here, in the database: the page receives one
+    number per cell however many sightings there were. Unlocated sightings are left out.
+    """
+    from models.schema import VideoEvent
+
+    v = VideoEvent.__table__.c
+    column = {"grid": v.grid_id, "type": v.type, "district": v.district_code}[by]
+    rows = conn.execute(
+        sa.select(column, sa.func.count())
+        .where(v.ts >= since, v.ts < until, column.is_not(None))
+        .group_by(column)
+    ).all()
+    return dict(sorted(((k, int(n)) for k, n in rows), key=lambda kv: (-kv[1], kv[0])))
+
+
+__all__ += ["open_cases", "state_counts", "video_event_counts"]
+
+
+# --------------------------------------------------------------------------------------------
 # Reads for the vital signs (overview, district pages, wall): open cases per district.
 
 

@@ -1616,6 +1616,66 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------------------------
+# Reads for the hotline page: the newest orders, what is open, and which orders repeat.
+
+
+def recent_tickets(conn: Connection, limit: int = 30) -> list[TicketView]:
+    """The ``limit`` newest orders by call time, newest first (callers masked)."""
+    t = _TICKETS
+    rows = conn.execute(sa.select(t).order_by(t.c.ts.desc(), t.c.ticket_id.desc()).limit(limit)).mappings()
+    return [TicketView.from_row(r) for r in rows]
+
+
+def open_count(conn: Connection) -> int:
+    """Orders not closed yet (在办), whenever they were registered."""
+    t = _TICKETS
+    query = sa.select(sa.func.count()).where(t.c.state.in_(sorted(OPEN_STATES)))
+    return int(conn.execute(query).scalar_one())
+
+
+@dataclass(frozen=True, slots=True)
+class RepeatLink:
+    """An order that repeats an earlier one: merged into it (``confirmed``, 重复件) or
+    flagged at registration as a likely repeat, not merged yet."""
+
+    ticket_id: str
+    ts: datetime
+    earlier: str
+    confirmed: bool
+    category: str
+    district_code: str | None
+    grid_id: str | None
+
+
+def repeat_links(conn: Connection, since: datetime) -> list[RepeatLink]:
+    """Orders registered since ``since`` that repeat an earlier order, oldest first."""
+    t = _TICKETS
+    earlier = sa.func.coalesce(t.c.repeat_of, t.c.likely_repeat_of)
+    rows = conn.execute(
+        sa.select(
+            t.c.ticket_id,
+            t.c.ts,
+            earlier.label("earlier"),
+            t.c.repeat_of,
+            t.c.category,
+            t.c.district_code,
+            t.c.grid_id,
+        )
+        .where(t.c.ts >= since, earlier.is_not(None))
+        .order_by(t.c.ts, t.c.ticket_id)
+    ).all()
+    return [
+        RepeatLink(
+            r.ticket_id, r.ts, r.earlier, r.repeat_of is not None, r.category, r.district_code, r.grid_id
+        )
+        for r in rows
+    ]
+
+
+__all__ += ["RepeatLink", "open_count", "recent_tickets", "repeat_links"]
+
+
+# --------------------------------------------------------------------------------------------
 # Reads for the vital signs (overview, district pages, wall): the 12345 figures per district.
 
 

@@ -1,5 +1,7 @@
 """The pages; importing this package registers each with Dash (after the app exists)."""
 
-import dashboards.pages.alerts  # noqa: F401
+import dashboards.pages.alerts
 import dashboards.pages.ecology as ecology_page  # noqa: F401
+import dashboards.pages.hotline
+import dashboards.pages.urban  # noqa: F401
 from dashboards.pages import district, overview  # noqa: F401
