@@ -669,7 +669,7 @@ class IncidentDetail:
 def incident_view(bind: spatial.Bind, incident_id: str) -> IncidentDetail | None:
     """One incident with its timeline, dispatched resources, links and latest warning draft;
     None when there is no such incident. ``bind``: an engine, connection or session."""
-    with spatial._connection(bind) as conn:
+    with spatial.connection(bind) as conn:
         incident = get_incident(conn, incident_id)
         if incident is None:
             return None
@@ -693,7 +693,7 @@ def open_incidents(
     if district_code is not None:
         query = query.where(c.district_code == district_code)
     query = query.order_by(rank, c.reported_at, c.incident_id).limit(limit)
-    with spatial._connection(bind) as conn:
+    with spatial.connection(bind) as conn:
         return [IncidentView.from_row(r) for r in conn.execute(query).mappings()]
 
 
@@ -1674,7 +1674,7 @@ def affected_area(
     Tickets carry no caller data. Raises ``LookupError`` for an unknown incident and
     ``ValueError`` when neither an area nor an incident with a place is given.
     """
-    with spatial._connection(bind) as conn:
+    with spatial.connection(bind) as conn:
         if area is None:
             if incident_id is None:
                 raise ValueError("affected_area needs an incident or an area")
@@ -1815,7 +1815,7 @@ def nearest_resources(
     distance (``distance_m``: geodesic metres — WGS-84 spheroid on PostGIS, mean sphere on
     the embedded backend) and estimated arrival (``eta_s``: see :data:`models.spatial.TRAVEL`).
     An incident without a position has no nearest resources (an empty dict)."""
-    with spatial._connection(bind) as conn:
+    with spatial.connection(bind) as conn:
         incident = get_incident(conn, incident_id)
         if incident is None:
             raise EntityNotFound(INCIDENT_LIFECYCLE, incident_id)

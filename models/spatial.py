@@ -227,7 +227,7 @@ def points_in_area(
     """
     cols = [table.c[c] for c in columns]
     west, south, east, north = area.bounds()
-    with _connection(bind) as conn:
+    with connection(bind) as conn:
         query = sa.select(*cols, table.c.lon, table.c.lat).where(table.c.lon.is_not(None), *where)
         if conn.dialect.name == "postgresql":
             here = sa.func.geography(sa.func.ST_SetSRID(sa.func.ST_MakePoint(area.lon, area.lat), SRID))
@@ -268,7 +268,7 @@ def nearest_by_kind(
     """The ``per_kind`` nearest resources of each kind (every kind stored, when None), with
     distance and estimated arrival (:attr:`ResourceHit.eta_s`), nearest first."""
     _check_point(lon, lat)
-    with _connection(bind) as conn:
+    with connection(bind) as conn:
         if kinds is None:
             kinds = sorted(conn.execute(sa.select(_table.c.kind).distinct()).scalars())
         return {kind: nearest_resources(conn, lon, lat, kind=kind, limit=per_kind) for kind in kinds}
@@ -287,7 +287,7 @@ def resources_within(
     kinds = None if kinds is None else list(kinds)
     if kinds == []:
         return []
-    with _connection(bind) as conn:
+    with connection(bind) as conn:
         if conn.dialect.name == "postgresql":
             return _within_postgis(conn, lon, lat, radius_m, kinds)
         return _within_fallback(conn, lon, lat, radius_m, kinds)
@@ -300,7 +300,7 @@ def nearest_resources(
     _check_point(lon, lat)
     if limit < 1:
         return []
-    with _connection(bind) as conn:
+    with connection(bind) as conn:
         if conn.dialect.name == "postgresql":
             return _nearest_postgis(conn, lon, lat, kind, limit)
         return _nearest_fallback(conn, lon, lat, kind, limit)
@@ -322,7 +322,9 @@ _COLUMNS = (
 
 
 @contextmanager
-def _connection(bind: Bind) -> Iterator[Connection]:
+def connection(bind: Bind) -> Iterator[Connection]:
+    """A connection from an engine (opened and closed here), a session, or a connection as is:
+    the read functions for the pages take any of the three."""
     if isinstance(bind, Session):
         yield bind.connection()
     elif isinstance(bind, Connection):
@@ -415,6 +417,7 @@ __all__ = [
     "ResourceHit",
     "Travel",
     "bounding_box",
+    "connection",
     "destination",
     "eta_s",
     "geodesic_circle",
