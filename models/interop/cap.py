@@ -27,7 +27,8 @@ Updates and cancels reference the first message. ``identifier`` is built from th
 the alert id and its version, so the same state always gives the same message.
 
 Alerts are operational: ``scope`` is ``Restricted`` to government agencies on the
-e-government network. Public warnings (incidents' warning drafts) are ``Public``.
+e-government network. Incidents' public warning drafts (:class:`models.incidents.WarningDraft`)
+are ``Public`` and, until the warning release system issues them, ``Draft``.
 
 The module only builds and renders; the queries it needs are at the end.
 """
@@ -47,7 +48,9 @@ from sqlalchemy.engine import Connection
 from models.alerts import QUEUE_STATES, AlertState, AlertView
 from models.clock import CITY_TZ
 from models.config import DEFAULT_CAP_SENDER
-from models.schema import WARNING_COLOURS, Alert, Severity, WarningColour
+from models.incidents import WarningDraft
+from models.schema import WARNING_COLOURS, Alert, Incident, Severity, WarningColour
+from models.schema import IncidentWarning as IncidentWarningRow
 
 CAP_NAMESPACE = "urn:oasis:names:tc:emergency:cap:1.2"
 ATOM_NAMESPACE = "http://www.w3.org/2005/Atom"
@@ -664,6 +667,148 @@ def message_for(item: CapAlert, *, sender: str = DEFAULT_CAP_SENDER, web: str | 
     return alert_message(item.alert, updated_at=item.updated_at, sender=sender, web=web)
 
 
+# --------------------------------------------------------------------------------------------
+# Incidents' public warnings
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentWarning:
+    """An incident's newest warning draft, with what the envelope needs from its history."""
+
+    draft: WarningDraft
+    draft_id: int
+    first_id: int
+    first_drafted_at: datetime
+    incident_state: str
+    closed_at: datetime | None
+
+    @property
+    def updated(self) -> datetime:
+        return self.closed_at or self.draft.drafted_at
+
+
+_WARNING_NOTE = (
+    "突发事件预警信息草稿，经审核后由预警发布系统发布 / "
+    "public warning draft, to be issued by the warning release system once approved"
+)
+
+
+def warning_identifier(sender: str, incident_id: str, draft_id: int) -> str:
+    return f"{sender}.incident.{incident_id}.w{draft_id}"
+
+
+def incident_message(item: IncidentWarning, *, sender: str = DEFAULT_CAP_SENDER) -> CapMessage:
+    """An incident's public warning draft as CAP 1.2, ``scope`` Public, ``status`` Draft.
+
+    The platform drafts; the warning release system approves and issues, so the message is
+    a ``Draft`` (CAP: "not actionable in its current form"). The first draft of an incident
+    is an ``Alert``, a redraft an ``Update`` of it, and once the incident is closed the
+    warning is a ``Cancel`` (all clear).
+    """
+    draft = item.draft
+    if _forbidden_in_ids(sender) or _forbidden_in_ids(draft.incident_id):
+        raise ValueError(
+            f"CAP sender {sender!r} or incident {draft.incident_id!r} holds a space, ',', '<' or '&'"
+        )
+    closed = item.closed_at is not None or item.incident_state == "closed"
+    first = warning_identifier(sender, draft.incident_id, item.first_id)
+    kind_type = "Cancel" if closed else ("Alert" if item.draft_id == item.first_id else "Update")
+    geocodes = tuple((GEOCODE_NAME, code) for code in draft.geocodes)
+    polygons = (draft.polygon,) if draft.polygon else ()
+    circles = (draft.circle,) if draft.circle else ()
+    response = ("AllClear",) if closed else draft.response_type
+
+    def info(language: str, suffix: str) -> CapInfo:
+        return CapInfo(
+            language=language,
+            categories=draft.category,
+            event=getattr(draft, f"event_{suffix}"),
+            urgency="Past" if closed else draft.urgency,
+            severity=draft.severity,
+            certainty=draft.certainty,
+            response_types=response,
+            onset=draft.onset,
+            expires=draft.expires,
+            sender_name=getattr(draft, f"sender_name_{suffix}"),
+            headline=getattr(draft, f"headline_{suffix}"),
+            description=getattr(draft, f"description_{suffix}"),
+            instruction=getattr(draft, f"instruction_{suffix}"),
+            areas=(CapArea(getattr(draft, f"area_desc_{suffix}"), polygons, circles, geocodes),),
+        )
+
+    return CapMessage(
+        identifier=warning_identifier(sender, draft.incident_id, item.draft_id),
+        sender=sender,
+        sent=item.updated if closed else draft.drafted_at,
+        status="Draft",
+        msg_type=kind_type,
+        scope="Public",
+        note=_WARNING_NOTE,
+        references=() if kind_type == "Alert" else (reference(sender, first, item.first_drafted_at),),
+        incidents=(draft.incident_id,),
+        infos=(info("zh-CN", "zh"), info("en-US", "en")),
+    )
+
+
+def incident_entry(item: IncidentWarning, url: str) -> FeedEntry:
+    draft = item.draft
+    return FeedEntry(
+        url=url,
+        title=draft.headline_zh,
+        summary=f"预警信息草稿 / warning draft · {draft.event_zh} · {draft.area_desc_zh}",
+        published=item.first_drafted_at,
+        updated=item.updated,
+        severity=draft.colour,
+        label=f"{WARNING_LEVELS[WarningColour(draft.colour)].colour_zh}预警 / {draft.colour} warning",
+    )
+
+
+_WARNINGS = IncidentWarningRow.__table__
+_INCIDENTS = Incident.__table__
+
+
+def incident_warnings(
+    conn: Connection,
+    *,
+    incident_id: str | None = None,
+    now: datetime | None = None,
+    recent: timedelta = RECENT_WINDOW,
+    limit: int = FEED_LIMIT,
+) -> list[IncidentWarning]:
+    """The newest draft of one incident, or of every open incident and those closed within
+    ``recent`` of ``now``."""
+    w, i = _WARNINGS, _INCIDENTS
+    ranked = sa.select(
+        w.c.id,
+        w.c.incident_id,
+        w.c.drafted_at,
+        w.c.draft,
+        sa.func.row_number()
+        .over(partition_by=w.c.incident_id, order_by=(w.c.drafted_at.desc(), w.c.id.desc()))
+        .label("newest"),
+        sa.func.min(w.c.id).over(partition_by=w.c.incident_id).label("first_id"),
+    ).subquery()
+    first = w.alias("first_draft")
+    query = (
+        sa.select(
+            ranked.c.id, ranked.c.draft, ranked.c.first_id, first.c.drafted_at, i.c.state, i.c.closed_at
+        )
+        .join(i, i.c.incident_id == ranked.c.incident_id)
+        .join(first, first.c.id == ranked.c.first_id)
+        .where(ranked.c.newest == 1)
+    )
+    if incident_id is not None:
+        query = query.where(ranked.c.incident_id == incident_id)
+    else:
+        assert now is not None
+        query = query.where(sa.or_(i.c.closed_at.is_(None), i.c.closed_at >= now - recent))
+    rows = conn.execute(query.order_by(ranked.c.drafted_at.desc()).limit(limit)).all()
+    return [
+        IncidentWarning(WarningDraft.from_json(r.draft), r.id, r.first_id, r.drafted_at, r.state, r.closed_at)
+        for r in rows
+    ]
+
+
 __all__ = [
     "CAP_MEDIA_TYPE",
     "CAP_NAMESPACE",
@@ -673,6 +818,7 @@ __all__ = [
     "CapInfo",
     "CapMessage",
     "FeedEntry",
+    "IncidentWarning",
     "alert_entry",
     "alert_message",
     "area_for",
@@ -683,6 +829,9 @@ __all__ = [
     "cap_time",
     "event_kind",
     "feed_alerts",
+    "incident_entry",
+    "incident_message",
+    "incident_warnings",
     "msg_type",
     "to_xml",
     "warning_level",

@@ -57,3 +57,32 @@ def test_empty_feed_is_still_a_feed(api: Api) -> None:
     root = etree.fromstring(api.client.get("/api/cap/alerts.atom").data)
     assert root.findall("atom:entry", NS) == []
     assert root.findtext("atom:id", namespaces=NS) == "http://localhost/api/cap/alerts.atom"
+
+
+def test_incident_warning_drafts_are_in_the_feed_and_served_as_cap(api: Api) -> None:
+    from models import incidents
+
+    officer = Actor("li", role="duty_officer", display_name="李四")
+    now = utc_now()
+    with api.context.engine.begin() as conn:
+        iid = incidents.open_incident(
+            conn,
+            incident_type_key="fire",
+            title="建设路居民楼火情",
+            lon=106.6337,
+            lat=30.4562,
+            actor=officer,
+            now=now,
+        ).incident.incident_id
+        incidents.respond(conn, iid, level="I", actor=officer, now=now)
+        incidents.draft_warning(conn, iid, actor=officer, now=now)
+
+    root = etree.fromstring(api.client.get("/api/cap/alerts.atom").data)
+    hrefs = [link.get("href") for link in root.findall("atom:entry/atom:link", NS)]
+    assert hrefs == [f"http://localhost/api/cap/incident/{iid}.xml"]
+    message = api.client.get(f"/api/cap/incident/{iid}.xml")
+    assert message.status_code == 200
+    body = assert_valid_cap(message.data)
+    assert body.findtext("cap:scope", namespaces=NS) == "Public"
+    assert body.findtext("cap:info/cap:severity", namespaces=NS) == "Extreme"
+    assert api.client.get("/api/cap/incident/YJ-none.xml").status_code == 404

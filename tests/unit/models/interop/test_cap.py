@@ -293,3 +293,56 @@ def test_feed_lists_open_and_recently_ended_alerts_newest_first(engine: sa.Engin
     updated = [e.text for e in feed.findall("atom:entry/atom:updated", NS)]
     assert updated == sorted(updated, reverse=True)
     assert feed.findtext("atom:updated", namespaces=NS) == updated[0]
+
+
+# ---- incidents' public warnings --------------------------------------------------------------
+
+
+def test_incident_warning_drafts_are_valid_public_cap_through_the_incident_lifecycle(
+    engine: sa.Engine,
+) -> None:
+    from models import incidents
+
+    officer = Actor("li", role="duty_officer", display_name="李四")
+    t = [NOW + timedelta(minutes=m) for m in range(10)]
+    with engine.begin() as conn:
+        iid = incidents.open_incident(
+            conn,
+            incident_type_key="flood",
+            title="鼎屏镇城区内涝",
+            description="多处道路积水超过40厘米",
+            lon=106.93,
+            lat=30.33,
+            actor=officer,
+            now=t[0],
+        ).incident.incident_id
+        assert cap.incident_warnings(conn, incident_id=iid) == [], "no draft, nothing to export"
+        incidents.respond(conn, iid, level="II", actor=officer, now=t[1])
+        incidents.draft_warning(conn, iid, actor=officer, now=t[2])
+        (first,) = cap.incident_warnings(conn, incident_id=iid)
+        incidents.draft_warning(conn, iid, actor=officer, now=t[3], colour="red")
+        (second,) = cap.incident_warnings(conn, incident_id=iid)
+        listed = cap.incident_warnings(conn, now=t[4])
+    assert [w.draft.incident_id for w in listed] == [iid]
+
+    alert = assert_valid_cap(cap.to_xml(cap.incident_message(first, sender="cityops.test")))
+    assert text(alert, "cap:msgType") == ["Alert"] and text(alert, "cap:scope") == ["Public"]
+    assert text(alert, "cap:status") == ["Draft"] and text(alert, "cap:incidents") == [iid]
+    assert text(alert, "cap:info/cap:language") == ["zh-CN", "en-US"]
+    assert text(alert, "cap:info/cap:severity") == ["Severe", "Severe"]
+    assert text(alert, "cap:info/cap:area/cap:geocode/cap:value") == ["511623", "511623"]
+    assert text(alert, "cap:info[1]/cap:headline") == ["邻水县暴雨内涝橙色预警"]
+
+    update = assert_valid_cap(cap.to_xml(cap.incident_message(second, sender="cityops.test")))
+    assert text(update, "cap:msgType") == ["Update"]
+    assert text(update, "cap:info/cap:severity") == ["Extreme", "Extreme"]
+    assert text(update, "cap:references") == [
+        f"cityops.test,{text(alert, 'cap:identifier')[0]},{text(alert, 'cap:sent')[0]}"
+    ]
+
+    closed = dataclasses.replace(second, incident_state="closed", closed_at=t[5])
+    cancel = assert_valid_cap(cap.to_xml(cap.incident_message(closed, sender="cityops.test")))
+    assert text(cancel, "cap:msgType") == ["Cancel"]
+    assert text(cancel, "cap:info/cap:urgency") == ["Past", "Past"]
+    assert text(cancel, "cap:info/cap:responseType") == ["AllClear", "AllClear"]
+    assert text(cancel, "cap:sent") == [cap.cap_time(t[5])]
