@@ -58,6 +58,8 @@ VARIABLES: dict[str, str] = {
     "default cityops.guangan.511600)",
     "CITYOPS_READY_MAX_INGEST_LAG_S": "/readyz reports ingest as lagging when recent readings reached the "
     "live state later than this after they were taken (seconds, default 60)",
+    "CITYOPS_WALL_ROTATE_S": "seconds each panel (emergency, urban, ecology) stays in focus on the /wall "
+    "kiosk before the next one (5 to 3600, default 20)",
 }
 
 _MQTT_SCHEMES = {"mqtt", "mqtts", "tcp", "ssl"}
@@ -131,6 +133,8 @@ class Settings:
     open311_api_keys: frozenset[str] = field(default_factory=frozenset, repr=False)
     cap_sender: str = DEFAULT_CAP_SENDER
     ready_max_ingest_lag: timedelta = timedelta(seconds=60)
+    #: How long each /wall panel stays in focus.
+    wall_rotate: timedelta = timedelta(seconds=20)
 
     @property
     def embedded_mqtt(self) -> bool:
@@ -227,6 +231,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ready_max_ingest_lag=_seconds(
             "CITYOPS_READY_MAX_INGEST_LAG_S", get("CITYOPS_READY_MAX_INGEST_LAG_S"), 60
         ),
+        wall_rotate=_wall_rotate(get("CITYOPS_WALL_ROTATE_S")),
     )
 
 
@@ -354,6 +359,20 @@ def _cap_sender(raw: str | None) -> str:
     if not _CAP_SENDER.match(raw):
         raise ConfigError("CITYOPS_CAP_SENDER", "must be 1-128 characters without spaces, ',', '<' or '&'", raw)
     return raw
+
+
+#: The wall's rotation: fast enough to cycle through the panels, slow enough to read one.
+WALL_ROTATE_MIN_S = 5
+WALL_ROTATE_MAX_S = 3600
+
+
+def _wall_rotate(raw: str | None) -> timedelta:
+    value = _seconds("CITYOPS_WALL_ROTATE_S", raw, 20)
+    if not WALL_ROTATE_MIN_S <= value.total_seconds() <= WALL_ROTATE_MAX_S:
+        raise ConfigError(
+            "CITYOPS_WALL_ROTATE_S", f"must be between {WALL_ROTATE_MIN_S} and {WALL_ROTATE_MAX_S} seconds", raw
+        )
+    return value
 
 
 def _worker_id(raw: str | None) -> str:

@@ -4,4 +4,4 @@ import dashboards.pages.alerts
 import dashboards.pages.ecology as ecology_page  # noqa: F401
 import dashboards.pages.hotline
 import dashboards.pages.urban  # noqa: F401
-from dashboards.pages import district, overview  # noqa: F401
+from dashboards.pages import district, overview, wall  # noqa: F401

@@ -47,10 +47,16 @@ class RunningSystem:
 
 
 @contextmanager
-def running_demo(data_dir: Path, path: str = "/") -> Iterator[RunningSystem]:
-    """``python app.py`` on a fresh data dir and free ports, until ``path`` answers 200."""
+def running_demo(
+    data_dir: Path, path: str = "/", settings: dict[str, str] | None = None
+) -> Iterator[RunningSystem]:
+    """``python app.py`` on a fresh data dir and free ports, until ``path`` answers 200.
+
+    ``settings`` are extra ``CITYOPS_*`` variables for this run (the caller's own are not passed on).
+    """
     port, mqtt_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CITYOPS_")}
+    env.update(settings or {})
     env.update(
         CITYOPS_DATA_DIR=str(data_dir / "var"),
         CITYOPS_PORT=str(port),
