@@ -98,14 +98,27 @@ def blueprint(
     @bp.post(f"/requests.{FMT}")
     def create(fmt: str) -> flask.Response:
         new = _checked_post(settings.open311_api_keys, clock())
-        stored = pipeline().process(
-            [Inbound(topic, json.dumps(new.payload, ensure_ascii=False).encode("utf-8"), clock())]
-        )
-        if stored.rejected:
-            reason = stored.rejected[0]
+        message = Inbound(topic, json.dumps(new.payload, ensure_ascii=False).encode("utf-8"), clock())
+        try:
+            stored = pipeline().store([message])
+        except Exception:
+            # The spec's "general service error" (400) for a failure while creating.
+            log.exception("open311: storing %s failed", new.service_request_id)
+            raise open311.bad_request(
+                "general service error: the work order could not be stored; retry later"
+            ) from None
+        result = stored.result
+        if result.rejected:
+            reason = result.rejected[0]
             raise open311.bad_request(f"work order refused ({reason.reason}): {reason.detail[:300]}")
-        if stored.stored["hotline_tickets"] != 1:
+        if result.stored["hotline_tickets"] != 1:
             raise open311.bad_request("work order was not stored; try again")
+        try:
+            pipeline().publish(stored)
+        except Exception:
+            # The order exists (the answer must say so, or a retry would file it twice);
+            # only the live state and the rules missed it.
+            log.exception("open311: %s stored, but the live state did not take it", new.service_request_id)
         log.info("open311: created %s (%s)", new.service_request_id, new.service.code)
         return answer(fmt, "service_requests", [new.response()])
 

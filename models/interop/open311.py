@@ -54,6 +54,8 @@ MAX_IDS = 200
 #: Work orders created over Open311 carry this channel (an app or site of a partner).
 CHANNEL = "app"
 TICKET_PREFIX = "O311-"
+#: 96 random bits: unguessable, and prefix + token fits ticket_id (32 characters).
+TOKEN_BYTES = 12
 
 Format = Literal["json", "xml"]
 CONTENT_TYPES: Mapping[str, str] = {
@@ -413,7 +415,7 @@ def lookup_token(conn: Connection, token: str) -> dict[str, Any]:
     Our requests are created at once (``type`` realtime), so a POST answers with the id
     itself; a token is the random part of that id, and resolves as soon as it exists.
     """
-    if not re.fullmatch(r"[0-9a-f]{32}", token):
+    if not re.fullmatch(rf"[0-9a-f]{{{2 * TOKEN_BYTES}}}", token):
         raise not_found(f"token {token[:80]!r} not found")
     ticket_id = TICKET_PREFIX + token
     exists = conn.execute(sa.select(_TICKETS.c.ticket_id).where(_TICKETS.c.ticket_id == ticket_id)).first()
@@ -566,7 +568,7 @@ def parse_post(
     title = first_line[:TITLE_CHARS] or service.category
     caller = _caller(values.get("first_name"), values.get("last_name"), values.get("phone"))
 
-    token = secrets.token_hex(16)
+    token = secrets.token_hex(TOKEN_BYTES)
     ticket_id = TICKET_PREFIX + token
     payload: dict[str, Any] = {
         "ticket_id": ticket_id,

@@ -188,3 +188,23 @@ def test_get_requests_filters_by_id_code_status_and_dates(api: Api) -> None:
     assert set(ids(f"?service_request_id={noise},{closed}&status=open")) == {noise, closed}
     past = (utc_now() - timedelta(days=200)).isoformat()
     assert ids(f"?end_date={past.replace('+', '%2B')}") == []
+
+
+def test_a_storage_failure_is_the_specs_general_service_error(api: Api) -> None:
+    import flask
+
+    from dashboards.api import open311 as open311_api
+
+    class Broken:
+        def store(self, messages):
+            raise ConnectionError("database went away")
+
+    server = flask.Flask("broken-storage")
+    server.register_blueprint(open311_api.blueprint(api.context, pipeline_factory=Broken))
+    response = server.test_client().post(
+        "/open311/v2/requests.json",
+        data={"api_key": API_KEY, "service_code": "noise", **INSIDE, "description": "x"},
+    )
+    assert response.status_code == 400
+    assert response.json[0]["description"].startswith("general service error")
+    assert counts(api) == (0, 0)

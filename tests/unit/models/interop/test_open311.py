@@ -257,6 +257,7 @@ def test_post_builds_the_hotline_payload() -> None:
     )
     payload = new.payload
     assert payload["ticket_id"] == new.service_request_id == open311.TICKET_PREFIX + new.token
+    assert len(new.service_request_id) <= 32, "hotline_tickets.ticket_id holds 32 characters"
     assert payload["category"] == "噪声扰民" and payload["channel"] == "app"
     assert payload["title"] == "建设路工地夜间施工", "the first line of the description"
     assert payload["content"] == "建设路工地夜间施工\n噪声很大，影响休息"
