@@ -51,6 +51,9 @@ def create_app(settings: Settings, *, live: LiveStore | None = None, engine: sa.
     shell.localise_registry(dash.page_registry)
     app.layout = shell.layout
     shell.register_routes(app.server)
+    from dashboards.api import register_api
+
+    register_api(app.server, context.current())  # CAP, Open311, /healthz, /readyz, /metrics
     return app
 
 
