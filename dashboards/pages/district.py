@@ -81,6 +81,8 @@ def layout(code: str | None = None, **_query: str) -> html.Div:
         children=[
             dcc.Interval(id="district-tick", interval=REFRESH_MS),
             dcc.Store(id="district-code", data=d.code),
+            # Set once the full map (with its grid cells) is on screen; refreshes then patch it.
+            dcc.Store(id="district-map-drawn", data=False),
             html.Div(
                 className="district-head",
                 children=[
@@ -182,11 +184,12 @@ def _last_24_hours(now: datetime) -> list[datetime]:
     Output("district-spark-readings", "figure"),
     Output("district-alerts", "children"),
     Output("district-status", "children"),
+    Output("district-map-drawn", "data"),
     Input("district-tick", "n_intervals"),
     State("district-code", "data"),
-    State("district-map", "figure"),
+    State("district-map-drawn", "data"),
 )
-def refresh(_n: int | None, code: str, shown_map: dict[str, Any] | None) -> tuple:
+def refresh(_n: int | None, code: str, map_drawn: bool | None) -> tuple:
     ctx = context.current()
     now = datetime.now(UTC)
     try:
@@ -196,11 +199,11 @@ def refresh(_n: int | None, code: str, shown_map: dict[str, Any] | None) -> tupl
             means = hourly_means(conn, hours, district_code=code)
             readings = drill.readings_per_hour(conn, hours, code)
     except Exception as exc:  # the page shows the degraded state instead of an error
-        return (*([dash.no_update] * 9), t("status.degraded", reason=type(exc).__name__))
+        return (*([dash.no_update] * 9), t("status.degraded", reason=type(exc).__name__), dash.no_update)
     snapshot = summarise(inputs.states, time.time())
     figures = district_figures(snapshot, code)
     aqi_series = eco.hourly_series(means, hours)
-    if shown_map and shown_map.get("data"):
+    if map_drawn:
         # The grid cells are already on screen: send the colours and points only.
         update = map_updates(snapshot, inputs.states, code)
         figure: Any = Patch()
@@ -238,6 +241,7 @@ def refresh(_n: int | None, code: str, shown_map: dict[str, Any] | None) -> tupl
         spark_figure(list(zip(hours, readings, strict=True))),
         alert_list(inputs.alerts, code),
         status,
+        True,
     )
 
 
