@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from statistics import fmean
@@ -220,8 +220,3 @@ def read_inputs(live: LiveStore, engine: sa.Engine | None, now: datetime | None 
     except Exception as exc:  # the live half still shows; the panel says why the rest is missing
         return VitalInputs(now, states, alerts, audible, database_error=type(exc).__name__)
     return VitalInputs(now, states, alerts, audible, tickets, cases)
-
-
-def hourly_series(counts: Sequence[tuple[datetime, int]]) -> tuple[list[datetime], list[int]]:
-    """Hour starts in city time (naive, for the chart's axis) and their values."""
-    return [c[0].astimezone(CITY_TZ).replace(tzinfo=None) for c in counts], [c[1] for c in counts]

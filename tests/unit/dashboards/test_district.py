@@ -284,3 +284,17 @@ def test_district_refresh_fills_every_panel(page_context: context.PageContext) -
     # Once the map is on screen, a refresh patches it instead of resending the grid cells.
     patched = page.refresh(1, "511602", True)[5]
     assert type(patched).__name__ == "Patch"
+
+
+def test_read_inputs_keeps_the_live_half_when_the_database_is_away(engine: sa.Engine) -> None:
+    from dashboards.vitals import read_inputs
+
+    live = LiveStore(fakeredis.FakeRedis(decode_responses=True))
+    with engine.begin() as conn:
+        add_ticket(conn, "T-1", ts=T0 - timedelta(minutes=5))
+    ok = read_inputs(live, engine, T0)
+    assert ok.database_error is None and ok.tickets["511602"].registered == 1
+    broken = sa.create_engine("sqlite:////nonexistent-dir/cityops.sqlite3")
+    away = read_inputs(live, broken, T0)
+    assert away.database_error == "OperationalError"
+    assert (away.tickets, away.cases, away.states) == ({}, {}, [])
