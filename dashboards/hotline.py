@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 from dash import Patch
 
 from dashboards.console import city_time, district_name
-from dashboards.urban import HeatCells, cell_map, heat_cells, heat_patch, heat_trace
+from dashboards.urban import HeatCells, heat_cells, heat_map_update
 from models.catalog import HOTLINE_CHANNELS
 from models.clock import CITY_TZ
 from models.tickets import DEADLINE_KINDS, DeadlineFlag, HotSpot, RepeatLink, TicketView
@@ -29,6 +29,9 @@ OVERDUE_ROWS = 50
 REPEAT_CLUSTERS = 12
 HOT_SPOTS = 60
 HOT_MAP_PX = 380
+#: The whole city in the hot-spot panel (narrower and lower than the urban map).
+HOT_MAP_ZOOM = 7.9
+CATEGORY_PX = 230
 #: On-time, satisfaction and repeat figures look back this far: a day has too few
 #: decided or rated orders to say anything.
 RATES_WINDOW = timedelta(days=30)
@@ -194,13 +197,11 @@ def category_pairs(volumes: Mapping[str, int], limit: int = 10) -> list[tuple[st
 def hot_map_update(
     cells: HeatCells, drawn: Mapping[str, str] | None, *, tile_url: str | None
 ) -> tuple[go.Figure | Patch, dict[str, str]]:
-    """The hot-spot map for a browser that shows ``drawn``: only new counts while the same
-    cells are hot, the whole figure (zoom kept by ``uirevision``) when the set changed."""
-    now_drawn = {"cells": cells.signature}
-    if drawn and drawn.get("cells") == cells.signature:
-        return heat_patch(cells), now_drawn
-    figure = cell_map([heat_trace(cells)], tile_url=tile_url, uirevision="hotline-map", height=HOT_MAP_PX)
-    return figure, now_drawn
+    """The hot-spot map: the whole figure once, then only what changed (see
+    :func:`dashboards.urban.heat_map_update`)."""
+    return heat_map_update(
+        cells, drawn, tile_url=tile_url, uirevision="hotline-map", height=HOT_MAP_PX, zoom=HOT_MAP_ZOOM
+    )
 
 
 def hot_cells(spots: Iterable[HotSpot]) -> HeatCells:

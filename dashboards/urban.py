@@ -16,7 +16,7 @@ with any colour vision), case deadlines on Okabe–Ito colours and, redundantly,
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -43,14 +43,9 @@ DUE_SOON = timedelta(hours=1)
 #: Cases drawn on the map (the most pressing first); the list shows fewer.
 MAP_CASES = 5000
 LIST_CASES = 40
-#: Viridis: ordered from dark to light, so more sightings read as brighter on the dark theme.
-HEAT_COLOURSCALE: tuple[tuple[float, str], ...] = (
-    (0.0, "#440154"),
-    (0.25, "#3B528B"),
-    (0.5, "#21918C"),
-    (0.75, "#5EC962"),
-    (1.0, "#FDE725"),
-)
+#: Five classes of viridis (at 0.1, 0.3, 0.5, 0.7, 1.0): ordered dark to light, so more
+#: sightings read as brighter on the dark theme, whatever the viewer's colour vision.
+HEAT_COLOURS: tuple[str, ...] = ("#482475", "#33638D", "#21918C", "#44BF70", "#FDE725")
 #: Okabe–Ito colours by deadline status.
 STATUS_COLOURS: Mapping[str, str] = {
     "overdue": "#D55E00",
@@ -63,6 +58,7 @@ STATUS_SIZES: Mapping[str, int] = {"overdue": 12, "due_soon": 10, "ok": 8, "stop
 #: Bars: Okabe–Ito sky blue.
 BAR_COLOUR = "#56B4E9"
 MAP_HEIGHT_PX = 470
+BAR_HEIGHT_PX = 240
 _minx, _miny, _maxx, _maxy = city_bounds()
 CITY_CENTRE = {"lon": (_minx + _maxx) / 2, "lat": (_miny + _maxy) / 2}
 #: The whole city in a map about 700 px wide; the wider urban map zooms in a little more.
@@ -116,19 +112,34 @@ def _cell_features() -> Mapping[str, dict[str, Any]]:
     return {f["id"]: f for f in grid_cells_geojson(decimals=4)["features"]}
 
 
+@lru_cache(maxsize=1)
+def _cell_points() -> Mapping[str, tuple[float, float, str]]:
+    """Each cell's inside point (the hexagon centre when the cell holds it) and district."""
+    from geo.grid import build_grid_cells
+
+    frame = build_grid_cells()
+    return {
+        g: (round(float(lon), 5), round(float(lat), 5), str(code))
+        for g, lon, lat, code in zip(
+            frame["grid_id"], frame["center_lon"], frame["center_lat"], frame["district_code"], strict=True
+        )
+    }
+
+
 def cells_geojson(grid_ids: Iterable[str]) -> dict[str, Any]:
     """The shapes of these grid cells only (unknown ids are skipped)."""
     features = _cell_features()
     return {"type": "FeatureCollection", "features": [features[g] for g in grid_ids if g in features]}
 
 
+def _digest(lines: Iterable[str]) -> str:
+    return hashlib.sha1("\n".join(lines).encode()).hexdigest()[:16]
+
+
 @dataclass(frozen=True, slots=True)
 class HeatCells:
-    """Counts per grid cell in a fixed order (by id), with a signature of that set of cells.
-
-    Two reads with the same signature draw the same shapes, so a refresh only needs to
-    send the counts (:func:`heat_patch`).
-    """
+    """Counts per grid cell in a fixed order (by id), each in one of :data:`HEAT_COLOURS`'
+    classes (equal steps up to the largest count), with a hover label per cell."""
 
     ids: tuple[str, ...]
     counts: tuple[int, ...]
@@ -139,8 +150,27 @@ class HeatCells:
         return sum(self.counts)
 
     @property
-    def signature(self) -> str:
-        return hashlib.sha1("\n".join(self.ids).encode()).hexdigest()[:16]
+    def top(self) -> int:
+        return max(self.counts, default=0)
+
+    @property
+    def classes(self) -> tuple[int, ...]:
+        return tuple(heat_class(n, self.top) for n in self.counts)
+
+    def in_class(self, k: int) -> list[str]:
+        return [g for g, c in zip(self.ids, self.classes, strict=True) if c == k]
+
+    @property
+    def signatures(self) -> dict[str, str]:
+        """One signature per class: the shapes a class's layer draws change only with it."""
+        return {f"class{k}": _digest(self.in_class(k)) for k in range(len(HEAT_COLOURS))}
+
+
+def heat_class(count: int, top: int) -> int:
+    """Class 0 … 4 of a count: equal fifths of the largest count (1 of 1 is the top class)."""
+    if top <= 0 or count <= 0:
+        return 0
+    return min(len(HEAT_COLOURS) - 1, (count * len(HEAT_COLOURS) - 1) // top)
 
 
 def heat_cells(counts: Mapping[str, int], labels: Mapping[str, str] | None = None) -> HeatCells:
@@ -150,45 +180,32 @@ def heat_cells(counts: Mapping[str, int], labels: Mapping[str, str] | None = Non
     return HeatCells(ids, tuple(int(counts[g]) for g in ids), tuple((labels or {}).get(g, "") for g in ids))
 
 
-def _hover(cells: HeatCells) -> list[str]:
-    features = _cell_features()
+def heat_layers(cells: HeatCells) -> list[dict[str, Any]]:
+    """The cells as MapLibre fill layers, one per class (always all of them, possibly empty,
+    so a class keeps its layer index and can be replaced alone)."""
     return [
-        f"{district_name(features[g]['properties']['district_code'])} {t('urban.cell')} {g}<br>"
-        f"{t('urban.count', n=n)}{('，' + label) if label else ''}"
-        for g, n, label in zip(cells.ids, cells.counts, cells.labels, strict=True)
+        {"source": cells_geojson(cells.in_class(k)), "type": "fill", "color": colour, "opacity": 0.8}
+        for k, colour in enumerate(HEAT_COLOURS)
     ]
 
 
-def heat_trace(cells: HeatCells) -> go.Choroplethmap:
-    return go.Choroplethmap(
-        geojson=cells_geojson(cells.ids),
-        featureidkey="properties.grid_id",
-        locations=list(cells.ids),
-        z=list(cells.counts),
-        zmin=0,
-        zmax=max(cells.counts, default=1),
-        colorscale=[list(stop) for stop in HEAT_COLOURSCALE],
-        marker={"opacity": 0.8, "line": {"width": 0}},
-        customdata=_hover(cells),
+def heat_trace(cells: HeatCells) -> go.Scattermap:
+    """A WebGL point per cell, in its class colour: the cells seen at city zoom (where a
+    cell is a few pixels) and the hover (district, cell, count, label) at every zoom."""
+    points = _cell_points()
+    hover = [
+        f"{district_name(points[g][2])} {t('urban.cell')} {g}<br>"
+        f"{t('urban.count', n=n)}{('，' + label) if label else ''}"
+        for g, n, label in zip(cells.ids, cells.counts, cells.labels, strict=True)
+    ]
+    return go.Scattermap(
+        lon=[points[g][0] for g in cells.ids],
+        lat=[points[g][1] for g in cells.ids],
+        mode="markers",
+        marker={"size": 7, "color": [HEAT_COLOURS[c] for c in cells.classes], "opacity": 0.95},
+        customdata=hover,
         hovertemplate="%{customdata}<extra></extra>",
-        showscale=True,
-        colorbar={
-            "thickness": 10,
-            "len": 0.5,
-            "x": 0.99,
-            "xanchor": "right",
-            "tickfont": {"color": theme.TEXT},
-        },
     )
-
-
-def heat_patch(cells: HeatCells, trace: int = 0) -> Patch:
-    """New counts for cells already drawn (same signature): the shapes stay in the browser."""
-    patch = Patch()
-    patch["data"][trace]["z"] = list(cells.counts)
-    patch["data"][trace]["zmax"] = max(cells.counts, default=1)
-    patch["data"][trace]["customdata"] = _hover(cells)
-    return patch
 
 
 def cell_map(
@@ -196,20 +213,17 @@ def cell_map(
     *,
     tile_url: str | None,
     uirevision: str,
+    cells: HeatCells | None = None,
     height: int = MAP_HEIGHT_PX,
     zoom: float = CITY_ZOOM,
 ) -> go.Figure:
-    """An offline map of the city with district outlines under ``traces``; no text on the map."""
+    """An offline map of the city: ``cells`` as fill layers, district outlines over them,
+    ``traces`` on top. No text on the map (no glyphs to fetch)."""
+    layers = heat_layers(cells) if cells is not None else []
+    layers.append({"source": districts_geojson(), "type": "line", "color": "#4f6d99", "line": {"width": 1}})
     fig = go.Figure(data=list(traces))
     fig.update_layout(
-        map={
-            "style": theme.map_style(tile_url),
-            "center": CITY_CENTRE,
-            "zoom": zoom,
-            "layers": [
-                {"source": districts_geojson(), "type": "line", "color": "#4f6d99", "line": {"width": 1}}
-            ],
-        },
+        map={"style": theme.map_style(tile_url), "center": CITY_CENTRE, "zoom": zoom, "layers": layers},
         margin={"l": 0, "r": 0, "t": 0, "b": 0},
         height=height,
         paper_bgcolor=theme.PANEL,
@@ -219,6 +233,44 @@ def cell_map(
         uirevision=uirevision,
     )
     return fig
+
+
+MapTrace = tuple[str, str, Callable[[], Any]]
+
+
+def heat_map_update(
+    cells: HeatCells,
+    drawn: Mapping[str, str] | None,
+    *,
+    tile_url: str | None,
+    uirevision: str,
+    more: Sequence[MapTrace] = (),
+    height: int = MAP_HEIGHT_PX,
+    zoom: float = CITY_ZOOM,
+) -> tuple[go.Figure | Patch, dict[str, str]]:
+    """What to send to a browser whose map shows ``drawn`` (signatures; None: nothing yet).
+
+    The whole figure the first time. After that a Patch: the cell points (small), the
+    shapes of only those classes whose cells changed, and each of ``more`` (name,
+    signature, trace builder; traces 1, 2 …) only if its signature changed. Returns it
+    with the signatures the browser then holds.
+    """
+    now_drawn = {**cells.signatures, **{name: sig for name, sig, _ in more}}
+    if not drawn:
+        traces = [heat_trace(cells), *(make() for _, _, make in more)]
+        figure = cell_map(
+            traces, tile_url=tile_url, uirevision=uirevision, cells=cells, height=height, zoom=zoom
+        )
+        return figure, now_drawn
+    patch = Patch()
+    patch["data"][0] = heat_trace(cells).to_plotly_json()
+    for k in range(len(HEAT_COLOURS)):
+        if drawn.get(f"class{k}") != now_drawn[f"class{k}"]:
+            patch["layout"]["map"]["layers"][k]["source"] = cells_geojson(cells.in_class(k))
+    for i, (name, sig, make) in enumerate(more, start=1):
+        if drawn.get(name) != sig:
+            patch["data"][i] = make().to_plotly_json()
+    return patch, now_drawn
 
 
 # ---- cases ----------------------------------------------------------------------------------
@@ -349,20 +401,15 @@ def cases_trace(rows: Sequence[CaseRow]) -> go.Scattermap:
 def map_update(
     cells: HeatCells, rows: Sequence[CaseRow], drawn: Mapping[str, str] | None, *, tile_url: str | None
 ) -> tuple[go.Figure | Patch, dict[str, str]]:
-    """What to send to a browser whose map shows ``drawn`` (signatures; None: nothing yet).
-
-    The whole figure the first time and whenever the set of cells changed (new shapes);
-    otherwise a Patch with the new counts, plus the case points only if they changed.
-    Returns it with the signatures the browser will then hold.
-    """
-    now_drawn = {"cells": cells.signature, "cases": cases_signature(rows)}
-    if not drawn or drawn.get("cells") != now_drawn["cells"]:
-        traces = [heat_trace(cells), cases_trace(rows)]
-        return cell_map(traces, tile_url=tile_url, uirevision="urban-map", zoom=URBAN_ZOOM), now_drawn
-    patch = heat_patch(cells, trace=0)
-    if drawn.get("cases") != now_drawn["cases"]:
-        patch["data"][1] = cases_trace(rows).to_plotly_json()
-    return patch, now_drawn
+    """The urban map: sightings per cell, and the open cases on top (sent only when changed)."""
+    return heat_map_update(
+        cells,
+        drawn,
+        tile_url=tile_url,
+        uirevision="urban-map",
+        more=[("cases", cases_signature(rows), lambda: cases_trace(rows))],
+        zoom=URBAN_ZOOM,
+    )
 
 
 # ---- indicators -----------------------------------------------------------------------------
@@ -438,7 +485,9 @@ def type_rows(counts: Mapping[str, int]) -> list[tuple[str, int]]:
     ]
 
 
-def bar_figure(pairs: Sequence[tuple[str, int]], *, uirevision: str, height: int = 240) -> go.Figure:
+def bar_figure(
+    pairs: Sequence[tuple[str, int]], *, uirevision: str, height: int = BAR_HEIGHT_PX
+) -> go.Figure:
     """Horizontal bars, biggest on top (Plotly draws the first bar at the bottom), one
     colour-blind-safe hue: the categories are named on the axis, not by colour."""
     return go.Figure(

@@ -70,7 +70,9 @@ def layout(**_query: str) -> html.Div:
                         html.Div(
                             [
                                 dcc.Graph(
+                                    responsive=True,
                                     id="hotline-map",
+                                    style={"height": f"{hl.HOT_MAP_PX}px"},
                                     className="hotline-map",
                                     config={"displayModeBar": False, "scrollZoom": True},
                                 ),
@@ -88,7 +90,9 @@ def layout(**_query: str) -> html.Div:
                         "hotline-cat-panel",
                         t("hotline.categories"),
                         dcc.Graph(
+                            responsive=True,
                             id="hotline-categories",
+                            style={"height": f"{hl.CATEGORY_PX}px"},
                             className="hotline-categories",
                             config={"displayModeBar": False},
                         ),
@@ -300,7 +304,11 @@ def refresh(_n: int | None, drawn: dict[str, str] | None) -> tuple:
     cells = hl.hot_cells(spots)
     pairs = hl.category_pairs(categories)
     hot_map, now_drawn = hl.hot_map_update(cells, drawn, tile_url=ctx.settings.tile_url)
-    bars = ub.bar_patch(pairs) if drawn else ub.bar_figure(pairs, uirevision="hotline-categories", height=230)
+    bars = (
+        ub.bar_patch(pairs)
+        if drawn
+        else ub.bar_figure(pairs, uirevision="hotline-categories", height=hl.CATEGORY_PX)
+    )
     overdue_n = hl.overdue_tickets(flags)
     return (
         t("hotline.live", at=city_time(now, now)),

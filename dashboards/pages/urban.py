@@ -88,7 +88,9 @@ def layout(**_query: str) -> html.Div:
                         html.Div(
                             [
                                 dcc.Graph(
+                                    responsive=True,
                                     id="urban-map",
+                                    style={"height": f"{ub.MAP_HEIGHT_PX}px"},
                                     className="urban-map",
                                     config={"displayModeBar": False, "scrollZoom": True},
                                 ),
@@ -125,7 +127,11 @@ def layout(**_query: str) -> html.Div:
                         "urban-types-panel",
                         t("urban.types"),
                         dcc.Graph(
-                            id="urban-types", className="urban-types", config={"displayModeBar": False}
+                            responsive=True,
+                            id="urban-types",
+                            style={"height": f"{ub.BAR_HEIGHT_PX}px"},
+                            className="urban-types",
+                            config={"displayModeBar": False},
                         ),
                         age_id="urban-types-age",
                     ),
@@ -138,7 +144,7 @@ def layout(**_query: str) -> html.Div:
 def _legend() -> html.Div:
     """The map's key lives outside the map: the map draws no text (no glyph fetches)."""
     items: list[Any] = [html.Span(t("urban.legend.heat"), className="eco-legend-title")]
-    items.append(html.Span(className="urban-ramp"))
+    items += [html.Span(className="urban-step", style={"backgroundColor": c}) for c in ub.HEAT_COLOURS]
     items.append(html.Span(t("urban.legend.cases"), className="eco-legend-title"))
     for status in ("overdue", "due_soon", "ok", "stopped", "none"):
         items.append(

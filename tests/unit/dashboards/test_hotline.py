@@ -161,7 +161,7 @@ def test_the_hot_spot_map_is_drawn_once_then_patched() -> None:
         hl.hot_cells([HotSpot(cell, "511602", 6, "噪声扰民", *HOME)]), drawn, tile_url=None
     )
     assert isinstance(patch, Patch) and again == drawn
-    assert isinstance(hl.hot_map_update(hl.hot_cells([]), drawn, tile_url=None)[0], go.Figure)
+    assert [op["location"] for op in patch.to_plotly_json()["operations"]] == [["data", 0]]
 
 
 # ---- the queries the page reads -------------------------------------------------------------

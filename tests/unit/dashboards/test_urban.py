@@ -89,27 +89,40 @@ def test_heat_cells_keep_known_cells_with_events_in_a_stable_order() -> None:
     assert cells.ids == tuple(sorted([home_cell, yuechi_cell]))
     assert dict(zip(cells.ids, cells.counts, strict=True)) == {home_cell: 5, yuechi_cell: 3}
     assert cells.total == 8
-    # The signature names the set of cells, not their counts.
-    assert ub.heat_cells({home_cell: 1, yuechi_cell: 1}).signature == cells.signature
-    assert ub.heat_cells({home_cell: 1}).signature != cells.signature
+    # Classes: equal fifths of the largest count.
+    assert cells.classes == tuple(4 if g == home_cell else 2 for g in cells.ids)
+    assert [ub.heat_class(n, 10) for n in (1, 2, 3, 5, 8, 10, 0)] == [0, 0, 1, 2, 3, 4, 0]
+    assert ub.heat_class(1, 1) == 4
+    # A class's signature changes with the cells in it, not with their counts.
+    same = ub.heat_cells({yuechi_cell: 30, home_cell: 50})
+    assert same.signatures == cells.signatures
+    moved = ub.heat_cells({yuechi_cell: 1, home_cell: 5}).signatures
+    assert moved["class4"] == cells.signatures["class4"] and moved["class2"] != cells.signatures["class2"]
     geojson = ub.cells_geojson([*cells.ids, "not-a-cell"])
     assert [f["properties"]["grid_id"] for f in geojson["features"]] == list(cells.ids)
 
 
-def test_heat_patch_sends_counts_but_never_the_shapes() -> None:
+def test_cells_are_drawn_as_class_layers_with_a_point_each_for_hover() -> None:
     cell = locate_point(*HOME)[1]
     assert cell
     cells = ub.heat_cells({cell: 7}, {cell: "噪声扰民"})
+    layers = ub.heat_layers(cells)
+    assert [layer["color"] for layer in layers] == list(ub.HEAT_COLOURS)
+    assert [len(layer["source"]["features"]) for layer in layers] == [0, 0, 0, 0, 1]
     trace = ub.heat_trace(cells)
-    assert trace.geojson["features"][0]["id"] == cell and list(trace.z) == [7]
-    assert "噪声扰民" in trace.customdata[0] and "广安区" in trace.customdata[0]
-    ops = patch_ops(ub.heat_patch(cells))
-    assert {tuple(op["location"]) for op in ops} == {
-        ("data", 0, "z"),
-        ("data", 0, "zmax"),
-        ("data", 0, "customdata"),
-    }
-    assert all("geojson" not in op["location"] for op in ops)
+    assert list(trace.marker.color) == [ub.HEAT_COLOURS[4]]
+    assert (
+        "噪声扰民" in trace.customdata[0]
+        and "广安区" in trace.customdata[0]
+        and "7 起" in trace.customdata[0]
+    )
+    assert trace.lon[0] == pytest.approx(HOME[0], abs=0.01) and trace.lat[0] == pytest.approx(
+        HOME[1], abs=0.01
+    )
+    figure = ub.cell_map([trace], tile_url=None, uirevision="u", cells=cells)
+    # Cells under the district outlines, points over both; an offline style (no tile source).
+    assert [layer.type for layer in figure.layout.map.layers] == ["fill"] * 5 + ["line"]
+    assert figure.layout.map.style["sources"] == {} and "glyphs" not in figure.layout.map.style
 
 
 # ---- cases ----------------------------------------------------------------------------------
@@ -168,31 +181,26 @@ def test_the_cases_signature_ignores_the_passing_clock_until_a_status_changes() 
     assert ub.cases_signature(ub.case_rows([replace(c, state="dispatched")], NOW)) != first
 
 
-def test_map_update_sends_the_figure_once_then_patches() -> None:
+def test_map_update_sends_the_figure_once_then_only_what_changed() -> None:
     cell = locate_point(*HOME)[1]
-    assert cell
+    other = locate_point(*YUECHI)[1]
+    assert cell and other
     rows = ub.case_rows([case("A", "filed", close_due=NOW + timedelta(hours=5))], NOW)
     cells = ub.heat_cells({cell: 2})
     figure, drawn = ub.map_update(cells, rows, None, tile_url=None)
-    assert isinstance(figure, go.Figure)
-    assert figure.layout.uirevision == "urban-map"
-    assert figure.layout.map.style["sources"] == {}  # offline: no tile source
-    # Same cells, same cases: only the counts travel.
+    assert isinstance(figure, go.Figure) and figure.layout.uirevision == "urban-map"
+    assert [t.type for t in figure.data] == ["scattermap", "scattermap"]
+    # Same cells in the same classes, same cases: only the cell points travel.
     patch, again = ub.map_update(ub.heat_cells({cell: 9}), rows, drawn, tile_url=None)
     assert isinstance(patch, Patch) and again == drawn
-    ops = patch_ops(patch)
-    assert {op["location"][1] for op in ops} == {0}
-    assert next(op for op in ops if op["location"][-1] == "z")["params"]["value"] == [9]
-    # A new case: its trace is replaced too, the shapes still stay.
+    assert [op["location"] for op in patch_ops(patch)] == [["data", 0]]
+    # A new cell in class 1 and a new case: that class's shapes and the cases, nothing else.
     more = ub.case_rows([case("A", "filed", close_due=NOW + timedelta(hours=5)), case("B")], NOW)
-    patch, _ = ub.map_update(cells, more, drawn, tile_url=None)
-    assert ["data", 1] in [op["location"] for op in patch_ops(patch)]
-    # A new cell: the whole figure (the browser keeps zoom and pan by uirevision).
-    other = locate_point(*YUECHI)[1]
-    assert other
-    assert isinstance(
-        ub.map_update(ub.heat_cells({cell: 2, other: 1}), rows, drawn, tile_url=None)[0], go.Figure
-    )
+    patch, _ = ub.map_update(ub.heat_cells({cell: 10, other: 3}), more, drawn, tile_url=None)
+    locations = [op["location"] for op in patch_ops(patch)]
+    assert locations == [["data", 0], ["layout", "map", "layers", 1, "source"], ["data", 1]]
+    shapes = patch_ops(patch)[1]["params"]["value"]
+    assert [f["id"] for f in shapes["features"]] == [other]
 
 
 # ---- indicators -----------------------------------------------------------------------------
