@@ -40,7 +40,18 @@ def test_names_and_capacity_fit_the_kind() -> None:
             assert r.name.endswith(("医院", "保健院"))
         elif r.kind is ResourceKind.FIRE_STATION:
             assert r.name.endswith("消防救援站")
+        elif r.kind is ResourceKind.RESCUE_TEAM:
+            assert r.name.endswith("救援队") and r.resource_id.startswith("rescue-")
         else:
             assert r.name.endswith("应急避难场所")
     assert ResourceKind.HOSPITAL.capacity_unit == "beds"
     assert ResourceKind.SHELTER.label == "应急避难场所"
+    assert ResourceKind.RESCUE_TEAM.capacity_unit == "members"
+
+
+def test_every_kind_has_travel_assumptions() -> None:
+    """Each seeded kind has its own arrival-time assumption, not the catch-all one."""
+    from models.spatial import TRAVEL
+
+    assert {k.value for k in ResourceKind} <= set(TRAVEL)
+    assert ResourceKind.RESCUE_TEAM.label == TRAVEL["rescue_team"].label_zh

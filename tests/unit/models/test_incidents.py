@@ -41,7 +41,7 @@ S = IncidentState
 
 @pytest.fixture(scope="module")
 def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One migrated, seeded file per module (districts, grid cells, the 40 resources)."""
+    """One migrated, seeded file per module (districts, grid cells, the 46 resources)."""
     path = tmp_path_factory.mktemp("incidents") / "template.sqlite3"
     db.upgrade_database(f"sqlite:///{path}")
     engine = db.create_engine_for(f"sqlite:///{path}")
@@ -193,7 +193,7 @@ def check_nearest(conn: sa.Connection) -> None:
     """The nearest seeded resources of each kind, against brute force on the seed list."""
     incident = new_incident(conn)
     found = incidents.nearest_resources(conn, incident.incident_id, per_kind=3)
-    assert set(found) == {"fire_station", "hospital", "shelter"}
+    assert set(found) == {"fire_station", "hospital", "shelter", "rescue_team"}
     for kind, hits in found.items():
         brute = sorted(
             (spatial.great_circle_m(*SEAT, r.lon, r.lat), r.resource_id)
