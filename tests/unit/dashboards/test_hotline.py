@@ -161,6 +161,11 @@ def test_the_hot_spot_map_is_drawn_once_then_patched() -> None:
         hl.hot_cells([HotSpot(cell, "511602", 6, "噪声扰民", *HOME)]), drawn, tile_url=None
     )
     assert isinstance(patch, Patch) and again == drawn
+    ops = patch.to_plotly_json()["operations"]
+    assert [op["location"] for op in ops] == [["data", 0, "customdata"], ["data", 0, "marker", "color"]]
+    # Another top category in the cell: its hover words change, so the point trace is resent.
+    other = hl.hot_cells([HotSpot(cell, "511602", 6, "道路破损", *HOME)])
+    patch, _ = hl.hot_map_update(other, drawn, tile_url=None)
     assert [op["location"] for op in patch.to_plotly_json()["operations"]] == [["data", 0]]
 
 

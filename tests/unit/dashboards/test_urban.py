@@ -111,11 +111,8 @@ def test_cells_are_drawn_as_class_layers_with_a_point_each_for_hover() -> None:
     assert [len(layer["source"]["features"]) for layer in layers] == [0, 0, 0, 0, 1]
     trace = ub.heat_trace(cells)
     assert list(trace.marker.color) == [ub.HEAT_COLOURS[4]]
-    assert (
-        "噪声扰民" in trace.customdata[0]
-        and "广安区" in trace.customdata[0]
-        and "7 起" in trace.customdata[0]
-    )
+    assert "噪声扰民" in trace.text[0] and "广安区" in trace.text[0] and list(trace.customdata) == [7]
+    assert "%{customdata} 起" in trace.hovertemplate
     assert trace.lon[0] == pytest.approx(HOME[0], abs=0.01) and trace.lat[0] == pytest.approx(
         HOME[1], abs=0.01
     )
@@ -190,10 +187,12 @@ def test_map_update_sends_the_figure_once_then_only_what_changed() -> None:
     figure, drawn = ub.map_update(cells, rows, None, tile_url=None)
     assert isinstance(figure, go.Figure) and figure.layout.uirevision == "urban-map"
     assert [t.type for t in figure.data] == ["scattermap", "scattermap"]
-    # Same cells in the same classes, same cases: only the cell points travel.
+    # Same cells in the same classes, same cases: only the counts and colours travel.
     patch, again = ub.map_update(ub.heat_cells({cell: 9}), rows, drawn, tile_url=None)
     assert isinstance(patch, Patch) and again == drawn
-    assert [op["location"] for op in patch_ops(patch)] == [["data", 0]]
+    ops = patch_ops(patch)
+    assert [op["location"] for op in ops] == [["data", 0, "customdata"], ["data", 0, "marker", "color"]]
+    assert ops[0]["params"]["value"] == [9]
     # A new cell in class 1 and a new case: that class's shapes and the cases, nothing else.
     more = ub.case_rows([case("A", "filed", close_due=NOW + timedelta(hours=5)), case("B")], NOW)
     patch, _ = ub.map_update(ub.heat_cells({cell: 10, other: 3}), more, drawn, tile_url=None)
