@@ -369,9 +369,8 @@ WALL_ROTATE_MAX_S = 3600
 def _wall_rotate(raw: str | None) -> timedelta:
     value = _seconds("CITYOPS_WALL_ROTATE_S", raw, 20)
     if not WALL_ROTATE_MIN_S <= value.total_seconds() <= WALL_ROTATE_MAX_S:
-        raise ConfigError(
-            "CITYOPS_WALL_ROTATE_S", f"must be between {WALL_ROTATE_MIN_S} and {WALL_ROTATE_MAX_S} seconds", raw
-        )
+        limits = f"must be between {WALL_ROTATE_MIN_S} and {WALL_ROTATE_MAX_S} seconds"
+        raise ConfigError("CITYOPS_WALL_ROTATE_S", limits, raw)
     return value
 
 
