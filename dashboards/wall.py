@@ -304,3 +304,10 @@ def build_panels(data: WallData) -> list[tuple[WallPanel, Any]]:
             body = html.Div(t("wall.panel_failed", reason=type(exc).__name__), className="wall-stale")
         out.append((panel, body))
     return out
+
+
+# /emergency's richer focus panel (open incidents by response level above these alert
+# figures) replaces the default; imported last, as it builds on the pieces above.
+from dashboards.emergency import wall_panel as _emergency_wall_panel  # noqa: E402
+
+register_panel(WallPanel("emergency", "wall.panel.emergency", _emergency_wall_panel))

@@ -28,7 +28,12 @@ incident per alert — per correlation episode — is enforced by a unique index
 ``incidents.source_alert_id``, so two workers seeing the same alert open one incident.
 
 Functions for the emergency page: :func:`open_incidents`, :func:`incident_view`,
-:func:`affected_area`, :func:`nearest_resources`, :func:`latest_warning`.
+:func:`affected_area`, :func:`nearest_resources`, :func:`latest_warning`,
+:func:`all_resources`, :func:`incidents_of_alerts`.
+
+Open pages learn of a change from :func:`announce`, which the caller runs after its
+transaction commits (a note of kind ``incident`` on the live updates channel), as alert
+changes reach Redis after theirs.
 """
 
 from __future__ import annotations
@@ -36,12 +41,13 @@ from __future__ import annotations
 import contextlib
 import enum
 import functools
+import logging
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime, timedelta
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
 from shapely.geometry import Point
@@ -73,6 +79,11 @@ from models.schema import (
 )
 from models.schema import Case as CaseRow
 from models.spatial import Area, ResourceHit
+
+if TYPE_CHECKING:
+    from models.live import LiveStore
+
+log = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------------------------
 # States, levels, types
@@ -695,6 +706,117 @@ def open_incidents(
     query = query.order_by(rank, c.reported_at, c.incident_id).limit(limit)
     with spatial.connection(bind) as conn:
         return [IncidentView.from_row(r) for r in conn.execute(query).mappings()]
+
+
+def incidents_of_alerts(bind: spatial.Bind, alert_ids: Iterable[int]) -> dict[int, str]:
+    """Alert id → the incident opened from it or linked to it, for the alerts that have one."""
+    ids = sorted({int(a) for a in alert_ids})
+    if not ids:
+        return {}
+    with spatial.connection(bind) as conn:
+        found = {
+            int(r.source_alert_id): r.incident_id
+            for r in conn.execute(
+                sa.select(_INCIDENTS.c.source_alert_id, _INCIDENTS.c.incident_id).where(
+                    _INCIDENTS.c.source_alert_id.in_(ids)
+                )
+            )
+        }
+        linked = conn.execute(
+            sa.select(_LINKS.c.ref_id, _LINKS.c.incident_id).where(
+                _LINKS.c.kind == IncidentLinkKind.ALERT.value, _LINKS.c.ref_id.in_([str(i) for i in ids])
+            )
+        )
+        for ref_id, incident_id in linked:
+            found.setdefault(int(ref_id), incident_id)
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceView:
+    """A resource as the emergency page draws it."""
+
+    resource_id: str
+    kind: str
+    name: str
+    district_code: str | None
+    lon: float
+    lat: float
+    capacity: int | None
+    phone: str | None
+
+
+def all_resources(bind: spatial.Bind, kinds: Sequence[str] | None = None) -> list[ResourceView]:
+    """Every resource (of ``kinds``, if given), by kind and id: a few hundred at most."""
+    r = Resource.__table__.c
+    query = sa.select(r.resource_id, r.kind, r.name, r.district_code, r.lon, r.lat, r.capacity, r.phone)
+    if kinds is not None:
+        query = query.where(r.kind.in_(list(kinds)))
+    with spatial.connection(bind) as conn:
+        return [ResourceView(*row) for row in conn.execute(query.order_by(r.kind, r.resource_id))]
+
+
+# --------------------------------------------------------------------------------------------
+# Telling open pages
+
+
+def change_note(change: IncidentChange | DispatchView) -> dict[str, Any]:
+    """What open pages are told of a change: which incident, what happened, its state now."""
+    if isinstance(change, DispatchView):
+        return {
+            "id": change.incident_id,
+            "action": f"resource_{change.status}",
+            "dispatch_id": change.id,
+            "resource_id": change.resource_id,
+            "status": change.status,
+            "version": change.version,
+        }
+    incident = change.incident
+    return {
+        "id": incident.incident_id,
+        "action": change.action,
+        "state": incident.state,
+        "from_state": change.from_state or "",
+        "level": incident.level or "",
+        "version": incident.version,
+        "actor": change.actor,
+        "at": change.at.isoformat(),
+        "district_code": incident.district_code or "",
+    }
+
+
+def announce(live: LiveStore | None, *changes: IncidentChange | DispatchView | IncidentView) -> int:
+    """Publish a note (kind ``incident``) per change on the live updates channel, so every
+    open page refreshes at once; call after the transaction that made them committed.
+
+    A change that opened nothing new (the same alert again) is not news. Redis being away
+    loses only the notes (pages still refresh on their own), never the change: the failure
+    is logged and the count of notes sent is returned.
+    """
+    from models.live import publish_incident_note
+
+    if live is None:
+        return 0
+    sent = 0
+    for change in changes:
+        if isinstance(change, IncidentChange) and not change.created:
+            continue
+        if isinstance(change, IncidentView):  # an area redrawn: set_area returns the view
+            note = {
+                "id": change.incident_id,
+                "action": "area",
+                "state": change.state,
+                "version": change.version,
+            }
+        else:
+            note = change_note(change)
+        try:
+            publish_incident_note(live, note)
+        except Exception as exc:  # the change is committed; only the push is lost
+            log.warning("incident %s: live note not sent (%s)", note["id"], exc)
+            continue
+        sent += 1
+    return sent
 
 
 # --------------------------------------------------------------------------------------------
@@ -2168,16 +2290,20 @@ __all__ = [
     "IncidentType",
     "IncidentView",
     "LinkView",
+    "ResourceView",
     "ResponseLevel",
     "TimelineEntry",
     "WarningDraft",
     "WarningDraftError",
     "action_label_zh",
     "affected_area",
+    "all_resources",
     "allowed_actions",
+    "announce",
     "area_of",
     "assess",
     "cap_polygon",
+    "change_note",
     "close",
     "de_escalate",
     "dismiss",
@@ -2190,6 +2316,7 @@ __all__ = [
     "incident_of_alert",
     "incident_type",
     "incident_view",
+    "incidents_of_alerts",
     "latest_warning",
     "link",
     "links",

@@ -598,3 +598,11 @@ def _encode(value: Any) -> str:
 
 def _parse_ts(value: str) -> datetime:
     return datetime.fromisoformat(value)
+
+
+def publish_incident_note(live: LiveStore, note: Mapping[str, Any]) -> None:
+    """Tell every open page that an incident changed: one note of kind ``incident`` on
+    ``cityops:updates`` (``models.incidents.announce`` builds it). Call after the
+    transaction that made the change has committed, as for alerts."""
+    payload = {**note, "kind": "incident"}
+    live.redis.publish(UPDATES_CHANNEL, json.dumps(payload, ensure_ascii=False, default=str))
