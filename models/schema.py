@@ -911,6 +911,34 @@ class User(Base):
     disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: A kiosk account (a wall screen) may open only this page, e.g. ``/wall``.
+    kiosk_path: Mapped[str | None] = mapped_column(String(128))
+
+
+class UserSession(Base):
+    """One sign-in: the signed cookie carries ``id``; ending it (logout, disable) makes a
+    replayed cookie worthless. Idle time is measured from ``last_seen_at``."""
+
+    __tablename__ = "user_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    address: Mapped[str | None] = mapped_column(String(64))
+
+
+class LoginThrottle(Base):
+    """Failed sign-ins per account (``user:<name>``) and per address (``addr:<ip>``)."""
+
+    __tablename__ = "login_throttle"
+
+    key: Mapped[str] = mapped_column(String(160), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    first_failure_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_failure_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class AuditLog(Base):
@@ -1045,6 +1073,8 @@ __all__ = [
     "TicketEvent",
     "UTCDateTime",
     "User",
+    "UserSession",
+    "LoginThrottle",
     "VideoEvent",
     "WarningColour",
     "dialect_of",
