@@ -60,6 +60,25 @@ VARIABLES: dict[str, str] = {
     "live state later than this after they were taken (seconds, default 60)",
     "CITYOPS_WALL_ROTATE_S": "seconds each panel (emergency, urban, ecology) stays in focus on the /wall "
     "kiosk before the next one (5 to 3600, default 20)",
+    "CITYOPS_ENV": "demo or production; production refuses to start without CITYOPS_SECRET_KEY and "
+    "creates no demo accounts (default: production when CITYOPS_DATABASE_URL is set, else demo)",
+    "CITYOPS_SESSION_IDLE_S": "a signed-in session ends after this many seconds without a request "
+    "(default 1800)",
+    "CITYOPS_SESSION_LIFETIME_S": "a session ends this many seconds after sign-in, however active "
+    "(default 43200 = 12 h)",
+    "CITYOPS_KIOSK_SESSION_LIFETIME_S": "lifetime of a kiosk account's session on a wall screen "
+    "(default 2592000 = 30 days)",
+    "CITYOPS_LOGIN_MAX_FAILURES": "failed sign-ins, per account and per address, before a lock (default 5)",
+    "CITYOPS_LOGIN_LOCK_S": "how long a lock lasts and the window failures are counted in "
+    "(seconds, default 900)",
+    "CITYOPS_MAX_REQUEST_BYTES": "largest request body the web tier accepts; larger ones get 413 "
+    "(default 4194304 = 4 MiB)",
+    "CITYOPS_METRICS_TOKEN": "bearer token /metrics requires (Authorization: Bearer …; never logged); "
+    "unset = /metrics is public",
+    "CITYOPS_OIDC_ISSUER": "the city's single sign-on (OpenID Connect issuer URL); unset = local "
+    "passwords only",
+    "CITYOPS_OIDC_CLIENT_ID": "this application's client id at the OIDC issuer",
+    "CITYOPS_OIDC_CLIENT_SECRET": "this application's client secret at the OIDC issuer (never logged)",
 }
 
 _MQTT_SCHEMES = {"mqtt", "mqtts", "tcp", "ssl"}
@@ -108,6 +127,15 @@ class ServiceURL:
 
 
 @dataclass(frozen=True, slots=True)
+class OidcSettings:
+    """The city's single sign-on: an OpenID Connect issuer and this application's client."""
+
+    issuer: str
+    client_id: str
+    client_secret: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """The validated configuration of one cityops process."""
 
@@ -135,6 +163,23 @@ class Settings:
     ready_max_ingest_lag: timedelta = timedelta(seconds=60)
     #: How long each /wall panel stays in focus.
     wall_rotate: timedelta = timedelta(seconds=20)
+    #: ``demo`` or ``production`` (see :func:`load_settings`); None = decided by the database URL.
+    env: str | None = None
+    session_idle: timedelta = timedelta(minutes=30)
+    session_lifetime: timedelta = timedelta(hours=12)
+    kiosk_session_lifetime: timedelta = timedelta(days=30)
+    login_max_failures: int = 5
+    login_lock: timedelta = timedelta(minutes=15)
+    max_request_bytes: int = 4 * 1024 * 1024
+    metrics_token: str | None = field(default=None, repr=False)
+    oidc: OidcSettings | None = None
+
+    @property
+    def production(self) -> bool:
+        """Production mode: said so, or a real database configured without saying ``demo``."""
+        if self.env is not None:
+            return self.env == "production"
+        return self.database_url is not None
 
     @property
     def embedded_mqtt(self) -> bool:
@@ -232,6 +277,21 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             "CITYOPS_READY_MAX_INGEST_LAG_S", get("CITYOPS_READY_MAX_INGEST_LAG_S"), 60
         ),
         wall_rotate=_wall_rotate(get("CITYOPS_WALL_ROTATE_S")),
+        env=_env(get("CITYOPS_ENV")),
+        session_idle=_seconds("CITYOPS_SESSION_IDLE_S", get("CITYOPS_SESSION_IDLE_S"), 1800),
+        session_lifetime=_seconds("CITYOPS_SESSION_LIFETIME_S", get("CITYOPS_SESSION_LIFETIME_S"), 43200),
+        kiosk_session_lifetime=_seconds(
+            "CITYOPS_KIOSK_SESSION_LIFETIME_S", get("CITYOPS_KIOSK_SESSION_LIFETIME_S"), 30 * 86400
+        ),
+        login_max_failures=_count("CITYOPS_LOGIN_MAX_FAILURES", get("CITYOPS_LOGIN_MAX_FAILURES"), 5),
+        login_lock=_seconds("CITYOPS_LOGIN_LOCK_S", get("CITYOPS_LOGIN_LOCK_S"), 900),
+        max_request_bytes=_count(
+            "CITYOPS_MAX_REQUEST_BYTES", get("CITYOPS_MAX_REQUEST_BYTES"), 4 * 1024 * 1024
+        ),
+        metrics_token=_token("CITYOPS_METRICS_TOKEN", get("CITYOPS_METRICS_TOKEN")),
+        oidc=_oidc(
+            get("CITYOPS_OIDC_ISSUER"), get("CITYOPS_OIDC_CLIENT_ID"), get("CITYOPS_OIDC_CLIENT_SECRET")
+        ),
     )
 
 
@@ -348,7 +408,8 @@ def _api_keys(raw: str | None) -> frozenset[str]:
     # The keys themselves never appear in the message: this value is a secret.
     if any(len(k) < 16 or not k.isprintable() or " " in k for k in keys):
         raise ConfigError(
-            "CITYOPS_OPEN311_API_KEYS", "must be comma-separated keys of at least 16 characters without spaces"
+            "CITYOPS_OPEN311_API_KEYS",
+            "must be comma-separated keys of at least 16 characters without spaces",
         )
     return frozenset(keys)
 
@@ -357,7 +418,9 @@ def _cap_sender(raw: str | None) -> str:
     if raw is None:
         return DEFAULT_CAP_SENDER
     if not _CAP_SENDER.match(raw):
-        raise ConfigError("CITYOPS_CAP_SENDER", "must be 1-128 characters without spaces, ',', '<' or '&'", raw)
+        raise ConfigError(
+            "CITYOPS_CAP_SENDER", "must be 1-128 characters without spaces, ',', '<' or '&'", raw
+        )
     return raw
 
 
@@ -372,6 +435,53 @@ def _wall_rotate(raw: str | None) -> timedelta:
         limits = f"must be between {WALL_ROTATE_MIN_S} and {WALL_ROTATE_MAX_S} seconds"
         raise ConfigError("CITYOPS_WALL_ROTATE_S", limits, raw)
     return value
+
+
+def _env(raw: str | None) -> str | None:
+    if raw is None:
+        return None
+    if raw.lower() not in {"demo", "production"}:
+        raise ConfigError("CITYOPS_ENV", "must be demo or production", raw)
+    return raw.lower()
+
+
+def _count(variable: str, raw: str | None, default: int) -> int:
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(variable, "must be a positive whole number", raw) from None
+    if value < 1:
+        raise ConfigError(variable, "must be a positive whole number", raw)
+    return value
+
+
+def _token(variable: str, raw: str | None) -> str | None:
+    # A secret: never echoed in the message.
+    if raw is not None and (len(raw) < 16 or not raw.isprintable() or " " in raw):
+        raise ConfigError(variable, "must be at least 16 characters without spaces")
+    return raw
+
+
+def _oidc(issuer: str | None, client_id: str | None, secret: str | None) -> OidcSettings | None:
+    if issuer is None and client_id is None and secret is None:
+        return None
+    if issuer is None or client_id is None or secret is None:
+        missing = [
+            name
+            for name, value in (
+                ("CITYOPS_OIDC_ISSUER", issuer),
+                ("CITYOPS_OIDC_CLIENT_ID", client_id),
+                ("CITYOPS_OIDC_CLIENT_SECRET", secret),
+            )
+            if value is None
+        ]
+        raise ConfigError(missing[0], "single sign-on needs the issuer, the client id and the client secret")
+    parts = _split("CITYOPS_OIDC_ISSUER", issuer, {"http", "https"})
+    if not parts.hostname:
+        raise ConfigError("CITYOPS_OIDC_ISSUER", "has no host", issuer)
+    return OidcSettings(issuer=issuer.rstrip("/"), client_id=client_id, client_secret=secret)
 
 
 def _worker_id(raw: str | None) -> str:
