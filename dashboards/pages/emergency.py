@@ -48,7 +48,7 @@ _PANELS = (
     "emergency-alerts-panel",
     "emergency-map-panel",
     "emergency-sensors-panel",
-    "emergency-panel",
+    "emergency-detail-panel",
 )
 _KPIS = ("open", "high", "critical", "over", "resources")
 RADIUS_OPTIONS = ("own", *(f"{r:g}" for r in em.RADII_M))
@@ -160,7 +160,7 @@ def layout(**_query: str) -> html.Div:
                         ],
                     ),
                     panel(
-                        "emergency-panel",
+                        "emergency-detail-panel",
                         t("emergency.panel"),
                         html.Div(
                             [
@@ -226,7 +226,7 @@ def layout(**_query: str) -> html.Div:
                                 ),
                             ]
                         ),
-                        age_id="emergency-panel-age",
+                        age_id="emergency-detail-age",
                         class_name="em-panel-col",
                     ),
                 ],
@@ -349,7 +349,7 @@ def refresh(
         *(a not in enabled for a in em.PANEL_ACTIONS),
         panel_data is None or panel_data.detail.incident.state == inc.IncidentState.CLOSED,
         *(
-            panel_class(f, "em-panel-col" if p == "emergency-panel" else "")
+            panel_class(f, "em-panel-col" if p == "emergency-detail-panel" else "")
             for p, f in zip(_PANELS, freshness, strict=True)
         ),
         *(age_span(f) for f in freshness),
