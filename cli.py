@@ -24,6 +24,11 @@ main = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema and reference data.", no_args_is_help=True)
 main.add_typer(db_app, name="db")
+users_app = typer.Typer(
+    help="Accounts: add, change a password, disable, list. Passwords are asked for, never arguments.",
+    no_args_is_help=True,
+)
+main.add_typer(users_app, name="users")
 
 
 def expected_errors() -> tuple[type[BaseException], ...]:
@@ -31,8 +36,9 @@ def expected_errors() -> tuple[type[BaseException], ...]:
     from models.config import ConfigError
     from models.db import DatabaseUnavailable
     from models.live import LiveStoreUnavailable
+    from models.users import AccountError
 
-    return (ConfigError, DatabaseUnavailable, LiveStoreUnavailable, MqttUnavailable)
+    return (ConfigError, DatabaseUnavailable, LiveStoreUnavailable, MqttUnavailable, AccountError)
 
 
 def run_guarded(action: Callable[[], T]) -> T:
@@ -205,6 +211,150 @@ def db_seed() -> None:
     settings = _settings()
     counts = run_guarded(lambda: seed_reference_data(create_engine_for(settings.effective_database_url)))
     print(", ".join(f"{k}: {v}" for k, v in counts.items()))
+
+
+def _user_engine():
+    """The configured database, migrated first when it is the embedded file (a first admin
+    is often the first thing done with a fresh checkout)."""
+    from models.db import check_database, create_engine_for, upgrade_database
+
+    settings = _settings()
+
+    def connect():
+        if settings.embedded_database:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            upgrade_database(settings.effective_database_url)
+        engine = create_engine_for(settings.effective_database_url)
+        check_database(engine)
+        return engine
+
+    return run_guarded(connect)
+
+
+def _read_password(from_stdin: bool, prompt: str = "Password") -> str:
+    # Never an argument: arguments land in shell history and in `ps` for every local user.
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt(prompt, hide_input=True, confirmation_prompt=True)
+    from models.users import check_password_rules
+
+    run_guarded(lambda: check_password_rules(password))
+    return password
+
+
+def _cli_actor() -> str:
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"[:64]
+    except (KeyError, OSError):  # no user name in a bare container
+        return "cli"
+
+
+@users_app.command("add")
+def users_add(
+    username: Annotated[str, typer.Argument(help="sign-in name: letters, digits, '.', '-', '_'")],
+    role: Annotated[str, typer.Option(help="viewer, leader, operator, duty_officer or admin")],
+    name: Annotated[str | None, typer.Option(help="display name, e.g. 张伟 (default: the user name)")] = None,
+    district: Annotated[
+        str | None, typer.Option(help="district code that scopes the account, e.g. 511623 for 邻水县")
+    ] = None,
+    kiosk: Annotated[
+        str | None, typer.Option(help="kiosk account (role viewer) bound to this page, e.g. /wall")
+    ] = None,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="read the password from stdin")
+    ] = False,
+) -> None:
+    """Create an account (the first administrator is created this way)."""
+    from models import users
+    from models.clock import utc_now
+
+    engine = _user_engine()
+    password = _read_password(password_stdin)
+
+    def add() -> users.Account:
+        with engine.begin() as conn:
+            return users.create_account(
+                conn,
+                username=username,
+                password=password,
+                role=role,
+                display_name=name,
+                district_code=district,
+                kiosk_path=kiosk,
+                by=_cli_actor(),
+                now=utc_now(),
+            )
+
+    account = run_guarded(add)
+    scope = f", district {account.district_code}" if account.district_code else ""
+    print(f"created {account.username} ({account.role.value}{scope})")
+
+
+@users_app.command("passwd")
+def users_passwd(
+    username: str,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="read the password from stdin")
+    ] = False,
+) -> None:
+    """Set a new password; every open session of the account ends."""
+    from models import users
+    from models.clock import utc_now
+
+    engine = _user_engine()
+    password = _read_password(password_stdin, "New password")
+
+    def change() -> None:
+        with engine.begin() as conn:
+            users.set_password(conn, username, password, by=_cli_actor(), now=utc_now())
+
+    run_guarded(change)
+    print(f"password of {username} changed")
+
+
+@users_app.command("disable")
+def users_disable(
+    username: str,
+    enable: Annotated[bool, typer.Option("--enable", help="enable the account again instead")] = False,
+) -> None:
+    """Disable an account (its sessions end at once), or enable it again."""
+    from models import users
+    from models.clock import utc_now
+
+    engine = _user_engine()
+
+    def change() -> None:
+        with engine.begin() as conn:
+            users.update_account(conn, username, disabled=not enable, by=_cli_actor(), now=utc_now())
+
+    run_guarded(change)
+    print(f"{username} {'enabled' if enable else 'disabled'}")
+
+
+@users_app.command("list")
+def users_list() -> None:
+    """Every account: name, role, district, state, last sign-in (never a password or hash)."""
+    from models import users
+    from models.clock import utc_now
+
+    engine = _user_engine()
+    with engine.connect() as conn:
+        accounts = users.list_accounts(conn)
+        locks = {
+            s.key
+            for s in users.locked_keys(conn, [f"user:{a.username.lower()}" for a in accounts], utc_now())
+        }
+    print(f"{'username':<20} {'role':<13} {'district':<9} {'state':<9} {'kiosk':<8} last sign-in")
+    for a in accounts:
+        state = (
+            "disabled" if a.disabled else ("locked" if f"user:{a.username.lower()}" in locks else "enabled")
+        )
+        last = a.last_login_at.isoformat(timespec="seconds") if a.last_login_at else "-"
+        district, kiosk = a.district_code or "-", a.kiosk_path or "-"
+        print(f"{a.username:<20} {a.role.value:<13} {district:<9} {state:<9} {kiosk:<8} {last}")
 
 
 if __name__ == "__main__":
