@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 from dash import Patch
 
 from dashboards.console import city_time, district_name
+from dashboards.i18n import t
 from dashboards.urban import HeatCells, heat_cells, heat_map_update
 from models.catalog import HOTLINE_CHANNELS
 from models.clock import CITY_TZ
@@ -185,12 +186,12 @@ def repeat_clusters(links: Iterable[RepeatLink], limit: int = REPEAT_CLUSTERS) -
 
 
 def category_pairs(volumes: Mapping[str, int], limit: int = 10) -> list[tuple[str, int]]:
-    """The ``limit`` biggest categories, the rest summed as 其他 so the total stays right."""
+    """The ``limit`` biggest categories, the rest summed as one (其他) so the total stays right."""
     ordered = sorted(volumes.items(), key=lambda kv: (-kv[1], kv[0]))
     pairs = [(k, n) for k, n in ordered[:limit] if n > 0]
     rest = sum(n for _, n in ordered[limit:])
     if rest:
-        pairs.append(("其他", rest))
+        pairs.append((t("hotline.other_categories"), rest))
     return pairs
 
 

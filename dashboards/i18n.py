@@ -526,6 +526,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "en": "Brighter cells have more orders; hover for the cell and its top category",
     },
     "hotline.categories": {"zh": "今日诉求类别", "en": "Categories today"},
+    "hotline.other_categories": {"zh": "其他", "en": "Other"},
     "hotline.rates": {"zh": "办理质效（近30日）", "en": "Performance (last 30 days)"},
     "hotline.rate.accept": {"zh": "按时签收率", "en": "Accepted on time"},
     "hotline.rate.close": {"zh": "按时办结率", "en": "Closed on time"},
