@@ -1043,7 +1043,8 @@ def timeline_label(entry: inc.TimelineEntry) -> str:
     label = t(key) if _known(key) else entry.label_zh
     payload = entry.payload or {}
     if entry.action == "link" and payload.get("kind"):
-        return f"{label} {t('emergency.link.' + str(payload['kind']))} {payload.get('ref_id', '')}"
+        kind = payload["kind"]
+        return f"{label} {t(f'emergency.link.{kind}')} {payload.get('ref_id', '')}"
     return label
 
 
