@@ -12,7 +12,7 @@
   "use strict";
   var STREAM = "/api/live/updates";
   var REOPEN_MS = 3000;
-  var live = { source: null, connected: null };
+  var live = { source: null, connected: null, lastNote: null };
 
   function put(id, data) {
     var dc = window.dash_clientside;
@@ -47,6 +47,7 @@
         return;
       }
       note.received_ms = Date.now();
+      live.lastNote = note;
       health(true);
       put("live-updates", note);
     };
@@ -59,13 +60,70 @@
     };
   }
 
-  window.cityopsLive = {
-    /* Called once by the shell's clientside callback when the layout is ready. */
+  /* A page's trigger store: changes when a kind it shows changed, at most once per
+   * min_ms. A change inside the interval is kept and delivered at its end, so the last
+   * change is never lost, only postponed. */
+  var latest = {}; /* trigger id -> its current data */
+  var timers = {}; /* trigger id -> pending timer */
+
+  function fresh(note, trigger) {
+    var versions = (note && note.versions) || {};
+    var seen = trigger.seen || {};
+    var next = {};
+    var changed = false;
+    (trigger.kinds || []).forEach(function (kind) {
+      var v = versions[kind] || 0;
+      next[kind] = Math.max(v, seen[kind] || 0);
+      if (v > (seen[kind] || 0)) {
+        changed = true;
+      }
+    });
+    return changed ? next : null;
+  }
+
+  function fire(trigger, seen) {
+    var out = Object.assign({}, trigger, { seen: seen, at: Date.now(), n: (trigger.n || 0) + 1 });
+    latest[trigger.id] = out;
+    return out;
+  }
+
+  function filter(note, trigger) {
+    var noUpdate = window.dash_clientside.no_update;
+    if (!note || !trigger || !trigger.id) {
+      return noUpdate;
+    }
+    /* The page may have been left and opened again: its store starts afresh. */
+    var current = latest[trigger.id] && latest[trigger.id].n >= (trigger.n || 0) ? latest[trigger.id] : trigger;
+    var seen = fresh(note, current);
+    if (!seen) {
+      return noUpdate;
+    }
+    var wait = (current.at || 0) + (current.min_ms || 0) - Date.now();
+    if (wait <= 0) {
+      return fire(current, seen);
+    }
+    if (!timers[trigger.id]) {
+      timers[trigger.id] = window.setTimeout(function () {
+        delete timers[trigger.id];
+        var again = fresh(live.lastNote, latest[trigger.id] || current);
+        if (again) {
+          put(trigger.id, fire(latest[trigger.id] || current, again));
+        }
+      }, wait);
+    }
+    return noUpdate;
+  }
+
+  window.cityopsLive = { state: live };
+  window.dash_clientside = window.dash_clientside || {};
+  window.dash_clientside.cityops_live = {
+    /* Called once by the shell when the layout is ready: open the stream. */
     start: function () {
       if (!live.source) {
         open();
       }
       return window.dash_clientside.no_update;
     },
+    filter: filter,
   };
 })();

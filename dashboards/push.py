@@ -23,11 +23,12 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import flask
 import redis
+from dash import ClientsideFunction, Input, Output, State, clientside_callback, dcc
 
 from models.live import UPDATES_CHANNEL
 
@@ -47,6 +48,15 @@ KEEPALIVE_S = 15.0
 STREAM_LIFETIME_S = 300.0
 #: The browser waits this long before reconnecting a closed stream.
 RETRY_MS = 2000
+#: A page refreshes at most this often on pushes (the browser keeps the last change for
+#: the end of the interval, so nothing is dropped): 1 s keeps publish-to-screen under 2 s
+#: with room for the callback, and bounds a busy feed's cost to one refresh a second.
+PAGE_MIN_INTERVAL_MS = 1000
+#: The kinds of note the pipeline and the lifecycles publish (``models.live``).
+KINDS = ("observations", "video", "tickets", "alert", "incident")
+#: Ids of the shell's stores that ``assets/live.js`` writes into.
+UPDATES_STORE = "live-updates"
+CONNECTION_STORE = "live-connection"
 #: Backoff while Redis is unreachable.
 RECONNECT_MIN_S = 0.5
 RECONNECT_MAX_S = 10.0
@@ -243,3 +253,60 @@ def register(server: flask.Flask, hub: UpdateHub) -> None:
                 "X-Accel-Buffering": "no",
             },
         )
+
+
+class LiveTrigger:
+    """A page's refresh signal from the push stream: a store that changes when one of the
+    page's ``kinds`` of data changed, at most once per ``min_interval_ms``.
+
+    Create it at import time (it registers a browser-side filter) and put
+    :meth:`store` in the page layout; the page's refresh callback takes :attr:`input`.
+    The filter runs in the browser, so a page that does not show video events never
+    calls the server because of one.
+    """
+
+    def __init__(
+        self, component_id: str, kinds: Sequence[str], *, min_interval_ms: int = PAGE_MIN_INTERVAL_MS
+    ) -> None:
+        unknown = set(kinds) - set(KINDS)
+        if unknown:
+            raise ValueError(f"unknown live data kinds {sorted(unknown)}; known: {KINDS}")
+        self.component_id = component_id
+        self.kinds = tuple(kinds)
+        self.min_interval_ms = min_interval_ms
+        clientside_callback(
+            ClientsideFunction("cityops_live", "filter"),
+            Output(component_id, "data"),
+            Input(UPDATES_STORE, "data"),
+            State(component_id, "data"),
+        )
+
+    @property
+    def input(self) -> Input:
+        return Input(self.component_id, "data")
+
+    def store(self) -> dcc.Store:
+        return dcc.Store(
+            id=self.component_id,
+            data={
+                "id": self.component_id,
+                "kinds": list(self.kinds),
+                "min_ms": self.min_interval_ms,
+                "seen": {},
+                "at": 0,
+                "n": 0,
+            },
+        )
+
+
+def shell_stores() -> list[dcc.Store]:
+    """The stores the shell carries for every page: the stream's notes and its health."""
+    return [dcc.Store(id=UPDATES_STORE), dcc.Store(id=CONNECTION_STORE)]
+
+
+# The browser opens the stream once the shell is on screen (assets/live.js).
+clientside_callback(
+    ClientsideFunction("cityops_live", "start"),
+    Output(CONNECTION_STORE, "data"),
+    Input(UPDATES_STORE, "id"),
+)

@@ -20,6 +20,7 @@ import dash
 import flask
 from dash import ClientsideFunction, Input, Output, State, clientside_callback, dcc, html
 
+from dashboards import push
 from dashboards.i18n import (
     BROWSER_LOCALE,
     HTML_LANG,
@@ -203,6 +204,8 @@ def layout() -> html.Div:
                 },
             ),
             dash.page_container,
+            # Server push: assets/live.js writes the stream's notes and health here.
+            *push.shell_stores(),
             dcc.Interval(id="shell-clock-tick", interval=1000),
             dcc.Store(
                 id="shell-locale",

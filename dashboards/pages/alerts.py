@@ -21,7 +21,7 @@ import dash
 import flask
 from dash import Input, Output, State, callback, clientside_callback, ctx, dcc, html
 
-from dashboards import console, context
+from dashboards import console, context, push
 from dashboards.i18n import LANGUAGES, t
 from geo.boundaries import DISTRICTS, city_bounds
 from models import alerts as alert_model
@@ -35,6 +35,9 @@ REFRESH_MS = 1500
 #: margin for a slow database, before the officer is told the connection is lost.
 STALE_AFTER_MS = 3 * REFRESH_MS + 2000
 QUEUE_LIMIT = 200
+#: A pushed alert change refreshes the queue at once (alert notes are few); the timer above
+#: keeps the SLA countdowns and the stale check going between changes.
+LIVE = push.LiveTrigger("console-push", kinds=("alert",), min_interval_ms=250)
 ALARM_SOUND = "/assets/alarm.wav"
 
 _minx, _miny, _maxx, _maxy = city_bounds()
@@ -107,6 +110,7 @@ def layout(**_query: str) -> html.Div:
         className="page console",
         children=[
             dcc.Interval(id="console-tick", interval=REFRESH_MS),
+            LIVE.store(),
             dcc.Interval(id="console-watch", interval=1000),
             # Per browser window: the officer's name lasts as long as the tab.
             dcc.Store(id="console-officer", storage_type="session"),
@@ -423,6 +427,7 @@ def _now() -> datetime:
     Output("console-version", "data"),
     Output("console-status", "children"),
     Input("console-tick", "n_intervals"),
+    LIVE.input,
     Input("console-filter-domain", "value"),
     Input("console-filter-severity", "value"),
     Input("console-filter-district", "value"),
@@ -432,6 +437,7 @@ def _now() -> datetime:
 )
 def refresh_queue(
     _n: int | None,
+    _live: dict | None,
     domain: str | None,
     severity: str | None,
     district: str | None,

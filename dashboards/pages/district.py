@@ -15,7 +15,7 @@ from typing import Any
 import dash
 from dash import Input, Output, Patch, State, callback, dcc, html
 
-from dashboards import context
+from dashboards import context, push
 from dashboards import district as drill
 from dashboards import ecology as eco
 from dashboards.i18n import current_language, t
@@ -35,7 +35,9 @@ from models.air_quality import hourly_means
 from models.clock import CITY_TZ
 from models.live import LiveAlert
 
-REFRESH_MS = 5000
+#: Pushes refresh the page as data changes; the timer keeps ages and stale marks moving.
+REFRESH_MS = 15_000
+LIVE = push.LiveTrigger("district-push", kinds=push.KINDS)
 #: Open alerts listed on the page (most severe first, like the console's queue).
 ALERT_LIST_LIMIT = 8
 #: AQI sparkline colour: the AQI's own colours belong to the badge, the line stays neutral.
@@ -80,6 +82,7 @@ def layout(code: str | None = None, **_query: str) -> html.Div:
         className="page district",
         children=[
             dcc.Interval(id="district-tick", interval=REFRESH_MS),
+            LIVE.store(),
             dcc.Store(id="district-code", data=d.code),
             # Set once the full map (with its grid cells) is on screen; refreshes then patch it.
             dcc.Store(id="district-map-drawn", data=False),
@@ -186,10 +189,11 @@ def _last_24_hours(now: datetime) -> list[datetime]:
     Output("district-status", "children"),
     Output("district-map-drawn", "data"),
     Input("district-tick", "n_intervals"),
+    LIVE.input,
     State("district-code", "data"),
     State("district-map-drawn", "data"),
 )
-def refresh(_n: int | None, code: str, map_drawn: bool | None) -> tuple:
+def refresh(_n: int | None, _live: dict | None, code: str, map_drawn: bool | None) -> tuple:
     ctx = context.current()
     now = datetime.now(UTC)
     try:

@@ -14,7 +14,7 @@ import dash
 import plotly.graph_objects as go
 from dash import Input, Output, callback, dcc, html
 
-from dashboards import context, theme
+from dashboards import context, push, theme
 from dashboards import district as drill
 from dashboards.i18n import t
 from dashboards.vitals import (
@@ -36,7 +36,10 @@ from models.standards import aqi
 from models.standards.aqi import AqiResult
 from models.tickets import DistrictTickets
 
-REFRESH_MS = 5000
+#: Pushes refresh the page as data changes; the timer keeps ages and stale marks moving
+#: when nothing arrives.
+REFRESH_MS = 15_000
+LIVE = push.LiveTrigger("overview-push", kinds=push.KINDS)
 MAP_HEIGHT_PX = 620
 _minx, _miny, _maxx, _maxy = city_bounds()
 CITY_CENTRE = {"lon": (_minx + _maxx) / 2, "lat": (_miny + _maxy) / 2}
@@ -129,6 +132,7 @@ def layout(**_query: str) -> html.Div:
         className="page overview",
         children=[
             dcc.Interval(id="overview-tick", interval=REFRESH_MS),
+            LIVE.store(),
             html.Div(id="overview-status", className="status-line"),
             html.Div(
                 className="kpi-row",
@@ -368,9 +372,10 @@ def district_table(snapshot: OverviewSnapshot) -> html.Table:
     Output("overview-status", "children"),
     Output("overview-vitals", "children"),
     Input("overview-tick", "n_intervals"),
+    LIVE.input,
     Input("overview-indicator", "value"),
 )
-def refresh(_n: int | None, indicator: str) -> tuple:
+def refresh(_n: int | None, _live: dict | None, indicator: str) -> tuple:
     ctx = context.current()
     try:
         inputs = read_inputs(ctx.live, ctx.engine)

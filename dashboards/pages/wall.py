@@ -21,7 +21,7 @@ from typing import Any
 import dash
 from dash import ALL, ClientsideFunction, Input, Output, State, callback, clientside_callback, dcc, html
 
-from dashboards import context, wall
+from dashboards import context, push, wall
 from dashboards import ecology as eco
 from dashboards.i18n import t
 from dashboards.pages.alerts import ALARM_SOUND
@@ -32,7 +32,9 @@ from models import cases as case_model
 from models.clock import CITY_TZ
 
 #: A wall refreshes more slowly than a console: nobody acts on it, and there may be many.
-REFRESH_MS = 5000
+#: Pushes refresh the wall as data changes; the timer keeps ages and stale marks moving.
+REFRESH_MS = 15_000
+LIVE = push.LiveTrigger("wall-push", kinds=push.KINDS)
 _TRUE = {"1", "true", "yes"}
 
 
@@ -43,6 +45,7 @@ def layout(mute: str | None = None, **_query: str) -> html.Div:
         className="wall",
         children=[
             dcc.Interval(id="wall-tick", interval=REFRESH_MS),
+            LIVE.store(),
             dcc.Interval(id="wall-rotate", interval=rotate_ms),
             dcc.Interval(id="wall-clock-tick", interval=1000),
             # Per screen, like the console's: muting one wall does not mute the next one.
@@ -169,8 +172,9 @@ def read_wall(now: datetime | None = None) -> wall.WallData:
     Output("wall-live", "data"),
     Output("wall-status", "children"),
     Input("wall-tick", "n_intervals"),
+    LIVE.input,
 )
-def refresh(_n: int | None) -> tuple:
+def refresh(_n: int | None, _live: dict | None) -> tuple:
     keys = [o["id"]["key"] for o in dash.ctx.outputs_list[1]]
     try:
         data = read_wall()

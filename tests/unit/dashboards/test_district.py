@@ -274,7 +274,7 @@ def test_district_refresh_fills_every_panel(page_context: context.PageContext) -
         "air-1",
         {"type": "air_quality", "name": "城南站", "lon": 106.63, "lat": 30.45, "district_code": "511602"},
     )
-    out = page.refresh(None, "511602", False)
+    out = page.refresh(None, None, "511602", False)
     assert len(out) == 11
     devices, figure, status, drawn = out[1], out[5], out[9], out[10]
     assert drawn is True
@@ -282,7 +282,7 @@ def test_district_refresh_fills_every_panel(page_context: context.PageContext) -
     assert list(figure.data[0].locations) == ["511602"]
     assert "暂不可用" not in str(status)
     # Once the map is on screen, a refresh patches it instead of resending the grid cells.
-    patched = page.refresh(1, "511602", True)[5]
+    patched = page.refresh(1, None, "511602", True)[5]
     assert type(patched).__name__ == "Patch"
 
 
