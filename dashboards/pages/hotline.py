@@ -14,7 +14,7 @@ from typing import Any
 import dash
 from dash import Input, Output, State, callback, dcc, html
 
-from dashboards import context
+from dashboards import context, push
 from dashboards import hotline as hl
 from dashboards import urban as ub
 from dashboards.console import city_time, duration_text
@@ -22,9 +22,11 @@ from dashboards.i18n import t
 from dashboards.pages.urban import age_span, panel, panel_class
 from models import tickets as ticket_model
 
-REFRESH_MS = 5000
-#: The one refresh trigger of this page; a server push replaces it for every page later.
-REFRESH = Input("hotline-tick", "n_intervals")
+#: Pushes refresh the page as orders arrive; the timer keeps ages and stale marks moving.
+REFRESH_MS = 15_000
+LIVE = push.LiveTrigger("hotline-push", kinds=("tickets",))
+#: The page's refresh triggers: the push and the timer.
+REFRESH = (Input("hotline-tick", "n_intervals"), LIVE.input)
 _PANELS = (
     "hotline-stream-panel",
     "hotline-map-panel",
@@ -51,6 +53,7 @@ def layout(**_query: str) -> html.Div:
         className="page hotline",
         children=[
             dcc.Interval(id="hotline-tick", interval=REFRESH_MS),
+            LIVE.store(),
             # What the charts in this browser show (signature of the hot cells).
             dcc.Store(id="hotline-drawn"),
             html.Div(id="hotline-status", className="status-line"),
@@ -275,10 +278,10 @@ def rates_panel(rates: ticket_model.OnTimeRates, satisfaction: ticket_model.Sati
     Output("hotline-repeats", "children"),
     *(Output(p, "className") for p in _PANELS),
     *(Output(f"{p.removesuffix('-panel')}-age", "children") for p in _PANELS),
-    REFRESH,
+    *REFRESH,
     State("hotline-drawn", "data"),
 )
-def refresh(_n: int | None, drawn: dict[str, str] | None) -> tuple:
+def refresh(_n: int | None, _live: dict | None, drawn: dict[str, str] | None) -> tuple:
     ctx = context.current()
     now = datetime.now(UTC)
     today = hl.day_start(now)

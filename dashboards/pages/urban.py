@@ -14,7 +14,7 @@ from typing import Any, Literal
 import dash
 from dash import Input, Output, State, callback, dcc, html
 
-from dashboards import context
+from dashboards import context, push
 from dashboards import urban as ub
 from dashboards.console import city_time
 from dashboards.ecology import Freshness
@@ -22,9 +22,11 @@ from dashboards.i18n import t
 from dashboards.pages.ecology import age_text
 from models import cases as case_model
 
-REFRESH_MS = 5000
-#: The one refresh trigger of this page; a server push replaces it for every page later.
-REFRESH = Input("urban-tick", "n_intervals")
+#: Pushes refresh the page as video events arrive; the timer keeps ages and stale marks moving.
+REFRESH_MS = 15_000
+LIVE = push.LiveTrigger("urban-push", kinds=("video",))
+#: The page's refresh triggers: the push and the timer.
+REFRESH = (Input("urban-tick", "n_intervals"), LIVE.input)
 INDICATOR_BY = ("district", "department")
 _PANELS = ("urban-map-panel", "urban-cases-panel", "urban-ind-panel", "urban-types-panel")
 
@@ -66,6 +68,7 @@ def layout(**_query: str) -> html.Div:
         className="page urban",
         children=[
             dcc.Interval(id="urban-tick", interval=REFRESH_MS),
+            LIVE.store(),
             # What the map in this browser shows (signatures of its cells and cases).
             dcc.Store(id="urban-map-drawn"),
             html.Div(id="urban-status", className="status-line"),
@@ -237,11 +240,11 @@ def indicator_table(rows: list[ub.IndicatorRow], by: str) -> html.Table:
     Output("urban-types", "figure"),
     *(Output(p, "className") for p in _PANELS),
     *(Output(f"{p.removesuffix('-panel')}-age", "children") for p in _PANELS),
-    REFRESH,
+    *REFRESH,
     Input("urban-ind-by", "value"),
     State("urban-map-drawn", "data"),
 )
-def refresh(_n: int | None, by_value: str | None, drawn: dict[str, str] | None) -> tuple:
+def refresh(_n: int | None, _live: dict | None, by_value: str | None, drawn: dict[str, str] | None) -> tuple:
     ctx = context.current()
     now = datetime.now(UTC)
     by: Literal["district", "department"] = "department" if by_value == "department" else "district"
