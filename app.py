@@ -56,6 +56,10 @@ def create_app(settings: Settings, *, live: LiveStore | None = None, engine: sa.
     from dashboards.api import register_api
 
     register_api(app.server, context.current())  # CAP, Open311, /healthz, /readyz, /metrics
+    from dashboards import auth
+
+    # Sign-in, the gate in front of every page and API, CSRF, security headers (docs/security.md).
+    auth.install(app, settings, engine)
     return app
 
 
@@ -105,6 +109,8 @@ def run_demo(
         upgrade_database(settings.effective_database_url)
         counts = seed_reference_data(engine)
         log.info("reference data: %s", counts)
+        if not settings.production:
+            write_demo_accounts(settings, engine)
         live = LiveStore(connect_redis(settings))
         check_redis(live.redis)
 
@@ -135,6 +141,34 @@ def run_demo(
         stop.set()
         if broker is not None:
             broker.stop()
+
+
+#: Where the demo leaves its accounts for the people (and browser tests) trying it.
+DEMO_ACCOUNTS_FILE = "demo-accounts.json"
+
+
+def write_demo_accounts(settings: Settings, engine: sa.Engine) -> Path:
+    """One account per role with a random password: printed once, and written to
+    ``<data dir>/demo-accounts.json`` readable by this user only. Never in production."""
+    import json
+    import os
+
+    from models.clock import utc_now
+    from models.users import ensure_demo_accounts
+
+    with engine.begin() as conn:
+        accounts = ensure_demo_accounts(conn, now=utc_now())
+    path = settings.data_dir / DEMO_ACCOUNTS_FILE
+    path.unlink(missing_ok=True)
+    # Created 0600 from the start: the passwords are never readable by others, even briefly.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(accounts, handle, ensure_ascii=False, indent=2)
+    lines = [f"  {role:<13} {a['username']:<18} {a['password']}" for role, a in accounts.items()]
+    # Printed, not logged: log files are kept and shipped; this is shown once, to whoever started it.
+    print(f"cityops demo accounts (new passwords at every start; also in {path}):", *lines, sep="\n")
+    sys.stdout.flush()
+    return path
 
 
 def __getattr__(name: str) -> Any:

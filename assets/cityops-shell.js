@@ -41,6 +41,14 @@
     return pending.then(
       function (response) {
         mark(response.status === 502 || response.status === 503 || response.status === 504);
+        if (response.status === 401 && !state.leaving) {
+          // The session ended (idle, lifetime, logout elsewhere): back to the sign-in page,
+          // which returns here afterwards.
+          state.leaving = true;
+          window.location.assign(
+            "/login?next=" + encodeURIComponent(window.location.pathname + window.location.search)
+          );
+        }
         return response;
       },
       function (error) {

@@ -140,11 +140,22 @@ def nav_entries(registry: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, st
     language. Pages with a path template (``/districts/<code>``) are reached from maps."""
     entries = []
     for page in sorted(registry.values(), key=lambda p: (p.get("order") is None, p.get("order") or 0)):
-        if page.get("path_template") or page.get("nav") is False:
+        if page.get("path_template") or page.get("nav") is False or not _may_open(page):
             continue
         key = page.get("nav_key")
         entries.append((t(key) if key else str(page["name"]), str(page["relative_path"])))
     return entries
+
+
+def _may_open(page: Mapping[str, Any]) -> bool:
+    """A page registered with a ``permission`` is listed only for those who hold it."""
+    from dashboards import auth
+
+    permission = page.get("permission")
+    if not permission:
+        return True
+    account = auth.current_user()
+    return account is not None and account.can(permission)
 
 
 # ---- kiosk ------------------------------------------------------------------------------------
@@ -190,6 +201,7 @@ def layout() -> html.Div:
                         lang=HTML_LANG[other_language(lang)],
                     ),
                     html.Div(id="shell-clock", className="shell-clock"),
+                    user_badge(),
                 ],
             ),
             # Shown by assets/cityops-shell.js while the server cannot be reached.
@@ -219,6 +231,35 @@ def layout() -> html.Div:
                 },
             ),
             dcc.Store(id="shell-chrome"),
+        ],
+    )
+
+
+def user_badge() -> html.Div:
+    """Who is signed in, and the sign-out button (a POST with the CSRF token: a link
+    could be triggered by another site)."""
+    from dashboards import auth
+
+    account = auth.current_user()
+    if account is None:
+        return html.Div(id="shell-user")
+    return html.Div(
+        id="shell-user",
+        className="shell-user",
+        children=[
+            html.Span(
+                t("auth.signed_in_as", name=account.display_name, role=auth.role_label(account.role.value)),
+                id="shell-user-name",
+            ),
+            html.Form(
+                action=auth.LOGOUT_PATH,
+                method="POST",
+                className="shell-logout",
+                children=[
+                    dcc.Input(type="hidden", name=auth.CSRF_FIELD, value=auth.csrf_token()),
+                    html.Button(t("auth.logout"), id="shell-logout", type="submit"),
+                ],
+            ),
         ],
     )
 

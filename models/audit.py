@@ -113,4 +113,31 @@ def entries(
     return [AuditEntry(**row._mapping) for row in conn.execute(query)]
 
 
-__all__ = ["AuditEntry", "entries", "jsonable", "record"]
+def search(
+    conn: Connection,
+    *,
+    actor: str | None = None,
+    action_prefix: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 200,
+) -> list[AuditEntry]:
+    """Entries by who (exact), what (action prefix, e.g. ``auth.``) and when, newest first.
+
+    Parameters are bound, never spliced: ``%`` and ``_`` in a prefix match themselves.
+    """
+    table = AuditLog.__table__
+    query = sa.select(table)
+    if actor:
+        query = query.where(table.c.actor == actor)
+    if action_prefix:
+        query = query.where(table.c.action.startswith(action_prefix, autoescape=True))
+    if since is not None:
+        query = query.where(table.c.ts >= since)
+    if until is not None:
+        query = query.where(table.c.ts < until)
+    query = query.order_by(table.c.ts.desc(), table.c.id.desc()).limit(limit)
+    return [AuditEntry(**row._mapping) for row in conn.execute(query)]
+
+
+__all__ = ["AuditEntry", "entries", "jsonable", "record", "search"]

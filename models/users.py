@@ -705,7 +705,7 @@ def ensure_demo_accounts(conn: Connection, *, now: datetime) -> dict[str, dict[s
                 username=username,
                 password=password,
                 role=role,
-                display_name=f"演示{ROLE_LABELS_ZH[role]}",
+                display_name=username,
                 by="demo",
                 now=now,
             )

@@ -1,5 +1,6 @@
 """The pages; importing this package registers each with Dash (after the app exists)."""
 
+import dashboards.pages.admin
 import dashboards.pages.alerts
 import dashboards.pages.ecology as ecology_page  # noqa: F401
 import dashboards.pages.emergency

@@ -18,15 +18,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import dash
-import flask
 from dash import Input, Output, State, callback, clientside_callback, ctx, dcc, html
 
-from dashboards import console, context, push
+from dashboards import auth, console, context, push
 from dashboards.i18n import LANGUAGES, t
 from geo.boundaries import DISTRICTS, city_bounds
 from models import alerts as alert_model
 from models.lifecycle import Actor
-from models.schema import Role
+from models.users import Permission
 
 log = logging.getLogger(__name__)
 
@@ -48,26 +47,23 @@ CITY_CENTRE = {"lon": (_minx + _maxx) / 2, "lat": (_miny + _maxy) / 2}
 # Identity
 
 
-def current_actor(officer_name: str | None) -> Actor | None:
-    """Who is acting from this browser, or None before a name was given.
+def current_actor(_typed_name: str | None = None) -> Actor | None:
+    """Who is acting from this browser: the signed-in user, with their role (None: anonymous).
 
-    Sign-in and roles arrive with the security change; until then the console trusts the
-    name the officer typed into this window (kept in the browser session). This is the one
-    place that decides identity: the security change replaces its body with the signed-in
-    user (and role) and nothing else in the page needs to change.
+    A name typed into a page is ignored: it decided identity before sign-in existed, and a
+    page that still passes one gets the signed-in user all the same.
     """
-    name = console.clean_officer_name(officer_name)
-    if name is None:
-        return None
-    return Actor(username=name, role=Role.DUTY_OFFICER.value, display_name=name)
+    return auth.current_actor()
 
 
 def current_address() -> str | None:
     """The client's address for the audit trail (behind a proxy, its ProxyFix decides)."""
-    try:
-        return flask.request.remote_addr
-    except RuntimeError:  # outside a request (tests calling callbacks directly)
-        return None
+    return auth.client_address()
+
+
+def _refused(message: str) -> tuple[str, str, Any, Any]:
+    """The action callback's outputs when the check before it fails: nothing changed."""
+    return message, "console-feedback refused", dash.no_update, dash.no_update
 
 
 # --------------------------------------------------------------------------------------------
@@ -112,8 +108,6 @@ def layout(**_query: str) -> html.Div:
             dcc.Interval(id="console-tick", interval=REFRESH_MS),
             LIVE.store(),
             dcc.Interval(id="console-watch", interval=1000),
-            # Per browser window: the officer's name lasts as long as the tab.
-            dcc.Store(id="console-officer", storage_type="session"),
             # Per screen: muting the wall's console must not mute the one beside it.
             dcc.Store(id="console-mute", storage_type="local", data=False),
             dcc.Store(id="console-selected", storage_type="memory"),
@@ -123,22 +117,6 @@ def layout(**_query: str) -> html.Div:
             dcc.Store(id="console-init", storage_type="memory", data=1),
             dcc.Store(id="console-keys", storage_type="memory"),
             html.Audio(id="console-audio", src=ALARM_SOUND, loop=True, preload="auto"),
-            html.Div(
-                id="console-officer-prompt",
-                className="console-officer-prompt",
-                children=[
-                    html.Div(t("console.officer_prompt"), className="console-officer-text"),
-                    dcc.Input(
-                        id="console-officer-input",
-                        type="text",
-                        maxLength=console.OFFICER_NAME_MAX,
-                        placeholder=t("console.officer_placeholder"),
-                        debounce=False,
-                        autoComplete="off",
-                    ),
-                    html.Button(t("console.officer_submit"), id="console-officer-submit", n_clicks=0),
-                ],
-            ),
             html.Div(
                 className="console-top",
                 children=[
@@ -156,15 +134,16 @@ def layout(**_query: str) -> html.Div:
                     _filter(
                         "console-filter-district",
                         "console.filter.district",
-                        [{"label": d.name, "value": d.code} for d in DISTRICTS],
+                        [{"label": d.name, "value": d.code} for d in DISTRICTS if _in_scope(d.code)],
                     ),
                     _filter(
                         "console-filter-state",
                         "console.filter.state",
                         _options(console.QUEUE_STATES, console.state_label),
                     ),
-                    html.Div(id="console-officer-label", className="console-officer-label"),
-                    html.Button(t("console.officer_change"), id="console-officer-change", n_clicks=0),
+                    html.Div(
+                        _signed_in_label(), id="console-officer-label", className="console-officer-label"
+                    ),
                     html.Button(t("console.mute"), id="console-mute-toggle", n_clicks=0),
                 ],
             ),
@@ -244,6 +223,17 @@ def layout(**_query: str) -> html.Div:
             ),
         ],
     )
+
+
+def _in_scope(district_code: str | None) -> bool:
+    """A district-scoped account sees (and acts on) its own district only."""
+    account = auth.current_user()
+    return account is None or account.may_act_in(district_code)
+
+
+def _signed_in_label() -> str:
+    account = auth.current_user()
+    return "" if account is None else t("console.officer", name=account.display_name)
 
 
 def _tile_url() -> str | None:
@@ -454,6 +444,7 @@ def refresh_queue(
     except Exception as exc:  # Redis away: say so, keep the last queue on screen
         message = t("console.degraded", reason=type(exc).__name__)
         return dash.no_update, dash.no_update, dash.no_update, dash.no_update, message
+    alerts = [a for a in alerts if _in_scope(a.district_code)]
     shown = console.filter_alerts(alerts, console.Filters.of(domain, severity, district, state))
     rows = console.queue_rows(shown, now, audible)
     # The detail reloads from the database only when the selected alert changed.
@@ -492,6 +483,8 @@ def show_detail(selected: int | None, _version: str | None, _bump: int | None) -
         alert = alert_model.get_alert(conn, alert_id)
         if alert is None:
             return t("console.detail_missing", id=alert_id), dash.no_update, [], []
+        if not _in_scope(alert.district_code):
+            return t("auth.denied.district"), dash.no_update, [], []
         evidence = alert_model.alert_evidence(conn, alert_id)
         events = alert_model.alert_history(conn, alert_id)
     figure = console.location_figure(
@@ -519,17 +512,17 @@ def show_detail(selected: int | None, _version: str | None, _bump: int | None) -
     State("console-selected", "data"),
     State("console-comment", "value"),
     State("console-assignee", "value"),
-    State("console-officer", "data"),
     State("console-bump", "data"),
     prevent_initial_call=True,
 )
+@auth.acts(Permission.ALERT_ACT, refused=_refused)
 def act(*args: Any) -> tuple:
-    selected, comment, assignee, officer, bump = args[len(console.ACTIONS) :]
+    selected, comment, assignee, bump = args[len(console.ACTIONS) :]
     trigger = ctx.triggered_id
     if not isinstance(trigger, str) or not trigger.startswith("console-btn-"):
         raise dash.exceptions.PreventUpdate
     action = trigger.removeprefix("console-btn-")
-    return run_action(action, selected, comment, assignee, officer, bump)
+    return run_action(action, selected, comment, assignee, bump)
 
 
 def run_action(
@@ -537,18 +530,31 @@ def run_action(
     selected: int | None,
     comment: str | None,
     assignee: str | None,
-    officer: str | None,
     bump: int | None,
     *,
     now: datetime | None = None,
 ) -> tuple[str, str, Any, int]:
-    """The action callback's work, callable without a browser: feedback, class, comment, bump."""
-    actor = current_actor(officer)
+    """The action callback's work, callable without a browser: feedback, class, comment, bump.
+
+    Checked on the server before anything changes: the signed-in user's role, then the
+    alert's district against the user's scope. A refusal is audited and changes nothing.
+    """
+    actor = current_actor()
     if actor is None:
-        return t("console.action.no_officer"), "console-feedback refused", dash.no_update, bump or 0
+        return t("auth.denied.anonymous"), "console-feedback refused", dash.no_update, bump or 0
     if selected is None:
         return t("console.action.no_selection"), "console-feedback refused", dash.no_update, bump or 0
     ctx_ = context.current()
+    try:
+        with ctx_.engine.connect() as conn:
+            alert = alert_model.get_alert(conn, int(selected))
+        auth.require(
+            Permission.ALERT_ACT,
+            district_code=alert.district_code if alert is not None else None,
+            what=f"alert.{action}:{selected}",
+        )
+    except auth.PermissionDenied as exc:
+        return exc.message, "console-feedback refused", dash.no_update, bump or 0
     try:
         outcome = console.perform_action(
             ctx_.engine,
@@ -573,33 +579,6 @@ def run_action(
         # Keep the comment: the officer may want to act differently with the same note.
         return outcome.message, "console-feedback refused", dash.no_update, (bump or 0) + 1
     return outcome.message, "console-feedback ok", "", (bump or 0) + 1
-
-
-@callback(
-    Output("console-officer", "data"),
-    Input("console-officer-submit", "n_clicks"),
-    Input("console-officer-input", "n_submit"),
-    Input("console-officer-change", "n_clicks"),
-    State("console-officer-input", "value"),
-    prevent_initial_call=True,
-)
-def set_officer(_submit: int | None, _enter: int | None, _change: int | None, name: str | None) -> Any:
-    if ctx.triggered_id == "console-officer-change":
-        return None
-    cleaned = console.clean_officer_name(name)
-    return cleaned if cleaned is not None else dash.no_update
-
-
-@callback(
-    Output("console-officer-prompt", "style"),
-    Output("console-officer-label", "children"),
-    Input("console-officer", "data"),
-)
-def show_officer(officer: str | None) -> tuple[dict[str, str], str]:
-    actor = current_actor(officer)
-    if actor is None:
-        return {"display": "flex"}, ""
-    return {"display": "none"}, t("console.officer", name=actor.display_name or actor.username)
 
 
 # --------------------------------------------------------------------------------------------

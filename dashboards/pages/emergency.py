@@ -25,7 +25,7 @@ import dash
 import sqlalchemy as sa
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html
 
-from dashboards import context
+from dashboards import auth, context
 from dashboards import emergency as em
 from dashboards.console import COMMENT_MAX, OFFICER_NAME_MAX, city_time, clean_officer_name
 from dashboards.ecology import Freshness
@@ -34,6 +34,7 @@ from dashboards.pages.alerts import current_actor, current_address
 from dashboards.pages.urban import age_span, panel, panel_class
 from models import incidents as inc
 from models.schema import Device
+from models.users import Permission
 
 log = logging.getLogger(__name__)
 
@@ -409,6 +410,7 @@ def select(_clicks: list[int | None]) -> Any:
     State("emergency-bump", "data"),
     prevent_initial_call=True,
 )
+@auth.acts(Permission.INCIDENT_OPEN, refused=lambda message: _refused(message, dash.no_update))
 def act(*args: Any) -> tuple:
     selected, comment, level, radius, officer, bump = args[-6:]
     pressed = _pressed()
@@ -464,6 +466,10 @@ def run_action(
         )
     pc = context.current()
     try:
+        _check(pc.engine, request)
+    except auth.PermissionDenied as exc:
+        return _refused(exc.message, bump or 0)
+    try:
         outcome = em.perform(
             pc.engine, pc.live, request, actor=actor, address=current_address(), now=now or datetime.now(UTC)
         )
@@ -481,6 +487,34 @@ def run_action(
         return outcome.message, "console-feedback refused", dash.no_update, (bump or 0) + 1, dash.no_update
     show = outcome.incident_id if request.action == "open_from_alert" else dash.no_update
     return outcome.message, "console-feedback ok", "", (bump or 0) + 1, show
+
+
+def _refused(message: str, bump: Any) -> tuple:
+    return message, "console-feedback refused", dash.no_update, bump, dash.no_update
+
+
+#: Opening an incident is an operator's job; commanding one (respond, dispatch, close …)
+#: is the duty officer's (models.users.ROLE_PERMISSIONS).
+OPENING_ACTIONS = frozenset({"open_from_alert", "open"})
+
+
+def _check(engine: sa.Engine, request: em.ActionRequest) -> None:
+    """The signed-in user's role and district against the action, before anything changes."""
+    permission = (
+        Permission.INCIDENT_OPEN if request.action in OPENING_ACTIONS else Permission.INCIDENT_COMMAND
+    )
+    district: str | None = None
+    with engine.connect() as conn:
+        if request.alert_id is not None:
+            from models import alerts as alert_model
+
+            alert = alert_model.get_alert(conn, request.alert_id)
+            district = alert.district_code if alert is not None else None
+        elif request.incident_id is not None:
+            incident = inc.get_incident(conn, request.incident_id)
+            district = incident.district_code if incident is not None else None
+    what = f"incident.{request.action}:{request.incident_id or request.alert_id or ''}"
+    auth.require(permission, district_code=district, what=what)
 
 
 # ---- the officer ------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ polling, and the browser's own error log.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -16,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 import pytest
 
@@ -37,10 +39,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+#: base URL of each running demo → its var/demo-accounts.json (for :func:`sign_in`).
+_ACCOUNT_FILES: dict[str, Path] = {}
+
+
 @dataclass(frozen=True)
 class RunningSystem:
     base_url: str
     mqtt_url: str
+    accounts_file: Path | None = None
 
     def url(self, path: str) -> str:
         return self.base_url + path
@@ -67,7 +74,12 @@ def running_demo(
         process = subprocess.Popen(
             [sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
         )
-        system = RunningSystem(f"http://127.0.0.1:{port}", f"mqtt://127.0.0.1:{mqtt_port}")
+        system = RunningSystem(
+            f"http://127.0.0.1:{port}",
+            f"mqtt://127.0.0.1:{mqtt_port}",
+            data_dir / "var" / "demo-accounts.json",
+        )
+        _ACCOUNT_FILES[system.base_url] = system.accounts_file
         started = time.monotonic()
         try:
             while time.monotonic() - started < START_BUDGET_S:
@@ -84,6 +96,7 @@ def running_demo(
             print(f"demo served {path} after {time.monotonic() - started:.1f} s")
             yield system
         finally:
+            _ACCOUNT_FILES.pop(system.base_url, None)
             process.terminate()
             try:
                 process.wait(20)
@@ -148,3 +161,28 @@ def foreign_requests(driver: Any) -> list[str]:
     resources = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
     assert resources, "the page loaded its scripts"
     return [r for r in resources if not r.startswith(("http://127.0.0.1", "data:", "blob:"))]
+
+
+def demo_account(url: str, role: str) -> dict[str, str]:
+    """``{"username", "password"}`` of the running demo's account for ``role`` (the demo
+    writes them to var/demo-accounts.json at start-up)."""
+    parts = urlsplit(url)
+    path = _ACCOUNT_FILES[f"{parts.scheme}://{parts.netloc}"]
+    return json.loads(path.read_text(encoding="utf-8"))[role]
+
+
+def sign_in(driver: Any, url: str, role: str = "leader") -> dict[str, str]:
+    """Sign ``driver`` in to the demo serving ``url`` as its ``role`` account, through the
+    login form; it ends on ``url``. Returns the account."""
+    from selenium.webdriver.common.by import By
+
+    account = demo_account(url, role)
+    parts = urlsplit(url)
+    target = parts.path + (f"?{parts.query}" if parts.query else "") or "/"
+    driver.get(f"{parts.scheme}://{parts.netloc}/login?next={quote(target)}")
+    assert wait_until(lambda: driver.find_element(By.ID, "login-username").is_displayed(), 20)
+    driver.find_element(By.ID, "login-username").send_keys(account["username"])
+    driver.find_element(By.ID, "login-password").send_keys(account["password"])
+    driver.find_element(By.ID, "login-submit").click()
+    assert wait_until(lambda: "/login" not in driver.current_url, 20), driver.page_source[:500]
+    return account

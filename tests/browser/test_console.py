@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from tests.browser import support
 from tests.browser.support import SCREENSHOTS, chromium, running_demo, severe_errors, wait_until
 
 pytestmark = pytest.mark.browser
@@ -61,14 +62,14 @@ def publish_smoke(mqtt_url: str) -> None:
         client.stop()
 
 
-def sign_in(driver, url: str, name: str) -> None:
+def sign_in(driver, url: str, role: str) -> str:
+    """Signed in through the login form as the demo's ``role`` account; its user name."""
     from selenium.webdriver.common.by import By
 
+    name = support.sign_in(driver, url, role)["username"]
     driver.get(url)
-    assert wait_until(lambda: driver.find_element(By.ID, "console-officer-input").is_displayed(), 30)
-    driver.find_element(By.ID, "console-officer-input").send_keys(name)
-    driver.find_element(By.ID, "console-officer-submit").click()
-    assert wait_until(lambda: name in driver.find_element(By.ID, "console-officer-label").text, 10)
+    assert wait_until(lambda: name in driver.find_element(By.ID, "console-officer-label").text, 30)
+    return name
 
 
 def our_row(driver) -> dict | None:
@@ -92,8 +93,8 @@ def test_an_acknowledgement_in_one_console_shows_in_the_other(system, officers) 
 
     url, mqtt_url = system
     one, two = officers
-    sign_in(one, url, "张三")
-    sign_in(two, url, "李四")
+    first = sign_in(one, url, "duty_officer")
+    sign_in(two, url, "admin")
     assert "告警处置台" in one.page_source
 
     publish_smoke(mqtt_url)
@@ -115,7 +116,7 @@ def test_an_acknowledgement_in_one_console_shows_in_the_other(system, officers) 
     ), one.find_element(By.ID, "console-feedback").text
 
     # Officer two's console shows it acknowledged, by whom, and the row no longer flashes.
-    assert wait_until(lambda: "已确认" in our_row(two)["text"] and "张三" in our_row(two)["text"], 5)
+    assert wait_until(lambda: "已确认" in our_row(two)["text"] and first in our_row(two)["text"], 5)
     # Each screen refreshes on its own interval: wait for both to stop flashing.
     assert wait_until(lambda: not our_row(two)["alarm"] and not our_row(one)["alarm"], 5)
 
@@ -123,7 +124,7 @@ def test_an_acknowledgement_in_one_console_shows_in_the_other(system, officers) 
     two.execute_script(f"document.getElementById('console-row-{alert_id}').click()")
     assert wait_until(lambda: DEVICE_NAME in two.find_element(By.ID, "console-detail").text, 10)
     two.find_element(By.ID, "console-btn-acknowledge").click()
-    assert wait_until(lambda: "张三" in two.find_element(By.ID, "console-feedback").text, 10)
+    assert wait_until(lambda: first in two.find_element(By.ID, "console-feedback").text, 10)
 
     # The comment is in the history as typed, as text (no <b> element made from it).
     assert wait_until(lambda: "<b>已电话核实</b>" in two.find_element(By.ID, "console-history").text, 10)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.support import SCREENSHOTS, chromium, foreign_requests, running_demo, wait_until
+from tests.browser.support import SCREENSHOTS, chromium, foreign_requests, running_demo, sign_in, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -25,9 +25,10 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
+def browser(demo: str) -> Iterator[object]:
     driver = chromium()
     try:
+        sign_in(driver, demo, "leader")
         yield driver
     finally:
         driver.quit()

@@ -18,6 +18,7 @@ from tests.browser.support import (
     foreign_requests,
     running_demo,
     severe_errors,
+    sign_in,
     wait_until,
 )
 
@@ -32,9 +33,10 @@ def ecology_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def driver() -> Iterator[object]:
+def driver(ecology_url: str) -> Iterator[object]:
     browser = chromium()
     try:
+        sign_in(browser, ecology_url, "leader")
         yield browser
     finally:
         browser.quit()

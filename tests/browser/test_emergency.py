@@ -23,6 +23,7 @@ from tests.browser.support import (
     foreign_requests,
     running_demo,
     severe_errors,
+    sign_in,
     wait_until,
 )
 
@@ -40,9 +41,10 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]
 
 
 @pytest.fixture(scope="module")
-def driver() -> Iterator[object]:
+def driver(system: tuple[str, str]) -> Iterator[object]:
     browser = chromium()
     try:
+        sign_in(browser, system[0], "duty_officer")
         yield browser
     finally:
         browser.quit()
@@ -87,10 +89,8 @@ def test_an_officer_opens_an_incident_from_a_critical_alert_on_the_page(system, 
     legend = text(driver, "emergency-map-panel")
     for kind in ("消防救援站", "医院", "应急避难场所", "救援队伍", "Ⅰ级"):
         assert kind in legend, kind
-    # The officer gives a name (the console's, kept for this tab).
-    driver.find_element(By.ID, "emergency-officer-input").send_keys("王五")
-    driver.find_element(By.ID, "emergency-officer-submit").click()
-    assert wait_until(lambda: "王五" in text(driver, "emergency-officer-label"), 10)
+    # The signed-in duty officer acts; no name to type.
+    assert wait_until(lambda: "demo-duty-officer" in text(driver, "emergency-officer-label"), 10)
 
     publish_smoke(mqtt_url)
     button = f"//tr[contains(., '{DEVICE_NAME}')]//button"

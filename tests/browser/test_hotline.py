@@ -21,6 +21,7 @@ from tests.browser.support import (
     foreign_requests,
     running_demo,
     severe_errors,
+    sign_in,
     wait_until,
 )
 
@@ -39,9 +40,10 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]
 
 
 @pytest.fixture(scope="module")
-def driver() -> Iterator[object]:
+def driver(system: tuple[str, str]) -> Iterator[object]:
     browser = chromium()
     try:
+        sign_in(browser, system[0], "operator")
         yield browser
     finally:
         browser.quit()

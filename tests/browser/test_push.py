@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.browser.support import RunningSystem, chromium, running_demo, severe_errors, wait_until
+from tests.browser.support import RunningSystem, chromium, running_demo, severe_errors, sign_in, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -20,6 +20,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSystem]:
 def test_the_overview_follows_the_stream_of_the_simulated_feed(system: RunningSystem) -> None:
     driver = chromium()
     try:
+        sign_in(driver, system.url("/"), "leader")
         driver.get(system.url("/"))
         state = "return window.cityopsLive && window.cityopsLive.state"
         assert wait_until(lambda: driver.execute_script(state)["connected"] is True, 60), "stream open"

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.browser.support import chromium, foreign_requests, running_demo, severe_errors, wait_until
+from tests.browser.support import chromium, foreign_requests, running_demo, severe_errors, sign_in, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -20,9 +20,10 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def driver() -> Iterator[object]:
+def driver(base_url: str) -> Iterator[object]:
     browser = chromium()
     try:
+        sign_in(browser, base_url + "/ecology", "leader")
         yield browser
     finally:
         browser.quit()

@@ -21,6 +21,7 @@ from tests.browser.support import (
     foreign_requests,
     running_demo,
     severe_errors,
+    sign_in,
     wait_until,
 )
 
@@ -37,9 +38,10 @@ def urban_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def driver() -> Iterator[object]:
+def driver(urban_url: str) -> Iterator[object]:
     browser = chromium()
     try:
+        sign_in(browser, urban_url, "leader")
         yield browser
     finally:
         browser.quit()

@@ -19,6 +19,7 @@ from tests.browser.support import (
     foreign_requests,
     running_demo,
     severe_errors,
+    sign_in,
     wait_until,
 )
 
@@ -34,9 +35,10 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def driver() -> Iterator[object]:
+def driver(base_url: str) -> Iterator[object]:
     browser = chromium()
     try:
+        sign_in(browser, base_url + "/wall", "viewer")
         yield browser
     finally:
         browser.quit()

@@ -340,8 +340,15 @@ def test_false_alarm_and_unknown_alerts_and_actions(engine, live) -> None:
         )
 
 
-def test_identity_comes_from_one_place(page) -> None:
-    assert page.current_actor(None) is None
-    assert page.current_actor("  ") is None
-    actor = page.current_actor(" 王五 ")
-    assert actor == Actor("王五", "duty_officer", "王五")
+def test_identity_is_the_signed_in_user_never_a_typed_name(page) -> None:
+    import flask
+
+    from models.schema import Role
+    from models.users import Account
+
+    assert page.current_actor(" 王五 ") is None  # outside a request: nobody, whatever was typed
+    account = Account(1, "wangwu", "王五", Role.DUTY_OFFICER, None, False, None, NOW, None)
+    with flask.Flask("test").test_request_context("/alerts"):
+        assert page.current_actor("张三") is None  # anonymous
+        flask.g.cityops_account = account
+        assert page.current_actor("张三") == Actor("wangwu", "duty_officer", "王五")

@@ -482,7 +482,10 @@ def test_page_refresh_fills_every_panel_and_patches_the_map_after(engine: sa.Eng
     request = page.request_for("emergency-btn-respond", incident.incident_id, "", "III", "own")
     assert request == em.ActionRequest("respond", incident.incident_id, "", level="III", radius_m=None)
     assert page.run_action(request, None, 0)[0] == "请先填写值班员姓名"
-    feedback, css, comment, bump, _show = page.run_action(request, "张三", 0, now=NOW)
+    from tests.unit.dashboards.signing import account, signed_in
+
+    with signed_in(account("zhangsan", "duty_officer", display_name="张三")):
+        feedback, css, comment, bump, _show = page.run_action(request, "张三", 0, now=NOW)
     assert css.endswith("ok") and comment == "" and bump == 1 and "已启动响应" in feedback
     move = page.request_for({"type": "em-move", "id": 7, "action": "release"}, "YJ1", None, None, None)
     assert move == em.ActionRequest("release", "YJ1", None, dispatch_id=7)
