@@ -81,26 +81,31 @@ class AlertSink:
             return []
         now = self.clock()
         changes: list[alerts.AlertChange] = []
+        opened: list[incidents.IncidentChange] = []
         with self.engine.begin() as conn:
             for d in decisions:
                 if isinstance(d, Draft):
                     change = alerts.raise_alert(conn, d, now=now, sla=self.sla)
                     changes.append(change)
                     if opening and d.rule_id in opening:
-                        self._open_incident(conn, change, opening[d.rule_id], now)
+                        incident = self._open_incident(conn, change, opening[d.rule_id], now)
+                        if incident is not None:
+                            opened.append(incident)
                 elif isinstance(d, Clear):
                     cleared = alerts.clear_alert(conn, d.dedup_key, now=now, reason=d.reason)
                     if cleared is not None:
                         changes.append(cleared)
         self._publish([c for c in changes if c is not None])
+        # After the commit, like the alerts: a page that refreshes on the note finds the incident.
+        incidents.announce(self.live, *opened)
         return changes
 
     def _open_incident(
         self, conn: sa.Connection, change: alerts.AlertChange, rule: IncidentRule, now: datetime
-    ) -> None:
+    ) -> incidents.IncidentChange | None:
         # A suppressed alert (maintenance) asks nobody to act; neither does its incident.
         if change.alert.state == alerts.AlertState.SUPPRESSED:
-            return
+            return None
         try:
             with conn.begin_nested():
                 opened = incidents.open_for_alert(
@@ -115,7 +120,7 @@ class AlertSink:
                 )
         except Exception:
             log.exception("could not open the incident of alert %s; the alert stands", change.alert.id)
-            return
+            return None
         if opened.created:
             log.info(
                 "alert %s (%s) opened incident %s",
@@ -123,6 +128,7 @@ class AlertSink:
                 change.alert.rule_id,
                 opened.incident.incident_id,
             )
+        return opened
 
     def sweep(self, now: datetime) -> list[alerts.AlertChange]:
         """Alert changes that time alone brings: SLA escalation and 12345 deadline alerts."""

@@ -570,6 +570,43 @@ def test_a_correlation_rule_opens_one_incident_per_episode(engine: sa.Engine) ->
         assert conn.execute(sa.select(sa.func.count()).select_from(Incident.__table__)).scalar_one() == 2
 
 
+def test_an_incident_the_rules_open_is_announced_to_open_pages_once(engine: sa.Engine) -> None:
+    import json
+
+    import fakeredis
+
+    from models.live import UPDATES_CHANNEL, LiveStore
+
+    live = LiveStore(fakeredis.FakeRedis(decode_responses=True))
+    listener = live.redis.pubsub(ignore_subscribe_messages=True)
+    listener.subscribe(UPDATES_CHANNEL)
+    opening = incident_rules(parse_rules(CORRELATION_RULES).rules)
+    correlation = alert_draft(
+        "flood_compound:cell-9",
+        severity="critical",
+        rule_id="flood_compound",
+        domain="emergency",
+        source_kind="grid",
+        source_id="cell-9",
+        lon=SEAT[0],
+        lat=SEAT[1],
+        district_code="511623",
+    )
+    sink = AlertSink(engine, live, clock=lambda: at(1))
+    sink.apply([correlation], opening=opening)
+    sink.apply([correlation], opening=opening)  # the same episode again: nothing new to tell
+    notes = []
+    for _ in range(50):  # the subscription's own confirmation comes back as None too
+        message = listener.get_message(timeout=0.01)
+        if message is not None:
+            notes.append(json.loads(message["data"]))
+    incident_notes = [n for n in notes if n["kind"] == "incident"]
+    with engine.connect() as conn:
+        incident_id = conn.execute(sa.select(Incident.__table__.c.incident_id)).scalar_one()
+    assert [n["id"] for n in incident_notes] == [incident_id]
+    assert any(n["kind"] == "alert" for n in notes)
+
+
 def test_rule_file_checks_the_incident_type() -> None:
     bad = CORRELATION_RULES.replace('incident_type = "flood"', 'incident_type = "tsunami"')
     with pytest.raises(RuleFileError, match="incident_type must be one of"):
