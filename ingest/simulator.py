@@ -13,6 +13,7 @@ on this everyday feed; its module docstring describes each story's timeline.
 from __future__ import annotations
 
 import functools
+import heapq
 import itertools
 import json
 import math
@@ -77,6 +78,25 @@ TICKET_TEMPLATES: list[tuple[str, str, str]] = [
     ("油烟污染", "餐馆油烟扰民", "{place}临街餐馆油烟直排，楼上住户无法开窗。"),
     ("交通设施", "红绿灯故障", "{place}路口红绿灯不亮，早晚高峰拥堵严重。"),
 ]
+#: Shares of simulated orders that are never accepted (they go overdue), returned once by
+#: the department, and rated at the follow-up call.
+NEGLECTED_SHARE = 0.04
+RETURNED_SHARE = 0.03
+RATED_SHARE = 0.85
+#: What departments answer, by category (the 答复 text).
+REPLIES: dict[str, str] = {
+    "噪声扰民": "已联系施工单位，夜间停止高噪声作业，将持续巡查。",
+    "道路破损": "已安排养护单位修补路面，预计三日内完成。",
+    "垃圾清运": "已通知环卫公司清运，并加密该点位清运频次。",
+    "供水问题": "系管网抢修临时停水，已恢复供水，后续停水将提前公告。",
+    "违章建筑": "已现场核查并下达限期拆除通知书。",
+    "宠物扰民": "已约谈犬只饲养人，要求规范饲养。",
+    "占道经营": "已劝离流动摊贩，并纳入日常巡查。",
+    "路灯故障": "已更换损坏灯具，路灯恢复照明。",
+    "油烟污染": "已责令餐馆安装油烟净化设施并限期整改。",
+    "交通设施": "已修复信号灯故障，路口通行恢复正常。",
+}
+DEFAULT_REPLY = "已受理并处理完毕。"
 PLACES = ["城南新区", "滨江路", "协兴镇", "建设路", "金安大道", "枣山园区", "万盛街", "小平故里", "奎阁街道"]
 
 
@@ -141,6 +161,14 @@ class CitySimulator:
         self._streams: tuple[Stream, ...] = self.scenario.streams()
         self._ticket_seq = 0
         self._event_seq = 0
+        # Ticket ids carry the run's start (city time), so a restarted demo on the same data
+        # does not reuse the ids of orders it already stored (they would be duplicates).
+        self._run_tag = f"{self.story_start.astimezone(CITY_TZ):%H%M%S}"
+        # The hotline system's handling of each order: its own random stream, so adding it
+        # leaves every other message of a seed unchanged.
+        self._process_rng = random.Random(f"{seed}/hotline-process")
+        self._ticket_steps: list[tuple[datetime, int, str, dict[str, Any]]] = []
+        self._step_seq = 0
 
     def progress(self, now: datetime) -> float:
         """How far the story is at ``now``: 0 at its start, 1 at its end and after."""
@@ -261,6 +289,7 @@ class CitySimulator:
                 out.append(self._video_event(self.rng.choice(cameras), now))
             else:
                 out.append(self._ticket(now))
+        out.extend(self._due_ticket_steps(end))
         return out
 
     def _story_draws(self, end: datetime, seconds: float) -> list[Stream]:
@@ -398,8 +427,10 @@ class CitySimulator:
 
     def _call_message(self, call: Call, now: datetime) -> Message:
         self._ticket_seq += 1
+        ticket_id = f"12345-{now.astimezone(CITY_TZ):%Y%m%d}-{self._run_tag}-{self._ticket_seq:05d}"
+        self._plan_ticket(ticket_id, call, now)
         body = {
-            "ticket_id": f"12345-{now:%Y%m%d}-{self._ticket_seq:05d}",
+            "ticket_id": ticket_id,
             "ts": now.astimezone(CITY_TZ).isoformat(timespec="seconds"),
             "channel": self.rng.choices(["phone", "wechat", "web", "app", "sms"], weights=[60, 20, 8, 10, 2])[
                 0
@@ -417,6 +448,86 @@ class CitySimulator:
             },
         }
         return Message(self.router.tickets(), _json(body))
+
+    # ---- the hotline system working the orders ------------------------------------------
+
+    def _plan_ticket(self, ticket_id: str, call: Call, now: datetime) -> None:
+        """Schedule what the hotline system will report about a new order.
+
+        Handling is compressed like the stories (minutes, not the hours or days of real
+        orders), so a demo shows dispatches, replies, closures and ratings soon after it
+        starts. Most orders run the whole loop; a few are returned once by the department
+        and re-dispatched to the township, and a few are never accepted, so they go overdue
+        as neglected orders do.
+        """
+        from models.tickets import FALLBACK_DEPARTMENT, suggest_dispatch
+
+        rng = self._process_rng
+        district = self._district_near(call.lon, call.lat)
+        suggestion = suggest_dispatch(call.category, district)
+        at = now + timedelta(seconds=rng.uniform(20, 120))
+        self._schedule(
+            at,
+            ticket_id,
+            {
+                "action": "dispatched",
+                "department": suggestion.department,
+                "district_code": suggestion.district_code,
+            },
+        )
+        roll = rng.random()
+        if roll < NEGLECTED_SHARE:
+            return
+        if roll < NEGLECTED_SHARE + RETURNED_SHARE and suggestion.department != FALLBACK_DEPARTMENT:
+            at += timedelta(seconds=rng.uniform(60, 300))
+            self._schedule(at, ticket_id, {"action": "returned", "reason": "非本部门职责，请转属地办理"})
+            at += timedelta(seconds=rng.uniform(30, 120))
+            self._schedule(
+                at,
+                ticket_id,
+                {
+                    "action": "dispatched",
+                    "department": FALLBACK_DEPARTMENT,
+                    "district_code": suggestion.district_code,
+                },
+            )
+        at += timedelta(seconds=rng.uniform(30, 600))
+        self._schedule(at, ticket_id, {"action": "accepted"})
+        at += timedelta(seconds=rng.uniform(10, 60))
+        self._schedule(at, ticket_id, {"action": "started"})
+        at += timedelta(seconds=rng.uniform(120, 1200))
+        self._schedule(
+            at, ticket_id, {"action": "replied", "note": REPLIES.get(call.category, DEFAULT_REPLY)}
+        )
+        at += timedelta(seconds=rng.uniform(30, 180))
+        self._schedule(at, ticket_id, {"action": "closed"})
+        if rng.random() < RATED_SHARE:
+            at += timedelta(seconds=rng.uniform(60, 600))
+            rating = rng.choices(["satisfied", "basically_satisfied", "dissatisfied"], weights=[80, 15, 5])[0]
+            self._schedule(at, ticket_id, {"action": "rated", "rating": rating})
+
+    def _district_near(self, lon: float, lat: float) -> str | None:
+        for code, shape in self.city.shapes.items():
+            if shape.contains(Point(lon, lat)):
+                return code
+        return None
+
+    def _schedule(self, at: datetime, ticket_id: str, event: dict[str, Any]) -> None:
+        self._step_seq += 1
+        heapq.heappush(self._ticket_steps, (at, self._step_seq, ticket_id, event))
+
+    def _due_ticket_steps(self, end: datetime) -> list[Message]:
+        out: list[Message] = []
+        while self._ticket_steps and self._ticket_steps[0][0] <= end:
+            at, seq, ticket_id, event = heapq.heappop(self._ticket_steps)
+            body = {
+                "event_id": f"{ticket_id}-s{seq}",
+                "ts": at.astimezone(CITY_TZ).isoformat(timespec="seconds"),
+                "actor": "12345热线系统",
+                **{k: v for k, v in event.items() if v is not None},
+            }
+            out.append(Message(self.router.ticket_events(ticket_id), _json(body)))
+        return out
 
 
 def run(

@@ -40,7 +40,10 @@ class Sent:
 
     @property
     def kind(self) -> str:
-        return self.message.topic.rsplit("/", 1)[-1]
+        levels = self.message.topic.split("/")
+        if levels[2] == "hotline" and levels[-1] == "events":
+            return "ticket_events"  # the hotline system's steps, not a camera's events
+        return levels[-1]
 
     @property
     def device_id(self) -> str:

@@ -85,3 +85,59 @@ def test_an_ordinary_day_keeps_noise_under_the_night_alert_margin() -> None:
         at = NOW.replace(hour=hour_utc)
         excess = [derive("noise", d.props, sim.reading(d, at), at).get("excess_db", 0.0) for d in noise]
         assert max(excess) < 3.0, "the night-noise rule alerts from 3 dB(A) over the limit"
+
+
+def test_the_hotline_system_works_the_orders_through_to_the_follow_up(tmp_path) -> None:
+    """Forty simulated minutes: orders are dispatched, accepted, answered, closed and rated
+    over MQTT events, a few are returned and re-dispatched, a few are left unaccepted."""
+    from collections import Counter
+
+    import sqlalchemy as sa
+
+    from ingest.pipeline import Inbound, IngestPipeline
+    from models import tickets
+    from models.db import create_engine_for, upgrade_database
+    from models.live import LiveStore
+    from models.schema import HotlineTicket
+
+    url = f"sqlite:///{tmp_path / 'h.sqlite3'}"
+    upgrade_database(url)
+    now = [NOW]
+    sim = CitySimulator(seed=5, clock=lambda: now[0])
+    engine = create_engine_for(url)
+    pipeline = IngestPipeline(
+        engine, LiveStore(fakeredis.FakeRedis(decode_responses=True)), clock=lambda: now[0]
+    )
+    pipeline.process([Inbound(m.topic, m.payload, NOW) for m in sim.meta_messages()])
+    steps = Counter()
+    for _ in range(240):  # 40 minutes in 10 s ticks at 2 messages a second
+        now[0] += timedelta(seconds=10)
+        batch = sim.tick(rate=2, seconds=10)
+        steps.update(json.loads(m.payload)["action"] for m in batch if "/hotline/tickets/" in m.topic)
+        result = pipeline.process([Inbound(m.topic, m.payload, now[0]) for m in batch])
+        assert result.rejected == [], result.rejected[:3]
+    with engine.connect() as conn:
+        states = Counter(conn.execute(sa.select(HotlineTicket.__table__.c.state)).scalars())
+        rated = tickets.satisfaction_rate(conn, NOW, now[0])
+        rates = tickets.on_time_rates(conn, NOW, now[0], now=now[0])
+    assert sum(states.values()) >= 20
+    assert states["followed_up"] > 0 and states["closed"] + states["followed_up"] > 0
+    assert states["dispatched"] > 0, "orders still waiting (or never accepted) remain"
+    assert steps["returned"] > 0 and steps["dispatched"] > steps["returned"]
+    assert rated.rated > 0 and rated.satisfied >= rated.dissatisfied
+    assert rates.accept.total > 0 and rates.accept.rate == 1.0, "accepted well within the 2 h deadline"
+
+
+def test_ticket_ids_of_a_restarted_simulator_do_not_collide() -> None:
+    first = CitySimulator(seed=5, clock=lambda: NOW)
+    again = CitySimulator(seed=5, clock=lambda: NOW + timedelta(minutes=7))
+
+    def ids(sim: CitySimulator) -> set[str]:
+        return {
+            json.loads(m.payload)["ticket_id"]
+            for m in sim.tick(rate=400)
+            if m.topic.endswith("/hotline/tickets")
+        }
+
+    assert ids(first) and ids(again)
+    assert ids(first).isdisjoint(ids(again))
