@@ -25,7 +25,7 @@ import dash
 import sqlalchemy as sa
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html
 
-from dashboards import auth, context
+from dashboards import auth, context, push
 from dashboards import emergency as em
 from dashboards.console import COMMENT_MAX, OFFICER_NAME_MAX, city_time, clean_officer_name
 from dashboards.ecology import Freshness
@@ -38,9 +38,12 @@ from models.users import Permission
 
 log = logging.getLogger(__name__)
 
-REFRESH_MS = 2000
-#: The one refresh trigger of this page; the shell's server push replaces it later.
-REFRESH = Input("emergency-tick", "n_intervals")
+#: Pushes refresh the page when incidents, alerts or readings change; the timer keeps ages
+#: and stale marks moving in between.
+REFRESH_MS = 10_000
+LIVE = push.LiveTrigger("emergency-push", kinds=("incident", "alert", "observations"))
+#: The page's refresh triggers: the push and the timer.
+REFRESH = (Input("emergency-tick", "n_intervals"), LIVE.input)
 #: The console's session store: the officer named in this tab acts on both pages.
 OFFICER_STORE = "console-officer"
 ALERTS_READ = 500
@@ -80,6 +83,7 @@ def layout(**_query: str) -> html.Div:
         className="page emergency",
         children=[
             dcc.Interval(id="emergency-tick", interval=REFRESH_MS),
+            LIVE.store(),
             dcc.Store(id=OFFICER_STORE, storage_type="session"),
             # The picked incident lasts as long as the tab: back from another page, still picked.
             dcc.Store(id="emergency-selected", storage_type="session"),
@@ -275,7 +279,7 @@ def _radius(value: str | None) -> float | None:
     *(Output(f"emergency-btn-{a}", "disabled") for a in (*em.PANEL_ACTIONS, "area")),
     *(Output(p, "className") for p in _PANELS),
     *(Output(f"{p.removesuffix('-panel')}-age", "children") for p in _PANELS),
-    REFRESH,
+    *REFRESH,
     Input("emergency-selected", "data"),
     Input("emergency-radius", "value"),
     Input("emergency-bump", "data"),
@@ -284,6 +288,7 @@ def _radius(value: str | None) -> float | None:
 )
 def refresh(
     _n: int | None,
+    _live: dict | None,
     selected: str | None,
     radius: str | None,
     _bump: int | None,

@@ -463,7 +463,7 @@ def test_page_refresh_fills_every_panel_and_patches_the_map_after(engine: sa.Eng
     )
     live.record_readings([{"device_id": "wl-page", "ts": datetime.now(UTC), "metrics": {"level": 5.5}}])
     incident = new_incident(engine)
-    out = page.refresh(None, None, "own", 0, None, "张三")
+    out = page.refresh(None, None, None, "own", 0, None, "张三")
     status, kpis = out[0], out[1:6]
     assert "实时" in status
     assert kpis[0] == "1" and kpis[4] == "46"
@@ -475,7 +475,7 @@ def test_page_refresh_fills_every_panel_and_patches_the_map_after(engine: sa.Eng
     assert "鼎屏镇城区内涝" in text_of(out[11])
     disabled = dict(zip((*em.PANEL_ACTIONS, "area"), out[12 : 12 + len(em.PANEL_ACTIONS) + 1], strict=True))
     assert not disabled["respond"] and disabled["start"] and not disabled["area"]
-    second = page.refresh(1, incident.incident_id, "own", 0, drawn, "张三")
+    second = page.refresh(1, None, incident.incident_id, "own", 0, drawn, "张三")
     assert second[8] is page.dash.no_update or isinstance(second[8], Patch)
 
     # Actions need an officer; a pressed button becomes the request.
