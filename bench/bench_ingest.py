@@ -31,7 +31,12 @@ in one run:
    reading's ``ts`` is its publish time, and a reader of ``cityops:stream:observations``
    takes the Redis entry id (server time of the XADD) as its arrival: p50/p99 of
    arrival − publish, in milliseconds.
-5. **memory** — the largest RSS of a worker process seen in any phase (sampled from /proc).
+5. **memory and CPU** — the largest RSS of a whole worker (its process and its processing
+   processes) and of its largest process, and the CPU time all of them used per message
+   (sampled from /proc; CPU per message does not depend on what else the machine runs).
+
+Workers use ``CITYOPS_INGEST_PROCESSES``' default (one processing process per CPU) unless
+``--processes N`` says otherwise (0 = everything in the worker process).
 
 Loss = published − stored rows; duplicates = stored rows − distinct (device_id, ts), and
 the workers' own duplicate counter (redeliveries they recognised) is shown beside it.
@@ -184,6 +189,46 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (a worker and its processing processes)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children", encoding="ascii") as children:
+                    todo += [int(c) for c in children.read().split()]
+        except OSError:
+            pass
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (0 once it has exited)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def sample_workers(pids: Sequence[int], phase: PhaseResult) -> None:
+    """Memory (whole worker, largest process) and CPU time of the workers' process trees."""
+    cpu: dict[int, float] = {}
+    for pid in pids:
+        tree = process_tree(pid)
+        sizes = [rss_kb(p) for p in tree]
+        phase.max_rss_kb = max(phase.max_rss_kb, sum(sizes))
+        phase.max_process_rss_kb = max(phase.max_process_rss_kb, max(sizes, default=0))
+        for p in tree:
+            cpu[p] = cpu_seconds(p)
+    # CPU time only grows; a process that exited keeps its last sample.
+    for p, seconds in cpu.items():
+        phase.cpu_by_pid[p] = max(phase.cpu_by_pid.get(p, 0.0), seconds)
+
+
 # ---- child processes ---------------------------------------------------------------------
 
 
@@ -194,6 +239,7 @@ def worker_process(
     client_id: str,
     batch_max: int | None,
     rules: bool,
+    processes: int | None,
     ready: MpEvent,
     stop: MpEvent,
     results: Any,
@@ -209,12 +255,10 @@ def worker_process(
     settings = Settings(
         mqtt=parse_mqtt_url(mqtt_url), redis_url=redis_url, database_url=database_url, worker_id=client_id
     )
-    worker = worker_module.IngestWorker.from_settings(settings, client_id=client_id)
-    if not rules:
-        # The ingest path alone: no rule evaluation per batch, no periodic rule tick.
-        worker.pipeline.hooks = []
-        if hasattr(worker, "rules"):
-            worker.rules = None
+    if processes is not None:
+        settings = replace(settings, ingest_processes=processes)
+    # Without rules: the ingest path alone, no rule evaluation per batch, no periodic tick.
+    worker = worker_module.IngestWorker.from_settings(settings, client_id=client_id, rules=rules)
     halt = threading.Event()
     thread = threading.Thread(target=worker.run, args=(halt,), name="ingest", daemon=True)
     thread.start()
@@ -494,7 +538,12 @@ class PhaseResult:
     p50_ms: float | None = None
     p99_ms: float | None = None
     latency_samples: int = 0
+    #: the largest RSS of a whole worker (its process and its processing processes)
     max_rss_kb: int = 0
+    #: the largest RSS of any one process of a worker
+    max_process_rss_kb: int = 0
+    #: CPU seconds used by every process of the workers (last sample)
+    cpu_by_pid: dict[int, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -505,6 +554,12 @@ class PhaseResult:
     @property
     def rate(self) -> float:
         return self.published / self.seconds if self.seconds else 0.0
+
+    @property
+    def cpu_us_per_message(self) -> float | None:
+        if not self.cpu_by_pid or not self.published:
+            return None
+        return sum(self.cpu_by_pid.values()) / self.published * 1e6
 
     @property
     def loss(self) -> int:
@@ -587,6 +642,7 @@ class Bench:
                     client_ids[i],
                     self.args.batch,
                     self.args.rules,
+                    self.args.processes,
                     ready,
                     stop,
                     results,
@@ -665,8 +721,7 @@ class Bench:
         while True:
             value = self.live_count()
             now = time.monotonic()
-            for pid in pids:
-                phase.max_rss_kb = max(phase.max_rss_kb, rss_kb(pid))
+            sample_workers(pids, phase)
             if value >= published:
                 return time.time()
             if value != last_value:
@@ -747,8 +802,7 @@ class Bench:
             if packets:
                 publisher.send(packets)
             sent = due
-            for process in processes:
-                phase.max_rss_kb = max(phase.max_rss_kb, rss_kb(process.pid))
+            sample_workers([p.pid for p in processes], phase)
             time.sleep(0.002)
         finished = self.wait_for(total, [], [p.pid for p in processes], phase)
         phase.seconds = finished - started_wall
@@ -786,7 +840,18 @@ class Bench:
 def report(args: argparse.Namespace, phases: list[PhaseResult]) -> str:
     bare = phases[0]
     rows = [
-        ("phase", "msgs", "msgs/s", "× bare", "loss", "dups (rows/worker)", "p50 ms", "p99 ms", "max RSS MB")
+        (
+            "phase",
+            "msgs",
+            "msgs/s",
+            "× bare",
+            "loss",
+            "dups (rows/worker)",
+            "p50 ms",
+            "p99 ms",
+            "RSS MB (worker/process)",
+            "CPU µs/msg",
+        )
     ]
     for p in phases:
         rows.append(
@@ -799,15 +864,17 @@ def report(args: argparse.Namespace, phases: list[PhaseResult]) -> str:
                 "-" if p.receive_only else f"{p.duplicates}/{p.worker_duplicates}",
                 "-" if p.p50_ms is None else f"{p.p50_ms:.0f}",
                 "-" if p.p99_ms is None else f"{p.p99_ms:.0f}",
-                "-" if p.receive_only else f"{p.max_rss_kb / 1024:.0f}",
+                "-" if p.receive_only else f"{p.max_rss_kb / 1024:.0f}/{p.max_process_rss_kb / 1024:.0f}",
+                "-" if p.cpu_us_per_message is None else f"{p.cpu_us_per_message:.0f}",
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = [
         f"ingest bench: {args.messages:,} QoS 1 messages, {args.devices:,} devices, "
         f"{args.publishers} publisher connections, "
-        f"batch {args.batch or 'default'}, rules {'on' if args.rules else 'off'}, seed {args.seed}, "
-        f"{os.cpu_count()} cores"
+        f"batch {args.batch or 'default'}, rules {'on' if args.rules else 'off'}, "
+        f"processing processes {'default' if args.processes is None else args.processes}, seed {args.seed}, "
+        f"{os.cpu_count()} cores, load at the end {' '.join(f'{x:.1f}' for x in os.getloadavg())}"
     ]
     for i, r in enumerate(rows):
         lines.append(
@@ -851,6 +918,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         dest="rules",
         action="store_false",
         help="workers skip the rule engine (measures the ingest path alone)",
+    )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=None,
+        help="processing processes per worker (default: CITYOPS_INGEST_PROCESSES' default, one per CPU)",
     )
     args = parser.parse_args(argv)
 

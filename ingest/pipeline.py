@@ -81,10 +81,14 @@ class BatchResult:
     stored: Counter[str] = field(default_factory=Counter)
     duplicates: Counter[str] = field(default_factory=Counter)
     rejected: list[Rejection] = field(default_factory=list)
+    #: rejections counted by reason without the messages (reported by a processing process)
+    rejected_counts: Counter[str] = field(default_factory=Counter)
 
     @property
     def rejected_by_reason(self) -> Counter[str]:
-        return Counter(r.reason for r in self.rejected)
+        by_reason = Counter(r.reason for r in self.rejected)
+        by_reason.update(self.rejected_counts)
+        return by_reason
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,23 +6,52 @@ stage fails, that stage alone is retried with backoff and nothing is acknowledge
 the broker keeps the messages: the worker slows down instead of losing anything, and
 says so (log line, ``degraded``, the ``cityops_ingest_degraded`` metric).
 
-Two stages overlap: while the live stage writes batch N to Redis, hands it to the rules
-and acknowledges it, the store stage already validates batch N+1 and writes it to the
-database. Most of either stage is waiting on its server, so overlapping them roughly
-halves the wall time per batch. The live stage takes batches strictly in order, and at
-most :data:`LIVE_BACKLOG` committed batches wait for it, so a slow Redis slows the
-database writes down too instead of letting unacknowledged batches pile up.
+The work on a batch (:class:`BatchProcessor`) runs in one of two places:
+
+* **in the worker process** (``processes=0``: the embedded demo, whose in-process Redis
+  store and SQLite file cannot be shared with other processes, and the tests that hand
+  the worker their own pipeline);
+* **in processing processes** (``processes=N``, ``CITYOPS_INGEST_PROCESSES``, default one
+  per CPU): the worker process keeps the MQTT session — receiving and acknowledging,
+  which its buffered client does cheaply — and splits each batch by device over N
+  processes, each with its own database engine and Redis client. Validation, the
+  writes and the rules are CPU-bound Python, held to one core by the GIL; processes let
+  one worker use every core. A device always goes to the same process (a stable hash of
+  its id), so its readings are stored, written live and judged by the rules in the order
+  they arrived, as with one process.
+
+A processing process reports each part of a batch when its database commit and live
+write are done; the worker acknowledges a batch (in batch order) once every part has
+reported. If a processing process dies, the worker stops acknowledging, stops the
+others and :meth:`IngestWorker.run` raises :class:`ProcessingFailed` (``cityops ingest``
+exits non-zero): everything not yet acknowledged stays in the broker session and is
+redelivered to the restarted worker, where what was already committed is recognised as
+duplicate. Restarting the one process and resending its parts would keep the worker up,
+but would need the resent parts re-ordered against later ones of the same devices;
+starting over from the broker session is simpler and provably complete.
+
+Within one process two stages overlap: while the live stage writes batch N to Redis,
+hands it to the rules and reports it, the store stage already validates batch N+1 and
+writes it to the database. The live stage takes batches strictly in order, and at most
+:data:`LIVE_BACKLOG` committed batches wait for it, so a slow Redis slows the database
+writes down too instead of letting unacknowledged batches pile up.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import multiprocessing as mp
+import multiprocessing.connection as mp_connection
+import os
 import queue
 import threading
 import time
+import zlib
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import NamedTuple, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import sqlalchemy as sa
 
@@ -35,6 +64,7 @@ from models.rules import AlertSink, RuleEngine, RuleRunner, load_rules
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+Token = TypeVar("Token")
 
 #: Messages per database transaction: larger amortises commit cost, smaller lowers latency.
 BATCH_MAX = 500
@@ -49,102 +79,157 @@ SHARED_GROUP = "ingest"
 LIVE_BACKLOG = 1
 #: How often an idle live stage wakes up to run the periodic rule tick.
 TICK_POLL_S = 0.25
+#: Batches handed to processing processes and not yet acknowledged. Enough that every
+#: process has one batch being stored and one being written live; more only holds more
+#: messages unacknowledged (the broker's Receive Maximum caps them anyway).
+IN_FLIGHT_BATCHES = 4
+#: How long a processing process may take to import and connect before start-up fails.
+PROCESS_START_TIMEOUT_S = 120.0
+#: How long a stopping worker waits for its processes to finish what they hold.
+PROCESS_STOP_TIMEOUT_S = 30.0
 
 
-class _Committed(NamedTuple):
-    """A batch the database has committed, on its way to the live stage."""
-
-    messages: Sequence[ReceivedMessage]
-    stored: StoredBatch
+class ProcessingFailed(RuntimeError):
+    """A processing process died: nothing more is acknowledged, the worker must restart."""
 
 
-class IngestWorker:
-    def __init__(
-        self,
-        client: MqttClient,
-        pipeline: IngestPipeline,
-        *,
-        shared: bool = True,
-        rules: RuleRunner | None = None,
-    ) -> None:
-        self.client = client
-        self.pipeline = pipeline
-        #: time-based rules (staleness, emptied windows, SLA escalation), ticked from run()
-        self.rules = rules
-        #: subscribe through shared subscriptions (several workers) or plainly (one worker)
-        self.shared = shared
-        #: why storage is failing right now, or None
-        self.degraded: str | None = None
-        #: set once subscribed: publishers started after it lose nothing
-        self.ready = threading.Event()
-        self.totals = BatchResult()
+@dataclass(frozen=True, slots=True)
+class PipelineSpec:
+    """What a processing process needs to build its own pipeline (picklable)."""
 
-    @classmethod
-    def from_settings(
-        cls,
-        settings: Settings,
-        *,
-        engine: sa.Engine | None = None,
-        live: LiveStore | None = None,
-        mqtt_url: str | None = None,
-        client_id: str | None = None,
-    ) -> IngestWorker:
-        from models.cases import VideoCaseHook
-        from models.db import create_engine_for
+    settings: Settings
+    #: evaluate the rules per batch and tick them (off: the ingest path alone)
+    rules: bool = True
 
-        engine = engine or create_engine_for(settings.effective_database_url)
-        live = live or LiveStore(connect_redis(settings))
-        url = mqtt_url or (settings.mqtt.url if settings.mqtt else None)
-        if url is None:
-            raise ValueError("no MQTT broker URL")
-        # A stable id, so a restarted worker resumes its broker session and its unacked messages.
-        client = MqttClient(url, client_id or f"cityops-ingest-{settings.worker_id}", persistent_session=True)
+
+def build_pipeline(
+    spec: PipelineSpec, *, engine: sa.Engine | None = None, live: LiveStore | None = None
+) -> tuple[IngestPipeline, RuleRunner | None]:
+    """The pipeline (and rule runner) of one worker or processing process."""
+    from models.cases import VideoCaseHook
+    from models.db import create_engine_for
+
+    settings = spec.settings
+    engine = engine or create_engine_for(settings.effective_database_url)
+    live = live or LiveStore(connect_redis(settings))
+    rules = None
+    hooks: list[Any] = []
+    if spec.rules:
         # A bad rule file stops the worker here (RuleFileError names the rule and field).
         rules = RuleRunner(
             RuleEngine(load_rules(settings.rules_file), live.redis),
             AlertSink(engine, live, sla=settings.alert_sla),
         )
-        pipeline = IngestPipeline(
-            engine,
-            live,
-            prefix=settings.topic_prefix,
-            max_future=settings.ingest_max_future,
-            max_age=settings.ingest_max_age,
-            # Video sightings become urban-management cases (de-duplicated per camera and type).
-            hooks=[rules, VideoCaseHook(engine)],
-        )
-        # The embedded broker serves exactly one worker (the one in the demo process; a
-        # standalone worker needs a broker URL). rumqttd 0.20 panics when a persistent
-        # session holding a shared subscription reconnects with unacknowledged messages
-        # (seen in tests), while plain persistent subscriptions resume correctly — so with
-        # the embedded broker the worker subscribes plainly. Nothing else changes.
-        return cls(client, pipeline, shared=settings.mqtt is not None, rules=rules)
+        hooks.append(rules)
+    # Video sightings become urban-management cases (de-duplicated per camera and type).
+    hooks.append(VideoCaseHook(engine))
+    pipeline = IngestPipeline(
+        engine,
+        live,
+        prefix=settings.topic_prefix,
+        max_future=settings.ingest_max_future,
+        max_age=settings.ingest_max_age,
+        hooks=hooks,
+    )
+    return pipeline, rules
 
-    def run(self, stop: threading.Event) -> None:
-        self.client.start()
-        for topic_filter, group in self.pipeline.router.subscriptions(SHARED_GROUP):
-            self.client.subscribe(topic_filter, qos=1, shared_group=group if self.shared else None)
-        log.info("ingest worker %s subscribed", self.client.client_id)
-        committed: queue.Queue[_Committed | None] = queue.Queue(maxsize=LIVE_BACKLOG)
+
+def partition_key(topic: str, prefix: str) -> str:
+    """What decides a message's processing process: the device (or camera) of its topic.
+
+    Every 12345 message shares one key, so a ticket and the events of its work order are
+    handled in the order they arrived; a topic outside the interface is its own key
+    (it only becomes a dead letter).
+    """
+    if topic.startswith(prefix) and topic[len(prefix) : len(prefix) + 1] == "/":
+        parts = topic[len(prefix) + 1 :].split("/", 2)
+        if parts[0] in ("sensors", "video") and len(parts) > 1:
+            return parts[1]
+        if parts[0] == "hotline":
+            return "hotline"
+    return topic
+
+
+def partition(key: str, n: int) -> int:
+    """A stable process index for ``key`` (crc32: the same in every process and every run)."""
+    return zlib.crc32(key.encode()) % n
+
+
+def default_processes() -> int:
+    return os.cpu_count() or 1
+
+
+# ---- the work on one batch -----------------------------------------------------------------
+
+
+class BatchProcessor(Generic[Token]):
+    """Store (database), then publish (live state, rules) batches, each stage retried until done.
+
+    The same code runs in the worker process (``processes=0``) and in each processing
+    process; ``token`` is whatever the caller needs back when a batch is done.
+    """
+
+    def __init__(
+        self,
+        pipeline: IngestPipeline,
+        rules: RuleRunner | None = None,
+        *,
+        on_degraded: Callable[[str, str | None], None] | None = None,
+    ) -> None:
+        self.pipeline = pipeline
+        self.rules = rules
+        #: why storage is failing right now, or None
+        self.degraded: str | None = None
+        self._on_degraded = on_degraded
+
+    def store(self, inbound: Sequence[Inbound], stop: threading.Event) -> StoredBatch | None:
+        started = time.perf_counter()
+        stored = self._until_done("database", lambda: self.pipeline.store(inbound), stop)
+        if stored is not None:
+            metrics.STORE_SECONDS.observe(time.perf_counter() - started)
+            if stored.result.rejected:
+                log.info(
+                    "rejected %d: %s", len(stored.result.rejected), dict(stored.result.rejected_by_reason)
+                )
+        return stored
+
+    def publish(self, stored: StoredBatch, stop: threading.Event) -> bool:
+        return self._until_done("live", lambda: self.pipeline.publish(stored), stop) is not None
+
+    def run(
+        self,
+        next_batch: Callable[[], tuple[Token, Sequence[Inbound]] | None],
+        done: Callable[[Token, StoredBatch], None],
+        stop: threading.Event,
+        *,
+        idle: Callable[[], bool] = lambda: False,
+    ) -> None:
+        """Batches from ``next_batch`` through both stages, overlapped; ``done`` after each.
+
+        ``next_batch`` returns None when nothing arrived in a while; the loop ends when
+        ``stop`` is set or ``idle()`` says there will be no more. Committed batches still
+        get their live write and ``done`` when stopping (tried at least once).
+        """
+        committed: queue.Queue[tuple[Token, StoredBatch] | None] = queue.Queue(maxsize=LIVE_BACKLOG)
         live = threading.Thread(
-            target=self._live_stage, args=(committed, stop), name="ingest-live", daemon=True
+            target=self._live_stage, args=(committed, done, stop), name="ingest-live", daemon=True
         )
         live.start()
-        self.ready.set()
         try:
             while not stop.is_set() and live.is_alive():
-                batch = self.client.get_batch(BATCH_MAX, timeout=BATCH_WAIT_S)
-                metrics.CONNECTED.set(1 if self.client.connected.is_set() else 0)
-                metrics.QUEUE_DEPTH.set(self.client.stats().queued)
-                if not batch:
+                item = next_batch()
+                if item is None:
+                    if idle():
+                        break
                     continue
-                stored = self._store(batch, stop)
+                token, inbound = item
+                stored = self.store(inbound, stop)
                 if stored is None:
                     break
                 # Even when stopping: a committed batch still gets its live write and ack.
                 while live.is_alive():
                     try:
-                        committed.put(_Committed(batch, stored), timeout=0.1)
+                        committed.put((token, stored), timeout=0.1)
                         break
                     except queue.Full:
                         continue
@@ -158,32 +243,14 @@ class IngestWorker:
                 except queue.Full:
                     continue
             live.join()
-            self.client.stop()
-            metrics.CONNECTED.set(0)
 
-    def handle(self, batch: Sequence[ReceivedMessage], stop: threading.Event) -> bool:
-        """Store, publish and acknowledge one batch; False if stopped before it was done."""
-        stored = self._store(batch, stop)
-        return stored is not None and self._finish(_Committed(batch, stored), stop)
-
-    def _store(self, batch: Sequence[ReceivedMessage], stop: threading.Event) -> StoredBatch | None:
-        inbound = [Inbound(m.topic, m.payload, datetime.fromtimestamp(m.received_wall, UTC)) for m in batch]
-        started = time.perf_counter()
-        stored = self._until_done("database", lambda: self.pipeline.store(inbound), stop)
-        if stored is not None:
-            metrics.STORE_SECONDS.observe(time.perf_counter() - started)
-        return stored
-
-    def _finish(self, item: _Committed, stop: threading.Event) -> bool:
-        """Live state, rules, then the acknowledgement of one committed batch."""
-        if self._until_done("live", lambda: self.pipeline.publish(item.stored), stop) is None:
-            return False
-        self.client.ack_many(item.messages)
-        self._count(item.stored.result, item.messages)
-        return True
-
-    def _live_stage(self, committed: queue.Queue[_Committed | None], stop: threading.Event) -> None:
-        """Committed batches in order → live state, rules, acknowledgement; the rule tick between."""
+    def _live_stage(
+        self,
+        committed: queue.Queue[tuple[Token, StoredBatch] | None],
+        done: Callable[[Token, StoredBatch], None],
+        stop: threading.Event,
+    ) -> None:
+        """Committed batches in order → live state, rules, ``done``; the rule tick between."""
         next_tick = time.monotonic()
         while True:
             try:
@@ -192,8 +259,11 @@ class IngestWorker:
                 item = _IDLE
             if item is None:
                 return
-            if item is not _IDLE and not self._finish(item, stop):
-                return  # stopped during a Redis outage: the batch stays unacknowledged
+            if item is not _IDLE:
+                token, stored = item
+                if not self.publish(stored, stop):
+                    return  # stopped during a Redis outage: the batch stays unacknowledged
+                done(token, stored)
             if self.rules is not None and time.monotonic() >= next_tick:
                 next_tick = time.monotonic() + self.rules.interval_s
                 self._tick_rules()
@@ -214,8 +284,7 @@ class IngestWorker:
                 value = action()
             except Exception as exc:  # storage trouble: keep the batch unacknowledged and retry
                 first_line = (str(exc).splitlines() or [""])[0][:200]
-                self.degraded = f"{stage}: {type(exc).__name__}: {first_line}"
-                metrics.DEGRADED.labels(stage).set(1)
+                self._set_degraded(stage, f"{stage}: {type(exc).__name__}: {first_line}")
                 if stop.is_set():
                     return None
                 log.warning("batch not stored (%s); retrying in %.1f s", self.degraded, delay)
@@ -224,28 +293,448 @@ class IngestWorker:
                 continue
             if self.degraded is not None and self.degraded.startswith(stage):
                 log.info("%s writes recovered", stage)
-                self.degraded = None
+                self._set_degraded(stage, None)
             metrics.DEGRADED.labels(stage).set(0)
             return value
+
+    def _set_degraded(self, stage: str, reason: str | None) -> None:
+        self.degraded = reason
+        metrics.DEGRADED.labels(stage).set(0 if reason is None else 1)
+        if self._on_degraded is not None:
+            self._on_degraded(stage, reason)
+
+
+#: The live stage's "nothing arrived": time to look at the rule tick.
+_IDLE: Any = object()
+
+
+# ---- processing processes ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PartReport:
+    """A processing process's answer for its part of batch ``seq``: committed and live."""
+
+    seq: int
+    stored: dict[str, int]
+    duplicates: dict[str, int]
+    rejected: dict[str, int]
+
+
+#: One message as sent to a processing process: (topic, payload, receive time as epoch s).
+RawMessage = tuple[str, bytes, float]
+
+
+def _processing_main(spec: PipelineSpec, index: int, inbox: Any, outbox: Any) -> None:
+    """A processing process: batches from ``inbox``, a :class:`PartReport` each to ``outbox``.
+
+    Ends after the worker sends None (finishing what it holds) or when the worker is gone.
+    """
+    logging.basicConfig(
+        level=spec.settings.log_level,
+        format=f"%(asctime)s %(levelname)s %(name)s[{index}]: %(message)s",
+    )
+    send_lock = threading.Lock()
+
+    def send(message: Any) -> None:
+        with send_lock:  # the main thread (degraded notes) and the live stage both send
+            outbox.send(message)
+
+    pipeline, rules = build_pipeline(spec)
+    processor: BatchProcessor[int] = BatchProcessor(
+        pipeline, rules, on_degraded=lambda stage, reason: send(("degraded", stage, reason))
+    )
+    stop = threading.Event()
+    ended = threading.Event()
+    # A thread empties the pipe into a local queue, so the worker never blocks on sending
+    # while this process waits on its database (the worker bounds what is in flight).
+    received: queue.Queue[tuple[int, list[RawMessage]] | None] = queue.Queue()
+
+    def read_inbox() -> None:
+        while True:
+            try:
+                item = inbox.recv()
+            except (EOFError, OSError):  # the worker is gone: nothing can be acknowledged any more
+                stop.set()
+                return
+            received.put(item)
+            if item is None:
+                return
+
+    threading.Thread(target=read_inbox, name="ingest-inbox", daemon=True).start()
+    send(("ready", os.getpid()))
+
+    def next_batch() -> tuple[int, list[Inbound]] | None:
+        try:
+            item = received.get(timeout=TICK_POLL_S)
+        except queue.Empty:
+            return None
+        if item is None:
+            ended.set()
+            return None
+        seq, raw = item
+        return seq, [Inbound(t, p, datetime.fromtimestamp(w, UTC)) for t, p, w in raw]
+
+    def done(seq: int, stored: StoredBatch) -> None:
+        r = stored.result
+        send(("done", PartReport(seq, dict(r.stored), dict(r.duplicates), dict(r.rejected_by_reason))))
+
+    try:
+        processor.run(next_batch, done, stop, idle=ended.is_set)
+    except (BrokenPipeError, EOFError, OSError):
+        pass  # the worker is gone
+    finally:
+        pipeline.engine.dispose()
+
+
+@dataclass(slots=True)
+class _InFlight:
+    """A batch handed to the processing processes, waiting for its parts' reports."""
+
+    messages: Sequence[ReceivedMessage]
+    parts: int
+    result: BatchResult = field(default_factory=BatchResult)
+
+
+class _ProcessPool:
+    """The worker's processing processes and the batches they hold."""
+
+    def __init__(self, worker: IngestWorker, spec: PipelineSpec, n: int) -> None:
+        self.worker = worker
+        self.spec = spec
+        self.n = n
+        # spawn, not fork: the worker process already runs threads (the MQTT client, and
+        # in tests the test runner's), and a forked child could inherit a held lock.
+        self.ctx = mp.get_context("spawn")
+        self.processes: list[Any] = []
+        self.inboxes: list[Any] = []
+        self.outboxes: list[Any] = []
+        self.pids: list[int] = []
+        self.lock = threading.Lock()
+        self.in_flight: dict[int, _InFlight] = {}
+        self.slots = threading.Semaphore(IN_FLIGHT_BATCHES)
+        #: why the pool failed (a process died), or None
+        self.failed: str | None = None
+        self.stopping = False
+        self._index: dict[str, int] = {}
+        self._prefix = worker.pipeline.router.prefix
+
+    def start(self) -> None:
+        for i in range(self.n):
+            inbox_r, inbox_w = self.ctx.Pipe(duplex=False)
+            outbox_r, outbox_w = self.ctx.Pipe(duplex=False)
+            process = self.ctx.Process(
+                target=_processing_main,
+                args=(self.spec, i, inbox_r, outbox_w),
+                name=f"cityops-ingest-{i}",
+                daemon=True,
+            )
+            process.start()
+            inbox_r.close()
+            outbox_w.close()
+            self.processes.append(process)
+            self.inboxes.append(inbox_w)
+            self.outboxes.append(outbox_r)
+        deadline = time.monotonic() + PROCESS_START_TIMEOUT_S
+        for i, (process, outbox) in enumerate(zip(self.processes, self.outboxes, strict=True)):
+            ready = mp_connection.wait([outbox, process.sentinel], max(0.0, deadline - time.monotonic()))
+            message = outbox.recv() if outbox in ready else None
+            if not (isinstance(message, tuple) and message[0] == "ready"):
+                self.terminate()
+                raise ProcessingFailed(f"processing process {i} did not start (exit code {process.exitcode})")
+            self.pids.append(message[1])
+        log.info("ingest worker %s: %d processing processes", self.worker.client.client_id, self.n)
+
+    def index(self, topic: str) -> int:
+        i = self._index.get(topic)
+        if i is None:
+            if len(self._index) > 100_000:  # topics are bounded by devices; this only guards memory
+                self._index.clear()
+            i = self._index[topic] = partition(partition_key(topic, self._prefix), self.n)
+        return i
+
+    def submit(self, seq: int, batch: Sequence[ReceivedMessage]) -> None:
+        parts: dict[int, list[RawMessage]] = {}
+        for m in batch:
+            parts.setdefault(self.index(m.topic), []).append((m.topic, m.payload, m.received_wall))
+        with self.lock:
+            self.in_flight[seq] = _InFlight(batch, len(parts))
+        for i, raw in parts.items():
+            try:
+                self.inboxes[i].send((seq, raw))
+            except OSError as exc:
+                self.fail(f"processing process {i} is gone ({type(exc).__name__})")
+                return
+
+    def collect(self) -> None:
+        """Reports → acknowledgements, in batch order; watches the processes. Own thread."""
+        live = dict(zip(self.outboxes, range(self.n), strict=True))
+        sentinels = {p.sentinel: i for i, p in enumerate(self.processes)}
+        while live and self.failed is None:
+            for ready in mp_connection.wait([*live, *sentinels], timeout=TICK_POLL_S):
+                if ready in sentinels:
+                    i = sentinels.pop(ready)
+                    code = self.processes[i].exitcode
+                    if not (self.stopping and code == 0):
+                        self.fail(f"processing process {i} (pid {self.pids[i]}) exited with code {code}")
+                    continue
+                try:
+                    message = ready.recv()
+                except (EOFError, OSError):
+                    i = live.pop(ready)
+                    if not self.stopping:
+                        self.fail(f"processing process {i} (pid {self.pids[i]}) closed its pipe")
+                    continue
+                self.receive(message)
+
+    def receive(self, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        if kind == "degraded":
+            _, stage, reason = message
+            self.worker.degraded = reason
+            metrics.DEGRADED.labels(stage).set(0 if reason is None else 1)
+            return
+        if kind != "done":
+            return
+        report: PartReport = message[1]
+        finished: list[_InFlight] = []
+        with self.lock:
+            entry = self.in_flight[report.seq]
+            entry.parts -= 1
+            entry.result.stored.update(report.stored)
+            entry.result.duplicates.update(report.duplicates)
+            for reason, n in report.rejected.items():
+                entry.result.rejected_counts[reason] += n
+            # Batches are acknowledged in the order they were received.
+            while self.in_flight and self.failed is None:
+                first = next(iter(self.in_flight))
+                if self.in_flight[first].parts:
+                    break
+                finished.append(self.in_flight.pop(first))
+        for entry in finished:
+            self.worker.client.ack_many(entry.messages)
+            self.worker._count(entry.result, entry.messages)
+            self.slots.release()
+
+    def fail(self, reason: str) -> None:
+        if self.failed is None:
+            self.failed = reason
+            log.error("%s: stopping, nothing more is acknowledged", reason)
+        for _ in range(IN_FLIGHT_BATCHES):  # wake a receiver waiting for a slot
+            self.slots.release()
+
+    def close(self) -> None:
+        """Let the processes finish what they hold (unless failed), then end them."""
+        self.stopping = True
+        if self.failed is None:
+            for inbox in self.inboxes:
+                with contextlib.suppress(OSError):  # already gone: nothing to finish
+                    inbox.send(None)
+        deadline = time.monotonic() + PROCESS_STOP_TIMEOUT_S
+        for process in self.processes:
+            process.join(max(0.0, deadline - time.monotonic()) if self.failed is None else 0)
+        self.terminate()
+
+    def terminate(self) -> None:
+        for process in self.processes:
+            if process.is_alive():
+                process.terminate()
+        for process in self.processes:
+            process.join(5)
+            if process.is_alive():
+                process.kill()
+
+
+# ---- the worker ----------------------------------------------------------------------------
+
+
+class _Committed(NamedTuple):
+    """A received batch, and what the database committed of it."""
+
+    messages: Sequence[ReceivedMessage]
+    stored: StoredBatch
+
+
+class IngestWorker:
+    def __init__(
+        self,
+        client: MqttClient,
+        pipeline: IngestPipeline,
+        *,
+        shared: bool = True,
+        rules: RuleRunner | None = None,
+        processes: int = 0,
+        spec: PipelineSpec | None = None,
+    ) -> None:
+        if processes and spec is None:
+            raise ValueError("processing processes need a PipelineSpec to build their pipelines")
+        self.client = client
+        #: in-process work; with processes, only its topic router is used here
+        self.pipeline = pipeline
+        #: time-based rules (staleness, emptied windows, SLA escalation), ticked from run()
+        self.rules = rules
+        #: subscribe through shared subscriptions (several workers) or plainly (one worker)
+        self.shared = shared
+        #: processing processes (0: the batches are processed in this process)
+        self.processes = processes
+        self.spec = spec
+        self.processor: BatchProcessor[Sequence[ReceivedMessage]] = BatchProcessor(pipeline, rules)
+        self._degraded: str | None = None
+        #: set once subscribed: publishers started after it lose nothing
+        self.ready = threading.Event()
+        self.totals = BatchResult()
+        #: process ids of the processing processes while running (for tests and the bench)
+        self.process_ids: list[int] = []
+
+    @property
+    def degraded(self) -> str | None:
+        """Why storage is failing right now, or None."""
+        return self.processor.degraded if not self.processes else self._degraded
+
+    @degraded.setter
+    def degraded(self, reason: str | None) -> None:
+        self._degraded = reason
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        engine: sa.Engine | None = None,
+        live: LiveStore | None = None,
+        mqtt_url: str | None = None,
+        client_id: str | None = None,
+        rules: bool = True,
+    ) -> IngestWorker:
+        url = mqtt_url or (settings.mqtt.url if settings.mqtt else None)
+        if url is None:
+            raise ValueError("no MQTT broker URL")
+        # A stable id, so a restarted worker resumes its broker session and its unacked messages.
+        client = MqttClient(url, client_id or f"cityops-ingest-{settings.worker_id}", persistent_session=True)
+        spec = PipelineSpec(settings, rules=rules)
+        # The in-process Redis store and the SQLite file belong to this process: the
+        # embedded demo processes its batches here.
+        shareable = not (settings.embedded_redis or settings.embedded_database or engine or live)
+        processes = settings.ingest_processes if shareable else 0
+        if processes:
+            from models.db import create_engine_for
+
+            # Only the topic router is used here; each processing process builds its own.
+            pipeline = IngestPipeline(
+                create_engine_for(settings.effective_database_url),
+                LiveStore(connect_redis(settings)),
+                prefix=settings.topic_prefix,
+            )
+            runner = None
+        else:
+            pipeline, runner = build_pipeline(spec, engine=engine, live=live)
+        # The embedded broker serves exactly one worker (the one in the demo process; a
+        # standalone worker needs a broker URL). rumqttd 0.20 panics when a persistent
+        # session holding a shared subscription reconnects with unacknowledged messages
+        # (seen in tests), while plain persistent subscriptions resume correctly — so with
+        # the embedded broker the worker subscribes plainly. Nothing else changes.
+        return cls(
+            client, pipeline, shared=settings.mqtt is not None, rules=runner, processes=processes, spec=spec
+        )
+
+    def run(self, stop: threading.Event) -> None:
+        """Receive, process and acknowledge until ``stop`` is set.
+
+        Raises :class:`ProcessingFailed` when a processing process died (nothing after it
+        is acknowledged; restart the worker).
+        """
+        if self.processes:
+            self._run_processes(stop)
+        else:
+            self._run_here(stop)
+
+    def _subscribe(self) -> None:
+        self.client.start()
+        for topic_filter, group in self.pipeline.router.subscriptions(SHARED_GROUP):
+            self.client.subscribe(topic_filter, qos=1, shared_group=group if self.shared else None)
+        log.info("ingest worker %s subscribed", self.client.client_id)
+
+    def _receive(self) -> list[ReceivedMessage]:
+        batch = self.client.get_batch(BATCH_MAX, timeout=BATCH_WAIT_S)
+        metrics.CONNECTED.set(1 if self.client.connected.is_set() else 0)
+        metrics.QUEUE_DEPTH.set(self.client.stats().queued)
+        return batch
+
+    def _run_here(self, stop: threading.Event) -> None:
+        self._subscribe()
+        self.ready.set()
+
+        def next_batch() -> tuple[Sequence[ReceivedMessage], list[Inbound]] | None:
+            batch = self._receive()
+            return (batch, _inbound(batch)) if batch else None
+
+        try:
+            self.processor.run(next_batch, self._acknowledge, stop)
+        finally:
+            self.client.stop()
+            metrics.CONNECTED.set(0)
+
+    def _run_processes(self, stop: threading.Event) -> None:
+        assert self.spec is not None
+        pool = _ProcessPool(self, self.spec, self.processes)
+        pool.start()  # before subscribing: a process that cannot start fails start-up
+        self.process_ids = list(pool.pids)
+        collector = threading.Thread(target=pool.collect, name="ingest-collect", daemon=True)
+        collector.start()
+        try:
+            self._subscribe()
+            self.ready.set()
+            seq = 0
+            while not stop.is_set() and pool.failed is None:
+                if not pool.slots.acquire(timeout=TICK_POLL_S):
+                    continue
+                if pool.failed is not None:
+                    break
+                batch = self._receive()
+                if not batch:
+                    pool.slots.release()
+                    continue
+                pool.submit(seq, batch)
+                seq += 1
+        finally:
+            pool.close()
+            collector.join(PROCESS_STOP_TIMEOUT_S)
+            self.client.stop()
+            metrics.CONNECTED.set(0)
+            self.process_ids = []
+        if pool.failed is not None:
+            raise ProcessingFailed(pool.failed)
+
+    def handle(self, batch: Sequence[ReceivedMessage], stop: threading.Event) -> bool:
+        """Store, publish and acknowledge one batch here; False if stopped before it was done."""
+        stored = self.processor.store(_inbound(batch), stop)
+        if stored is None or not self.processor.publish(stored, stop):
+            return False
+        self._acknowledge(batch, stored)
+        return True
+
+    def _acknowledge(self, batch: Sequence[ReceivedMessage], stored: StoredBatch) -> None:
+        self.client.ack_many(batch)
+        self._count(stored.result, batch)
 
     def _count(self, result: BatchResult, batch: Sequence[ReceivedMessage]) -> None:
         self.totals.stored.update(result.stored)
         self.totals.duplicates.update(result.duplicates)
+        rejected = result.rejected_by_reason
+        self.totals.rejected_counts.update(rejected)
         metrics.BATCH_SIZE.observe(len(batch))
         stored = sum(v for k, v in result.stored.items() if k != "devices")
         metrics.MESSAGES.labels("stored").inc(stored)
         metrics.MESSAGES.labels("duplicate").inc(sum(result.duplicates.values()))
-        metrics.MESSAGES.labels("rejected").inc(len(result.rejected))
+        metrics.MESSAGES.labels("rejected").inc(sum(rejected.values()))
         for table, n in result.stored.items():
             metrics.ROWS.labels(table).inc(n)
-        for reason, n in result.rejected_by_reason.items():
+        for reason, n in rejected.items():
             metrics.REJECTED.labels(reason).inc(n)
         now = time.monotonic()
         for m in batch:
             metrics.LATENCY_SECONDS.observe(now - m.received_at)
-        if result.rejected:
-            log.info("rejected %d: %s", len(result.rejected), dict(result.rejected_by_reason))
 
 
-#: The live stage's "nothing arrived": time to look at the rule tick.
-_IDLE = _Committed((), StoredBatch(BatchResult(), [], {}))
+def _inbound(batch: Sequence[ReceivedMessage]) -> list[Inbound]:
+    return [Inbound(m.topic, m.payload, datetime.fromtimestamp(m.received_wall, UTC)) for m in batch]

@@ -50,6 +50,8 @@ VARIABLES: dict[str, str] = {
     "critical=120,major=600,minor=1800,info=0 (0 = never escalates; these are the defaults)",
     "CITYOPS_RULES_FILE": "TOML rule file for the rule engine (default: the Guang'an rule set shipped "
     "in models/rules/default_rules.toml)",
+    "CITYOPS_INGEST_PROCESSES": "processing processes per ingest worker, each taking a share of the "
+    "devices (0 = process in the worker itself; default: the number of CPUs)",
     "CITYOPS_WORKER_ID": "stable name of this ingest worker; the broker keeps its session under it "
     "(default: the host name)",
     "CITYOPS_OPEN311_API_KEYS": "comma-separated API keys allowed to create 12345 work orders with "
@@ -151,6 +153,8 @@ class Settings:
     tile_url: str | None = None
     log_level: str = "INFO"
     worker_id: str = "ingest"
+    #: processes that validate and write a worker's batches (0: the worker process itself)
+    ingest_processes: int = field(default_factory=lambda: os.cpu_count() or 1)
     ingest_max_future: timedelta = timedelta(minutes=5)
     ingest_max_age: timedelta = timedelta(days=7)
     metrics_port: int | None = None
@@ -264,6 +268,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         tile_url=tile_url,
         log_level=log_level,
         worker_id=_worker_id(get("CITYOPS_WORKER_ID")),
+        ingest_processes=_processes(get("CITYOPS_INGEST_PROCESSES")),
         ingest_max_future=_seconds("CITYOPS_INGEST_MAX_FUTURE_S", get("CITYOPS_INGEST_MAX_FUTURE_S"), 300),
         ingest_max_age=_seconds("CITYOPS_INGEST_MAX_AGE_S", get("CITYOPS_INGEST_MAX_AGE_S"), 7 * 24 * 3600),
         alert_sla=_alert_sla(get("CITYOPS_ALERT_SLA")),
@@ -454,6 +459,24 @@ def _count(variable: str, raw: str | None, default: int) -> int:
         raise ConfigError(variable, "must be a positive whole number", raw) from None
     if value < 1:
         raise ConfigError(variable, "must be a positive whole number", raw)
+    return value
+
+
+#: More processing processes than this per worker only adds memory and context switches.
+MAX_INGEST_PROCESSES = 64
+
+
+def _processes(raw: str | None) -> int:
+    if raw is None:
+        return os.cpu_count() or 1
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= MAX_INGEST_PROCESSES:
+        raise ConfigError(
+            "CITYOPS_INGEST_PROCESSES", f"must be a whole number from 0 to {MAX_INGEST_PROCESSES}", raw
+        )
     return value
 
 
