@@ -54,6 +54,20 @@ Lat = Annotated[StrictFloat | StrictInt, AfterValidator(_finite), Field(ge=-90, 
 AwareDatetime = Annotated[datetime, BeforeValidator(_iso), AfterValidator(_aware)]
 Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")]
 ShortText = Annotated[str, Field(max_length=200)]
+#: Longest caller name and phone the database keeps (``hotline_tickets`` columns).
+CALLER_LIMITS = {"name": 64, "phone": 32}
+
+
+def _caller(value: dict[str, str]) -> dict[str, str]:
+    for key, limit in CALLER_LIMITS.items():
+        if len(value.get(key) or "") > limit:
+            raise ValueError(f"caller {key} longer than {limit} characters")
+    return value
+
+
+# Work-order ids are keys of ``hotline_tickets`` (32 characters): a longer one must be
+# refused here, not fail the whole batch's INSERT on PostgreSQL.
+TicketId = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.:\-]+$")]
 
 SensorType = Literal[
     "air_quality",
@@ -112,7 +126,7 @@ class VideoEvent(_Strict):
 class HotlineTicket(_Strict):
     """``{prefix}/hotline/tickets``: a new 12345 work order."""
 
-    ticket_id: Identifier
+    ticket_id: TicketId
     ts: AwareDatetime
     channel: Channel
     category: Annotated[str, Field(min_length=1, max_length=50)]
@@ -122,7 +136,7 @@ class HotlineTicket(_Strict):
     lon: Lon | None = None
     lat: Lat | None = None
     urgency: Literal["normal", "urgent"] = "normal"
-    caller: dict[str, Annotated[str, Field(max_length=100)]] | None = None
+    caller: Annotated[dict[str, Annotated[str, Field(max_length=100)]], AfterValidator(_caller)] | None = None
 
 
 class TicketLifecycleEvent(_Strict):
@@ -154,7 +168,7 @@ class TicketLifecycleEvent(_Strict):
     reason: Annotated[str, Field(max_length=1000)] | None = None
     note: Annotated[str, Field(max_length=4000)] | None = None
     until: AwareDatetime | None = None
-    earlier_id: Identifier | None = None
+    earlier_id: TicketId | None = None
     actor: Annotated[str, Field(max_length=48)] | None = None
 
 
