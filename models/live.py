@@ -271,7 +271,7 @@ class LiveStore:
             pipe.execute()
 
     def record_readings(self, readings: Iterable[Mapping[str, Any]], *, now: float | None = None) -> int:
-        """Store a batch of latest readings in two round trips.
+        """Store a batch of latest readings: one script call on Redis.
 
         Each reading needs ``device_id``, ``ts`` (aware datetime) and ``metrics``; it may
         carry ``derived``, ``district_code`` and ``grid_id``. A reading older than the one
@@ -282,44 +282,43 @@ class LiveStore:
         if not readings:
             return 0
         stamp = time.time() if now is None else now
-        # One HGET per device rather than per reading: a batch holds many readings of the
-        # same device, and the stored ts only gates which of them may update its state.
-        device_ids = list(dict.fromkeys(r["device_id"] for r in readings))
+        # Per device, its readings in ts order (stable: of two with the same ts the later
+        # one wins, as when applied one by one), as indices into ``entries``.
+        entries: list[tuple[str, str, str]] = []
+        by_device: dict[str, list[tuple[datetime, int]]] = {}
+        hour_counts: dict[str, int] = {}
+        for i, r in enumerate(readings):
+            ts: datetime = r["ts"]
+            if ts.utcoffset():
+                # Stored ts strings are compared as text in the script: one offset for all.
+                ts = ts.astimezone(UTC)
+            device_id = r["device_id"]
+            entries.append((device_id, ts.isoformat(), mapping_json(r["metrics"])))
+            by_device.setdefault(device_id, []).append((ts, i))
+            for field in ("all", r.get("district_code") or "outside"):
+                hour_counts[field] = hour_counts.get(field, 0) + 1
+        for order in by_device.values():
+            if len(order) > 1:
+                order.sort(key=lambda p: p[0])
+        # Only the newest reading of a device that has ``derived`` can leave it in the
+        # hash (a newer one without it keeps it; an older one is overwritten): encode that one.
+        derived: dict[int, str] = {}
+        for order in by_device.values():
+            for _ts, i in reversed(order):
+                if readings[i].get("derived") is not None:
+                    derived[i] = json.dumps(readings[i]["derived"], ensure_ascii=False)
+                    break
+        hour = counter_key("observations", datetime.fromtimestamp(stamp, UTC))
+        note = json.dumps({"kind": "observations", "n": len(readings)})
+        if self._scripts:
+            self._record_readings_script(entries, by_device, derived, stamp, hour, hour_counts, note)
+            return len(readings)
+        # The embedded store: the stored ts read first, then the same writes as a pipeline.
+        device_ids = list(by_device)
         with self.redis.pipeline(transaction=False) as pipe:
             for device_id in device_ids:
                 pipe.hget(device_key(device_id), "ts")
             stored = dict(zip(device_ids, pipe.execute(), strict=True))
-        # The state each device ends with: its newest reading not older than the stored one
-        # (fields a newer reading lacks, e.g. no ``derived``, come from the next newest), so
-        # one HSET per device leaves the hash as applying the readings in ts order would.
-        latest: dict[str, tuple[datetime, dict[str, str]]] = {}
-        entries: list[tuple[str, str, str]] = []
-        hour_counts: dict[str, int] = {}
-        for r in readings:
-            ts: datetime = r["ts"]
-            iso = ts.isoformat()
-            metrics_json = mapping_json(r["metrics"])
-            entries.append((r["device_id"], iso, metrics_json))
-            previous = stored[r["device_id"]]
-            if previous is None or _parse_ts(previous) <= ts:
-                mapping = {"ts": iso, "metrics": metrics_json}
-                if r.get("derived") is not None:
-                    mapping["derived"] = json.dumps(r["derived"], ensure_ascii=False)
-                current = latest.get(r["device_id"])
-                if current is None:
-                    latest[r["device_id"]] = (ts, mapping)
-                elif current[0] <= ts:
-                    latest[r["device_id"]] = (ts, {**current[1], **mapping})
-                else:
-                    latest[r["device_id"]] = (current[0], {**mapping, **current[1]})
-            for field in ("all", r.get("district_code") or "outside"):
-                hour_counts[field] = hour_counts.get(field, 0) + 1
-        hour = counter_key("observations", datetime.fromtimestamp(stamp, UTC))
-        note = json.dumps({"kind": "observations", "n": len(readings)})
-        states = {device_id: mapping for device_id, (_ts, mapping) in latest.items()}
-        if self._scripts:
-            self._record_readings_script(entries, states, device_ids, stamp, hour, hour_counts, note)
-            return len(readings)
         with self.redis.pipeline(transaction=False) as pipe:
             for device_id, iso, metrics_json in entries:
                 pipe.xadd(
@@ -328,8 +327,12 @@ class LiveStore:
                     maxlen=STREAM_MAXLEN,
                     approximate=True,
                 )
-            for device_id, mapping in states.items():
-                pipe.hset(device_key(device_id), mapping=mapping)
+            for device_id, order in by_device.items():
+                mapping = _newest_state(
+                    stored[device_id], [(i, entries[i], derived.get(i)) for _ts, i in order]
+                )
+                if mapping:
+                    pipe.hset(device_key(device_id), mapping=mapping)
             # Every reading stamps last-seen with the same time: one ZADD for the batch.
             pipe.zadd(f"{KEY_PREFIX}devices:last_seen", dict.fromkeys(device_ids, stamp))
             for field, n in hour_counts.items():
@@ -342,8 +345,8 @@ class LiveStore:
     def _record_readings_script(
         self,
         entries: list[tuple[str, str, str]],
-        states: dict[str, dict[str, str]],
-        device_ids: list[str],
+        by_device: dict[str, list[tuple[datetime, int]]],
+        derived: dict[int, str],
         stamp: float,
         hour: str,
         hour_counts: dict[str, int],
@@ -353,14 +356,23 @@ class LiveStore:
 
         The same commands as the pipeline, but run by Redis itself: the client encodes one
         string instead of a command per reading, which was most of the live write's cost.
+        The script also reads each device's stored ts and leaves out readings older than
+        it, so no round trip is needed before the write.
         """
         batch = {
             "stream": stream_key("observations"),
             "maxlen": str(STREAM_MAXLEN),
             "entries": entries,
-            "states": [[device_key(d), *itertools.chain.from_iterable(m.items())] for d, m in states.items()],
+            # per device: its key, then (1-based entry index, derived JSON or "") in ts order
+            "states": [
+                [
+                    device_key(d),
+                    *itertools.chain.from_iterable((i + 1, derived.get(i, "")) for _ts, i in order),
+                ]
+                for d, order in by_device.items()
+            ],
             "seen_key": f"{KEY_PREFIX}devices:last_seen",
-            "seen": [[repr(stamp), d] for d in device_ids],
+            "seen": [[repr(stamp), d] for d in by_device],
             "hour": hour,
             "counts": [[field, n] for field, n in hour_counts.items()],
             "ttl": str(COUNTER_TTL_S),
@@ -567,8 +579,25 @@ local b = cjson.decode(ARGV[1])
 for _, e in ipairs(b.entries) do
   redis.call('XADD', b.stream, 'MAXLEN', '~', b.maxlen, '*', 'device_id', e[1], 'ts', e[2], 'metrics', e[3])
 end
-for _, h in ipairs(b.states) do
-  redis.call('HSET', unpack(h))
+-- A device's readings in ts order; those older than the stored ts are left out. ts strings
+-- are ISO-8601 in UTC, so comparing them as text compares the times.
+for _, s in ipairs(b.states) do
+  local stored = redis.call('HGET', s[1], 'ts')
+  local ts, metrics, derived = nil, nil, nil
+  for j = 2, #s, 2 do
+    local e = b.entries[s[j]]
+    if (not stored) or stored <= e[2] then
+      ts, metrics = e[2], e[3]
+      if s[j + 1] ~= '' then derived = s[j + 1] end
+    end
+  end
+  if ts then
+    if derived then
+      redis.call('HSET', s[1], 'ts', ts, 'metrics', metrics, 'derived', derived)
+    else
+      redis.call('HSET', s[1], 'ts', ts, 'metrics', metrics)
+    end
+  end
 end
 for _, s in ipairs(b.seen) do
   redis.call('ZADD', b.seen_key, s[1], s[2])
@@ -594,6 +623,20 @@ def _encode(value: Any) -> str:
     if value is None:
         return ""
     return str(value)
+
+
+def _newest_state(
+    stored_ts: str | None, ordered: list[tuple[int, tuple[str, str, str], str | None]]
+) -> dict[str, str]:
+    """A device's hash fields after its readings (in ts order) not older than the stored ts."""
+    mapping: dict[str, str] = {}
+    stored = None if stored_ts is None else _parse_ts(stored_ts)
+    for _i, (_device_id, iso, metrics_json), derived in ordered:
+        if stored is None or stored <= _parse_ts(iso):
+            mapping["ts"], mapping["metrics"] = iso, metrics_json
+            if derived is not None:
+                mapping["derived"] = derived
+    return mapping
 
 
 def _parse_ts(value: str) -> datetime:
