@@ -213,6 +213,12 @@ STRINGS: dict[str, dict[str, str]] = {
     "kpi.pm25_city": {"zh": "全市PM2.5均值", "en": "City PM2.5 mean"},
     "kpi.freshness": {"zh": "数据新鲜度", "en": "Data freshness"},
     "kpi.freshness_none": {"zh": "暂无数据", "en": "no data yet"},
+    "kpi.silent_seconds": {"zh": "数据中断 {n} 秒", "en": "feed silent for {n} s"},
+    "kpi.silent_minutes": {"zh": "数据中断 {n} 分钟", "en": "feed silent for {n} min"},
+    "status.silent": {
+        "zh": "全市数据接入中断：{age}，以下数值不是实时数据",
+        "en": "city feed interrupted: {age}; the figures below are not live",
+    },
     "unit.seconds_ago": {"zh": "{n} 秒前", "en": "{n} s ago"},
     "unit.minutes_ago": {"zh": "{n} 分钟前", "en": "{n} min ago"},
     "map.title": {"zh": "全市态势", "en": "City map"},

@@ -62,6 +62,8 @@ VARIABLES: dict[str, str] = {
     "live state later than this after they were taken (seconds, default 60)",
     "CITYOPS_WALL_ROTATE_S": "seconds each panel (emergency, urban, ecology) stays in focus on the /wall "
     "kiosk before the next one (5 to 3600, default 20)",
+    "CITYOPS_FEED_SILENT_AFTER_S": "the city-wide readings feed counts as interrupted after this many "
+    "seconds without a new reading: the overview's panels turn stale (5 to 3600, default 120)",
     "CITYOPS_ENV": "demo or production; production refuses to start without CITYOPS_SECRET_KEY and "
     "creates no demo accounts (default: production when CITYOPS_DATABASE_URL is set, else demo)",
     "CITYOPS_SESSION_IDLE_S": "a signed-in session ends after this many seconds without a request "
@@ -167,6 +169,8 @@ class Settings:
     ready_max_ingest_lag: timedelta = timedelta(seconds=60)
     #: How long each /wall panel stays in focus.
     wall_rotate: timedelta = timedelta(seconds=20)
+    #: a silence of the city-wide readings feed this long turns the overview's panels stale
+    feed_silent_after: timedelta = timedelta(seconds=120)
     #: ``demo`` or ``production`` (see :func:`load_settings`); None = decided by the database URL.
     env: str | None = None
     session_idle: timedelta = timedelta(minutes=30)
@@ -282,6 +286,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             "CITYOPS_READY_MAX_INGEST_LAG_S", get("CITYOPS_READY_MAX_INGEST_LAG_S"), 60
         ),
         wall_rotate=_wall_rotate(get("CITYOPS_WALL_ROTATE_S")),
+        feed_silent_after=_bounded_seconds(
+            "CITYOPS_FEED_SILENT_AFTER_S", get("CITYOPS_FEED_SILENT_AFTER_S"), 120, FEED_SILENT_LIMITS_S
+        ),
         env=_env(get("CITYOPS_ENV")),
         session_idle=_seconds("CITYOPS_SESSION_IDLE_S", get("CITYOPS_SESSION_IDLE_S"), 1800),
         session_lifetime=_seconds("CITYOPS_SESSION_LIFETIME_S", get("CITYOPS_SESSION_LIFETIME_S"), 43200),
@@ -434,11 +441,20 @@ WALL_ROTATE_MIN_S = 5
 WALL_ROTATE_MAX_S = 3600
 
 
+#: A city feed's silence: shorter than a few refreshes would flicker, longer than an hour
+#: hides a real outage.
+FEED_SILENT_LIMITS_S = (5, 3600)
+
+
 def _wall_rotate(raw: str | None) -> timedelta:
-    value = _seconds("CITYOPS_WALL_ROTATE_S", raw, 20)
-    if not WALL_ROTATE_MIN_S <= value.total_seconds() <= WALL_ROTATE_MAX_S:
-        limits = f"must be between {WALL_ROTATE_MIN_S} and {WALL_ROTATE_MAX_S} seconds"
-        raise ConfigError("CITYOPS_WALL_ROTATE_S", limits, raw)
+    return _bounded_seconds("CITYOPS_WALL_ROTATE_S", raw, 20, (WALL_ROTATE_MIN_S, WALL_ROTATE_MAX_S))
+
+
+def _bounded_seconds(name: str, raw: str | None, default: int, limits: tuple[int, int]) -> timedelta:
+    value = _seconds(name, raw, default)
+    low, high = limits
+    if not low <= value.total_seconds() <= high:
+        raise ConfigError(name, f"must be between {low} and {high} seconds", raw)
     return value
 
 

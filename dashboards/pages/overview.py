@@ -135,6 +135,7 @@ def layout(**_query: str) -> html.Div:
             LIVE.store(),
             html.Div(id="overview-status", className="status-line"),
             html.Div(
+                id="overview-kpis",
                 className="kpi-row",
                 children=[
                     kpi_card("kpi-devices-online", "kpi.devices_online"),
@@ -149,6 +150,7 @@ def layout(**_query: str) -> html.Div:
                 className="grid-2",
                 children=[
                     html.Div(
+                        id="overview-map-panel",
                         className="panel",
                         children=[
                             html.Div(
@@ -177,6 +179,7 @@ def layout(**_query: str) -> html.Div:
                         className="stack",
                         children=[
                             html.Div(
+                                id="overview-spark-panel",
                                 className="panel",
                                 children=[
                                     html.H2(t("chart.readings_24h")),
@@ -188,6 +191,7 @@ def layout(**_query: str) -> html.Div:
                                 ],
                             ),
                             html.Div(
+                                id="overview-districts-panel",
                                 className="panel",
                                 children=[html.H2(t("table.districts")), html.Div(id="overview-districts")],
                             ),
@@ -199,12 +203,29 @@ def layout(**_query: str) -> html.Div:
     )
 
 
-def age_text(age: float | None) -> str:
+def age_text(age: float | None, silent_after_s: float | None = None) -> str:
+    """How old the newest reading is; "数据中断 …" once the feed has been silent too long."""
     if age is None:
         return t("kpi.freshness_none")
+    if feed_silent(age, silent_after_s):
+        return t("kpi.silent_seconds", n=int(age)) if age < 120 else t("kpi.silent_minutes", n=int(age // 60))
     if age < 120:
         return t("unit.seconds_ago", n=int(age))
     return t("unit.minutes_ago", n=int(age // 60))
+
+
+def feed_silent(age: float | None, silent_after_s: float | None) -> bool:
+    """Readings came before but none for longer than the feed's limit (none yet is "waiting")."""
+    return age is not None and silent_after_s is not None and age > silent_after_s
+
+
+#: The overview's panels built from the readings feed: stale together when it goes silent.
+FEED_PANELS = ("overview-kpis", "overview-map-panel", "overview-spark-panel", "overview-districts-panel")
+
+
+def panel_classes(silent: bool) -> tuple[str, ...]:
+    base = ("kpi-row", "panel", "panel", "panel")
+    return tuple(f"{b} stale" if silent else b for b in base)
 
 
 def map_figure(
@@ -371,6 +392,7 @@ def district_table(snapshot: OverviewSnapshot) -> html.Table:
     Output("overview-districts", "children"),
     Output("overview-status", "children"),
     Output("overview-vitals", "children"),
+    *(Output(panel, "className") for panel in FEED_PANELS),
     Input("overview-tick", "n_intervals"),
     LIVE.input,
     Input("overview-indicator", "value"),
@@ -382,10 +404,15 @@ def refresh(_n: int | None, _live: dict | None, indicator: str) -> tuple:
         counts = ctx.live.hourly_counts("observations", 24)
     except Exception as exc:  # the page shows the degraded state instead of an error
         message = t("status.degraded", reason=type(exc).__name__)
-        return ("—", "—", "—", "—", "—", *([dash.no_update] * 3), message, dash.no_update)
+        return ("—", "—", "—", "—", "—", *([dash.no_update] * 3), message, *([dash.no_update] * 5))
     states = inputs.states
     snapshot = summarise(states)
     status = t("status.live") if states else t("status.no_data")
+    silent_after = ctx.settings.feed_silent_after.total_seconds()
+    age = snapshot.newest_reading_age_s
+    silent = feed_silent(age, silent_after)
+    if silent:
+        status = t("status.silent", age=age_text(age, silent_after))
     if inputs.database_error:
         status = f"{status} · {t('vital.database_degraded', reason=inputs.database_error)}"
     return (
@@ -393,12 +420,13 @@ def refresh(_n: int | None, _live: dict | None, indicator: str) -> tuple:
         f"{counts[-1][1]:,}" if counts else "0",
         aqi_badge(snapshot.aqi_city),
         "—" if snapshot.pm25_city is None else f"{snapshot.pm25_city} µg/m³",
-        age_text(snapshot.newest_reading_age_s),
+        age_text(age, silent_after),
         map_figure(snapshot, states, indicator if indicator in INDICATORS else "devices_online"),
         spark_figure(counts),
         district_table(snapshot),
         status,
         vital_cards(inputs),
+        *panel_classes(silent),
     )
 
 

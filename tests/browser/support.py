@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,11 +55,16 @@ class RunningSystem:
 
 @contextmanager
 def running_demo(
-    data_dir: Path, path: str = "/", settings: dict[str, str] | None = None
+    data_dir: Path,
+    path: str = "/",
+    settings: dict[str, str] | None = None,
+    demo_args: Sequence[str] = (),
 ) -> Iterator[RunningSystem]:
     """``python app.py`` on a fresh data dir and free ports, until ``path`` answers 200.
 
-    ``settings`` are extra ``CITYOPS_*`` variables for this run (the caller's own are not passed on).
+    ``settings`` are extra ``CITYOPS_*`` variables for this run (the caller's own are not passed on);
+    ``demo_args`` are options of ``cityops demo`` (e.g. ``--rate 0`` for a silent simulator),
+    which then runs instead of ``app.py``'s defaults.
     """
     port, mqtt_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CITYOPS_")}
@@ -71,9 +76,8 @@ def running_demo(
     )
     log_path = data_dir / "demo.log"
     with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
+        command = [sys.executable, "cli.py", "demo", *demo_args] if demo_args else [sys.executable, "app.py"]
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         system = RunningSystem(
             f"http://127.0.0.1:{port}",
             f"mqtt://127.0.0.1:{mqtt_port}",

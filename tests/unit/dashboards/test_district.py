@@ -286,6 +286,38 @@ def test_district_refresh_fills_every_panel(page_context: context.PageContext) -
     assert type(patched).__name__ == "Patch"
 
 
+def test_the_overview_marks_its_reading_panels_stale_when_the_city_feed_goes_silent(
+    page_context: context.PageContext,
+) -> None:
+    import time
+
+    from dashboards.i18n import t
+    from dashboards.pages import overview
+
+    assert overview.age_text(None, 120) == t("kpi.freshness_none"), "never fed is waiting, not silent"
+    assert overview.age_text(30, 120) == t("unit.seconds_ago", n=30)
+    assert overview.age_text(150, 120) == t("kpi.silent_minutes", n=2)
+    assert overview.age_text(30, 5) == t("kpi.silent_seconds", n=30)
+    assert not overview.feed_silent(None, 5) and not overview.feed_silent(5, 5)
+
+    live = page_context.live
+    live.register_device(
+        "air-1",
+        {"type": "air_quality", "name": "城南站", "lon": 106.63, "lat": 30.45, "district_code": "511602"},
+    )
+    last_seen = "cityops:devices:last_seen"
+    live.redis.zadd(last_seen, {"air-1": time.time() - 10})
+    fresh = overview.refresh(None, None, "aqi")
+    assert fresh[-4:] == ("kpi-row", "panel", "panel", "panel")
+    assert fresh[4] in {t("unit.seconds_ago", n=n) for n in (10, 11, 12)}
+    # Ten minutes without a reading: longer than the default limit of two minutes.
+    live.redis.zadd(last_seen, {"air-1": time.time() - 600})
+    silent = overview.refresh(None, None, "aqi")
+    assert silent[-4:] == ("kpi-row stale", "panel stale", "panel stale", "panel stale")
+    assert silent[4] == t("kpi.silent_minutes", n=10)
+    assert "中断" in str(silent[8])
+
+
 def test_read_inputs_keeps_the_live_half_when_the_database_is_away(engine: sa.Engine) -> None:
     from dashboards.vitals import read_inputs
 

@@ -126,3 +126,12 @@ def test_rules_file_must_exist(tmp_path: Path) -> None:
     rules = tmp_path / "rules.toml"
     rules.write_text("", encoding="utf-8")
     assert load_settings({"CITYOPS_RULES_FILE": str(rules)}).rules_file == rules
+
+
+def test_the_feed_silence_limit_is_bounded() -> None:
+    assert load_settings({}).feed_silent_after.total_seconds() == 120
+    assert load_settings({"CITYOPS_FEED_SILENT_AFTER_S": "5"}).feed_silent_after.total_seconds() == 5
+    for bad in ("4", "3601", "soon"):
+        with pytest.raises(ConfigError) as refused:
+            load_settings({"CITYOPS_FEED_SILENT_AFTER_S": bad})
+        assert refused.value.variable == "CITYOPS_FEED_SILENT_AFTER_S"
