@@ -89,7 +89,6 @@ def errors(driver) -> list[str]:
 
 
 def test_an_acknowledgement_in_one_console_shows_in_the_other(system, officers) -> None:
-    from selenium.webdriver.common.by import By
 
     url, mqtt_url = system
     one, two = officers
@@ -97,8 +96,31 @@ def test_an_acknowledgement_in_one_console_shows_in_the_other(system, officers) 
     sign_in(two, url, "admin")
     assert "告警处置台" in one.page_source
 
+    # The command centre's wall is open too: it must ring for the alarm and stop with the ack.
+    wall = chromium()
+    try:
+        support.sign_in(wall, url.replace("/alerts", "/wall"), "viewer")
+        _acknowledged_everywhere(one, two, wall, mqtt_url, first)
+    finally:
+        wall.quit()
+
+
+def ringing(wall) -> int:
+    """How many unacknowledged critical/major alarms the wall rings for (0: silent)."""
+    return wall.execute_script(
+        "const el = document.getElementById('wall-alarm');"
+        "if (!el || !el.classList.contains('ringing')) { return 0; }"
+        "const m = el.innerText.match(/\\d+/); return m ? Number(m[0]) : 1;"
+    )
+
+
+def _acknowledged_everywhere(one, two, wall, mqtt_url: str, first: str) -> None:
+    from selenium.webdriver.common.by import By
+
     publish_smoke(mqtt_url)
     assert wait_until(lambda: our_row(one) is not None and our_row(two) is not None, 30), "no alert row"
+    assert wait_until(lambda: ringing(wall) > 0, 15), "the wall rings for the new critical alert"
+    ringing_before = ringing(wall)
     row = our_row(two)
     assert "Ⅰ级 特别严重" in row["text"] and "待确认" in row["text"] and row["alarm"], row
     alert_id = row["id"]
@@ -119,6 +141,8 @@ def test_an_acknowledgement_in_one_console_shows_in_the_other(system, officers) 
     assert wait_until(lambda: "已确认" in our_row(two)["text"] and first in our_row(two)["text"], 5)
     # Each screen refreshes on its own interval: wait for both to stop flashing.
     assert wait_until(lambda: not our_row(two)["alarm"] and not our_row(one)["alarm"], 5)
+    # The wall stops ringing for it (other alarms, if any, keep ringing).
+    assert wait_until(lambda: ringing(wall) < ringing_before, 10), ringing(wall)
 
     # Officer two tries too late: told who was first.
     two.execute_script(f"document.getElementById('console-row-{alert_id}').click()")
