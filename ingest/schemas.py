@@ -21,6 +21,7 @@ from pydantic import (
     Field,
     StrictFloat,
     StrictInt,
+    model_validator,
 )
 
 from models.catalog import DEVICE_TYPES, HOTLINE_CHANNELS, VIDEO_EVENT_TYPES
@@ -91,7 +92,40 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
-class DeviceMeta(_Strict):
+def _storable(value: Any, where: str = "payload") -> None:
+    """Refuse what PostgreSQL cannot store: a NUL character in text or a key (``text`` and
+    ``jsonb`` refuse it) and a non-finite number inside free-form JSON (``1e309`` parses as
+    infinity, which ``jsonb`` refuses). Caught here, it is one dead letter; at the INSERT it
+    failed the whole batch, which the worker then retried for ever."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError(f"{where}: text must not contain NUL characters (\\u0000)")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{where}: must be a finite number (NaN and Infinity are not allowed)")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _storable(key, where)
+            _storable(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _storable(item, f"{where}[{i}]")
+
+
+class _Stored(_Strict):
+    """A payload whose text is written to the database as sent (observations, whose only
+    text is checked ids and known metric names, do not need this)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _check_storable(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key, value in data.items():
+                _storable(value, str(key))
+        return data
+
+
+class DeviceMeta(_Stored):
     """``{prefix}/sensors/{device_id}/meta`` and ``{prefix}/video/{camera_id}/meta``."""
 
     type: SensorType | Literal["camera"]
@@ -110,7 +144,7 @@ class Observation(_Strict):
     msg_id: Identifier | None = None
 
 
-class VideoEvent(_Strict):
+class VideoEvent(_Stored):
     """``{prefix}/video/{camera_id}/events``."""
 
     event_id: Identifier
@@ -123,7 +157,7 @@ class VideoEvent(_Strict):
     bbox: Annotated[list[Number], Field(min_length=4, max_length=4)] | None = None
 
 
-class HotlineTicket(_Strict):
+class HotlineTicket(_Stored):
     """``{prefix}/hotline/tickets``: a new 12345 work order."""
 
     ticket_id: TicketId
@@ -139,7 +173,7 @@ class HotlineTicket(_Strict):
     caller: Annotated[dict[str, Annotated[str, Field(max_length=100)]], AfterValidator(_caller)] | None = None
 
 
-class TicketLifecycleEvent(_Strict):
+class TicketLifecycleEvent(_Stored):
     """``{prefix}/hotline/tickets/{ticket_id}/events``: a step of a work order in the
     hotline system, applied with :func:`models.tickets.apply_hotline_event`."""
 

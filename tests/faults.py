@@ -1,0 +1,215 @@
+"""Private service instances that fault tests stop, restart, kill or flush on purpose.
+
+Each runs on a free loopback port in a temporary folder of its own, so breaking it never
+disturbs the shared services on 1883/6379/5432 or another test. They extend
+tests/services.py's :class:`PrivateMosquitto` with the same start/stop/restart/kill
+methods for Mosquitto, Redis and a throw-away PostgreSQL cluster with PostGIS.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from ingest.broker import free_port, port_is_free
+from tests.conftest import service_missing
+from tests.services import MOSQUITTO_CONF, PrivateMosquitto
+
+PG_BIN = Path(os.environ.get("CITYOPS_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:
+    """Poll ``predicate`` until it holds or ``timeout`` seconds passed; the last answer."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+def _wait_listening(
+    port: int, process: subprocess.Popen[bytes], what: str, log: Path, timeout: float
+) -> None:
+    deadline = time.monotonic() + timeout
+    while port_is_free(port):
+        if process.poll() is not None or time.monotonic() > deadline:
+            text = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+            raise RuntimeError(f"{what} did not start on port {port}: {text}")
+        time.sleep(0.02)
+
+
+def _end(process: subprocess.Popen[bytes] | None, sig: int, timeout: float = 15.0) -> None:
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(sig)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
+
+
+class FaultyMosquitto(PrivateMosquitto):
+    """Production's broker configuration (deploy/mosquitto.conf) on a port of its own."""
+
+    def __init__(self, workdir: Path) -> None:
+        super().__init__(workdir, MOSQUITTO_CONF.read_text(encoding="utf-8"))
+
+    def restart(self) -> None:
+        """A clean restart: the persistence file keeps sessions and queued messages."""
+        self.stop()
+        self.start()
+
+    def kill(self) -> None:
+        process, self._process = self._process, None
+        _end(process, signal.SIGKILL)
+
+
+class PrivateRedis:
+    """A redis-server of our own without persistence: a restart loses everything, as a
+    Redis that was flushed, evicted or replaced would."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.log = workdir / "redis.log"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10.0) -> PrivateRedis:
+        binary = shutil.which("redis-server") or shutil.which("redis-server", path="/usr/sbin:/usr/local/bin")
+        if binary is None:
+            service_missing("the redis-server binary", "not on PATH")
+        assert binary is not None
+        with self.log.open("ab") as log:
+            self._process = subprocess.Popen(
+                [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                cwd=self.workdir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        _wait_listening(self.port, self._process, "redis-server", self.log, timeout)
+        return self
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        _end(process, signal.SIGTERM)
+
+    def kill(self) -> None:
+        process, self._process = self._process, None
+        _end(process, signal.SIGKILL)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+class PrivatePostgres:
+    """A throw-away PostgreSQL 15 cluster with PostGIS, made with ``initdb`` in a temporary
+    folder. PostgreSQL refuses to run as root, so as root the cluster belongs to the
+    ``postgres`` account (the folder is outside pytest's root-only temporary tree)."""
+
+    def __init__(self, database: str = "cityops") -> None:
+        for tool in ("initdb", "postgres"):
+            if not (PG_BIN / tool).exists():
+                service_missing(f"PostgreSQL's {tool}", f"not found in {PG_BIN} (CITYOPS_TEST_PG_BIN)")
+        self.database = database
+        self.port = free_port()
+        self.root = Path(tempfile.mkdtemp(prefix="cityops-pg-"))
+        self.data = self.root / "data"
+        self.log = self.root / "postgres.log"
+        self._user: str | None = None
+        if os.geteuid() == 0:
+            self._user = "postgres"
+            account = pwd.getpwnam(self._user)
+            os.chown(self.root, account.pw_uid, account.pw_gid)
+        self._process: subprocess.Popen[bytes] | None = None
+        self._initialised = False
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{self.database}"
+
+    def _run(self, *args: str) -> None:
+        done = subprocess.run(list(args), user=self._user, capture_output=True, timeout=120, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"{args[0]} failed: {done.stderr.decode(errors='replace')[-2000:]}")
+
+    def start(self, timeout: float = 30.0) -> PrivatePostgres:
+        if not self._initialised:
+            initdb = [str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust"]
+            self._run(*initdb, "-E", "UTF8", "--no-sync", "--no-instructions")
+        with self.log.open("ab") as log:
+            settings = {
+                "listen_addresses": "127.0.0.1",
+                "unix_socket_directories": str(self.root),
+                # A test cluster: durability is not what is being tested here.
+                "fsync": "off",
+                "synchronous_commit": "off",
+                "full_page_writes": "off",
+            }
+            options = [arg for k, v in settings.items() for arg in ("-c", f"{k}={v}")]
+            self._process = subprocess.Popen(
+                [str(PG_BIN / "postgres"), "-D", str(self.data), "-p", str(self.port), *options],
+                user=self._user,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        _wait_listening(self.port, self._process, "postgres", self.log, timeout)
+        if not wait_for(self._accepts, timeout):
+            raise RuntimeError(f"postgres on {self.port} does not accept connections")
+        if not self._initialised:
+            self._initialised = True
+            self._create_database()
+        return self
+
+    def _accepts(self) -> bool:
+        import psycopg
+
+        try:
+            with psycopg.connect(host="127.0.0.1", port=self.port, user="postgres", dbname="postgres"):
+                return True
+        except psycopg.OperationalError:
+            return False
+
+    def _create_database(self) -> None:
+        import psycopg
+
+        from models import db
+
+        with psycopg.connect(
+            host="127.0.0.1", port=self.port, user="postgres", dbname="postgres", autocommit=True
+        ) as conn:
+            conn.execute(f'CREATE DATABASE "{self.database}"')
+        db.upgrade_database(self.url)  # enables PostGIS on first install, as in production
+
+    def stop(self) -> None:
+        """Fast shutdown: open connections are ended, the port closes."""
+        process, self._process = self._process, None
+        _end(process, signal.SIGINT, timeout=30)
+
+    def kill(self) -> None:
+        """The postmaster dies at once; its backends notice and exit, the next start recovers."""
+        process, self._process = self._process, None
+        _end(process, signal.SIGKILL)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def remove(self) -> None:
+        self.stop()
+        with contextlib.suppress(OSError):
+            shutil.rmtree(self.root)
