@@ -544,6 +544,8 @@ class PhaseResult:
     max_process_rss_kb: int = 0
     #: CPU seconds used by every process of the workers (last sample)
     cpu_by_pid: dict[int, float] = field(default_factory=dict)
+    #: the same once the workers were ready: start-up (imports, connecting) is not counted
+    cpu_at_start: dict[int, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -559,7 +561,8 @@ class PhaseResult:
     def cpu_us_per_message(self) -> float | None:
         if not self.cpu_by_pid or not self.published:
             return None
-        return sum(self.cpu_by_pid.values()) / self.published * 1e6
+        used = sum(v - self.cpu_at_start.get(p, 0.0) for p, v in self.cpu_by_pid.items())
+        return used / self.published * 1e6
 
     @property
     def loss(self) -> int:
@@ -647,7 +650,9 @@ class Bench:
                     stop,
                     results,
                 ),
-                daemon=True,
+                # Not a daemon: a worker starts processing processes of its own. It stops
+                # with ``stop``, and stop_workers kills one that does not.
+                daemon=False,
             )
             process.start()
             processes.append(process)
@@ -766,6 +771,8 @@ class Bench:
         self.reset()
         phase = PhaseResult(f"cityops, {workers} worker{'s' if workers > 1 else ''}", feed.total)
         processes, client_ids, stop, results = self.start_workers(workers, f"w{workers}")
+        sample_workers([p.pid for p in processes], phase)
+        phase.cpu_at_start = dict(phase.cpu_by_pid)
         started = time.time()
         publishers = publish_feed(self.broker.port, feed, f"w{workers}")
         finished = self.wait_for(feed.total, publishers, [p.pid for p in processes], phase)
@@ -782,6 +789,8 @@ class Bench:
         total = int(rate * self.args.latency_seconds)
         phase = PhaseResult(f"latency @ {rate:,}/s", total)
         processes, client_ids, stop, results = self.start_workers(1, "lat")
+        sample_workers([p.pid for p in processes], phase)
+        phase.cpu_at_start = dict(phase.cpu_by_pid)
         publisher = FastPublisher(self.broker.port, "bench-pub-lat")
         samples: list[float] = []
         reader_stop = threading.Event()
