@@ -177,16 +177,16 @@ def demo_account(url: str, role: str) -> dict[str, str]:
 
 def sign_in(driver: Any, url: str, role: str = "leader") -> dict[str, str]:
     """Sign ``driver`` in to the demo serving ``url`` as its ``role`` account, through the
-    login form; it ends on ``url``. Returns the account."""
+    login form. It lands on ``/healthz`` (no page, no map), so the caller's own
+    ``driver.get`` is the page's only load. Returns the account."""
     from selenium.webdriver.common.by import By
 
     account = demo_account(url, role)
     parts = urlsplit(url)
-    target = parts.path + (f"?{parts.query}" if parts.query else "") or "/"
-    driver.get(f"{parts.scheme}://{parts.netloc}/login?next={quote(target)}")
+    driver.get(f"{parts.scheme}://{parts.netloc}/login?next={quote('/healthz')}")
     assert wait_until(lambda: driver.find_element(By.ID, "login-username").is_displayed(), 20)
     driver.find_element(By.ID, "login-username").send_keys(account["username"])
     driver.find_element(By.ID, "login-password").send_keys(account["password"])
     driver.find_element(By.ID, "login-submit").click()
-    assert wait_until(lambda: "/login" not in driver.current_url, 20), driver.page_source[:500]
+    assert wait_until(lambda: driver.current_url.endswith("/healthz"), 20), driver.page_source[:500]
     return account

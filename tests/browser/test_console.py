@@ -99,7 +99,8 @@ def test_an_acknowledgement_in_one_console_shows_in_the_other(system, officers) 
     # The command centre's wall is open too: it must ring for the alarm and stop with the ack.
     wall = chromium()
     try:
-        support.sign_in(wall, url.replace("/alerts", "/wall"), "viewer")
+        support.sign_in(wall, url, "viewer")
+        wall.get(url.replace("/alerts", "/wall"))
         _acknowledged_everywhere(one, two, wall, mqtt_url, first)
     finally:
         wall.quit()

@@ -46,7 +46,8 @@ def test_wrong_password_then_sign_in_admin_page_and_sign_out(base_url: str, driv
     assert driver.find_element(By.ID, "login-username").get_attribute("value") == HOSTILE[:64]
     driver.get_log("browser")  # the refusal's 401 is logged as a failed load: expected, drop it
 
-    admin = sign_in(driver, base_url + "/admin", "admin")
+    admin = sign_in(driver, base_url, "admin")
+    driver.get(base_url + "/admin")
     assert wait_until(lambda: admin["username"] in driver.find_element(By.ID, "admin-users").text, 30)
     assert admin["username"] in driver.find_element(By.ID, "shell-user-name").text
     # The failed attempt is in the audit trail on the page.
