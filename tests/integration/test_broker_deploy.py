@@ -8,6 +8,7 @@ Containers cannot run here, so the compose file and Dockerfile are checked stati
 from __future__ import annotations
 
 import re
+import runpy
 import time
 from pathlib import Path
 
@@ -120,8 +121,13 @@ def test_compose_services_and_commands() -> None:
         worker_ids.add(services[name]["environment"]["CITYOPS_WORKER_ID"])
         assert services[name]["environment"]["CITYOPS_MQTT_URL"] == "mqtt://mosquitto:1883"
     assert len(worker_ids) == 2, "each worker keeps a broker session of its own"
-    web = " ".join(_command(services["web"]))
-    assert "gunicorn" in web and "app:server" in web and "0.0.0.0:8050" in web
+    web = _command(services["web"])
+    assert web[0] == "gunicorn" and web[-1] == "app:server"
+    config = web[web.index("-c") + 1]
+    # Threaded workers: every open page holds one server-push stream.
+    gunicorn = runpy.run_path(str(DEPLOY.parent / config))
+    assert gunicorn["bind"] == "0.0.0.0:8050" and gunicorn["worker_class"] == "gthread"
+    assert gunicorn["workers"] >= 2 and gunicorn["threads"] >= 16
     assert "db upgrade" in " ".join(_command(services["migrate"]))
     for name in ("postgis", "redis", "mosquitto", "web"):
         assert "healthcheck" in services[name], f"{name} has no healthcheck"
