@@ -649,3 +649,106 @@ def publish_incident_note(live: LiveStore, note: Mapping[str, Any]) -> None:
     transaction that made the change has committed, as for alerts."""
     payload = {**note, "kind": "incident"}
     live.redis.publish(UPDATES_CHANNEL, json.dumps(payload, ensure_ascii=False, default=str))
+
+
+# ---- rebuilding the live state from the database ------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LiveRebuild:
+    """What :func:`rebuild_live_state` loaded back into Redis."""
+
+    devices: int
+    readings: int
+    alerts: int
+    open_tickets: int
+    seconds: float
+
+
+#: The ticket fields ingest appends to ``cityops:stream:tickets`` (no caller: personal data).
+_TICKET_STREAM_FIELDS = (
+    "ticket_id", "ts", "channel", "category", "title", "content", "address", "lon", "lat",
+    "urgency", "state", "created_at", "updated_at", "district_code", "grid_id",
+)  # fmt: skip
+
+
+def rebuild_live_state(live: LiveStore, conn: Connection) -> LiveRebuild:
+    """Reload what Redis lost (a restart without persistence, a flush, a new instance) from
+    the database: every device with its latest reading (and the indices derived from it),
+    the alert queue, and the open 12345 work orders on the tickets stream.
+
+    Idempotent: a device's reading is written only where Redis holds none or an older one,
+    so running it while ingest writes never moves a device backwards. Hourly counters and
+    the recent readings/video streams are not rebuilt; they fill again as data arrives.
+    """
+    import sqlalchemy as sa
+
+    from models import schema
+    from models.standards.derive import derive
+    from models.tickets import OPEN_STATES
+
+    started = time.perf_counter()
+    d = schema.Device.__table__
+    devices = conn.execute(
+        sa.select(
+            d.c.device_id, d.c.type, d.c.name, d.c.lon, d.c.lat, d.c.district_code, d.c.grid_id, d.c.props
+        )
+    ).all()
+    for row in devices:
+        live.register_device(
+            row.device_id,
+            {"type": row.type, "name": row.name, "lon": row.lon, "lat": row.lat,
+             "district_code": row.district_code, "grid_id": row.grid_id},
+        )  # fmt: skip
+
+    o = schema.Observation.__table__
+    newest = sa.select(o.c.device_id, sa.func.max(o.c.ts).label("ts")).group_by(o.c.device_id).subquery()
+    latest = conn.execute(
+        sa.select(o.c.device_id, o.c.ts, o.c.metrics, o.c.received_at).join(
+            newest, sa.and_(o.c.device_id == newest.c.device_id, o.c.ts == newest.c.ts)
+        )
+    ).all()
+    kinds = {row.device_id: (row.type, row.props or {}) for row in devices}
+    readings = 0
+    with live.redis.pipeline(transaction=False) as pipe:
+        for row in latest:
+            ts = row.ts.astimezone(UTC)
+            mapping = {"ts": ts.isoformat(), "metrics": mapping_json(row.metrics)}
+            if row.device_id in kinds:
+                device_type, props = kinds[row.device_id]
+                mapping["derived"] = json.dumps(
+                    derive(device_type, props, row.metrics, ts), ensure_ascii=False
+                )
+            stored = live.redis.hget(device_key(row.device_id), "ts")
+            if stored is not None and _parse_ts(stored) > ts:
+                continue  # ingest wrote a newer reading meanwhile
+            pipe.hset(device_key(row.device_id), mapping=mapping)
+            # Last seen = when the newest reading arrived, so "offline" stays truthful.
+            pipe.zadd(f"{KEY_PREFIX}devices:last_seen", {row.device_id: row.received_at.timestamp()}, nx=True)
+            readings += 1
+        pipe.execute()
+
+    alerts = live.rebuild_alerts(conn)
+
+    t = schema.HotlineTicket.__table__
+    tickets = (
+        conn.execute(
+            sa.select(*(t.c[name] for name in _TICKET_STREAM_FIELDS))
+            .where(t.c.state.in_(sorted(OPEN_STATES)))
+            .order_by(t.c.created_at.desc())
+            .limit(STREAM_MAXLEN)
+        )
+        .mappings()
+        .all()
+    )
+    if tickets:
+        with live.redis.pipeline(transaction=False) as pipe:
+            pipe.delete(stream_key("tickets"))
+            for row in reversed(tickets):  # oldest first, as ingest appended them
+                fields = {k: _encode(v.isoformat() if isinstance(v, datetime) else v) for k, v in row.items()}
+                pipe.xadd(stream_key("tickets"), {k: v for k, v in fields.items() if v != ""})
+            pipe.publish(
+                UPDATES_CHANNEL, json.dumps({"kind": "tickets", "action": "rebuild", "n": len(tickets)})
+            )
+            pipe.execute()
+    return LiveRebuild(len(devices), readings, alerts, len(tickets), time.perf_counter() - started)
