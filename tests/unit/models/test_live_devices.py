@@ -1,0 +1,113 @@
+"""LiveStore.devices() on a city-sized registry: kept between calls, only what moved read again.
+
+The registry threshold is lowered to a handful of devices so that the embedded store
+(fakeredis) exercises the incremental path; each call's answer must equal what a fresh
+store reading everything sees.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import fakeredis
+import pytest
+
+from models import live as live_module
+from models.live import LiveStore
+
+T0 = datetime(2026, 7, 15, 9, 0, tzinfo=UTC)
+STAMP = 1_785_000_000.0
+
+
+@pytest.fixture
+def store(monkeypatch: pytest.MonkeyPatch) -> LiveStore:
+    monkeypatch.setattr(live_module, "INCREMENTAL_FROM", 3)
+    return LiveStore(fakeredis.FakeRedis(decode_responses=True))
+
+
+def register(store: LiveStore, device_id: str, name: str | None = None, dtype: str = "air_quality") -> None:
+    store.register_device(
+        device_id,
+        {"type": dtype, "name": name or device_id, "lon": 106.6, "lat": 30.4, "district_code": "511602"},
+    )
+
+
+def reading(device_id: str, pm25: float, minutes: int) -> dict[str, Any]:
+    return {"device_id": device_id, "ts": T0 + timedelta(minutes=minutes), "metrics": {"pm25": pm25}}
+
+
+def full_read(store: LiveStore) -> list[live_module.DeviceState]:
+    return LiveStore(store.redis).devices()
+
+
+def count_full_reads(store: LiveStore, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls = [0]
+    full = store._devices_full
+
+    def counted() -> list[live_module.DeviceState]:
+        calls[0] += 1
+        return full()
+
+    monkeypatch.setattr(store, "_devices_full", counted)
+    return calls
+
+
+def test_a_new_reading_is_read_without_reading_every_device(
+    store: LiveStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for i in range(5):
+        register(store, f"aq-{i}")
+    store.record_readings([reading(f"aq-{i}", 10.0 + i, 0) for i in range(5)], now=STAMP)
+    assert [s.metrics["pm25"] for s in store.devices()] == [10.0, 11.0, 12.0, 13.0, 14.0]
+    full_reads = count_full_reads(store, monkeypatch)
+
+    store.record_readings([reading("aq-3", 99.0, 1)], now=STAMP + 1)
+    states = store.devices()
+
+    assert full_reads == [0], "only the device that reported was read again"
+    assert {s.device_id: s.metrics["pm25"] for s in states}["aq-3"] == 99.0
+    assert {s.device_id: s.last_seen for s in states}["aq-3"] == STAMP + 1
+    assert states == full_read(store)
+
+
+def test_a_late_batch_with_an_older_stamp_is_still_read(store: LiveStore) -> None:
+    for i in range(4):
+        register(store, f"aq-{i}")
+    store.record_readings([reading(f"aq-{i}", 10.0, 0) for i in range(4)], now=STAMP)
+    store.record_readings([reading("aq-0", 20.0, 1)], now=STAMP + 10)
+    store.devices()
+    # Another worker's batch, stamped a moment before the newest stamp already read.
+    store.record_readings([reading("aq-1", 30.0, 1)], now=STAMP + 9)
+    assert {s.device_id: s.metrics["pm25"] for s in store.devices()}["aq-1"] == 30.0
+
+
+def test_registrations_removals_and_meta_changes_are_picked_up(
+    store: LiveStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for i in range(4):
+        register(store, f"aq-{i}")
+    store.record_readings([reading(f"aq-{i}", 10.0, 0) for i in range(4)], now=STAMP)
+    store.devices()
+
+    register(store, "smoke-1", dtype="smoke")  # registered, nothing sent yet
+    assert [s.device_id for s in store.devices()] == ["aq-0", "aq-1", "aq-2", "aq-3", "smoke-1"]
+
+    # A meta change that moves no last-seen shows at the next full read.
+    register(store, "aq-2", name="新名字")
+    monkeypatch.setattr(live_module, "FULL_READ_EVERY_S", 0.0)
+    assert {s.device_id: s.name for s in store.devices()}["aq-2"] == "新名字"
+
+    store.redis.flushdb()
+    assert store.devices() == []
+
+
+def test_a_small_registry_is_read_in_full_every_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    store = LiveStore(fakeredis.FakeRedis(decode_responses=True))
+    register(store, "aq-0")
+    store.record_readings([reading("aq-0", 10.0, 0)], now=STAMP)
+    store.devices()
+    full_reads = count_full_reads(store, monkeypatch)
+    register(store, "aq-0", name="改名")
+    assert store.devices()[0].name == "改名"
+    assert full_reads == [1]
