@@ -46,10 +46,10 @@ from models.schema import (
     AlertDomain,
     AlertEvent,
     MaintenanceWindow,
-    Role,
     Severity,
     WarningColour,
 )
+from models.users import Permission, roles_with
 
 # --------------------------------------------------------------------------------------------
 # States and configuration
@@ -90,8 +90,9 @@ OPEN_STATES = QUEUE_STATES | {AlertState.SUPPRESSED}
 #: condition persisting for days must not grow one row without bound.
 EVIDENCE_LIMIT = 20
 
-#: Who may handle alerts in the console; leaders and viewers watch.
-HANDLER_ROLES = frozenset({Role.DUTY_OFFICER, Role.OPERATOR, Role.ADMIN})
+#: Who may handle alerts in the console (duty officers and administrators); leaders,
+#: operators and viewers watch. From the one permission table.
+HANDLER_ROLES = roles_with(Permission.ALERT_ACT)
 
 #: Sources that are devices, for maintenance windows.
 DEVICE_SOURCE_KINDS = frozenset({"device", "sensor", "camera"})

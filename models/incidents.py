@@ -73,12 +73,12 @@ from models.schema import (
     IncidentSource,
     IncidentWarning,
     Resource,
-    Role,
     Severity,
     WarningColour,
 )
 from models.schema import Case as CaseRow
 from models.spatial import Area, ResourceHit
+from models.users import Permission, roles_with
 
 if TYPE_CHECKING:
     from models.live import LiveStore
@@ -295,9 +295,9 @@ RESPONDING_STATES = frozenset({S.RESPONDING, S.DISPATCHING, S.HANDLING})
 #: Resources are on their way or at work: more can be sent.
 WORKING_STATES = frozenset({S.DISPATCHING, S.HANDLING})
 
-#: Who commands incidents: duty officers, leaders (指挥长), administrators. Services (the
-#: rule engine opening an incident) act without a role.
-COMMAND_ROLES = frozenset({Role.DUTY_OFFICER, Role.LEADER, Role.ADMIN})
+#: Who commands incidents (duty officers and administrators, from the one permission
+#: table). Services (the rule engine opening an incident) act without a role.
+COMMAND_ROLES = roles_with(Permission.INCIDENT_COMMAND)
 
 ENTITY_TYPE = "incident"
 _INCIDENTS = Incident.__table__

@@ -46,6 +46,7 @@ from models.clock import CITY_TZ
 from models.lifecycle import Actor, EntityNotFound, IllegalTransition, Lifecycle, Refusal, State
 from models.schema import SRID, Alert, HotlineTicket, Role, TicketEvent
 from models.spatial import bounding_box, great_circle_m
+from models.users import Permission, roles_with
 
 # --------------------------------------------------------------------------------------------
 # States, ratings, roles
@@ -106,7 +107,7 @@ class ExtensionState(enum.StrEnum):
 
 #: Who works orders in the console. Departments sign in as operators for now; the hotline
 #: system acts as a service (no role), so only people are role-checked.
-HANDLER_ROLES = frozenset({Role.OPERATOR, Role.DUTY_OFFICER, Role.ADMIN})
+HANDLER_ROLES = roles_with(Permission.TICKET_DISPATCH)
 #: 督办 is what leaders do.
 SUPERVISOR_ROLES = HANDLER_ROLES | {Role.LEADER}
 

@@ -139,6 +139,12 @@ def allowed(role: Role | str, permission: Permission | str) -> bool:
         return False
 
 
+def roles_with(permission: Permission) -> frozenset[Role]:
+    """The roles holding ``permission``: what the lifecycles check again when a transition
+    runs, so the web tier and the model layer cannot disagree."""
+    return frozenset(role for role, granted in ROLE_PERMISSIONS.items() if permission in granted)
+
+
 # ---- passwords --------------------------------------------------------------------------------
 
 

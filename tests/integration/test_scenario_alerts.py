@@ -170,8 +170,11 @@ def play(
 
 
 def _table(topic: str) -> str:
+    """The table (as the worker counts it) a simulated message lands in."""
     if topic.endswith("/obs"):
         return "observations"
+    if "/hotline/tickets/" in topic:  # the 12345 system's steps of an order
+        return "ticket_events"
     if topic.endswith("/events"):
         return "video_events"
     return "hotline_tickets"

@@ -45,7 +45,7 @@ from tests.services import PrivateMosquitto
 pytestmark = pytest.mark.real_services
 
 OFFICER = Actor("li", role="duty_officer", display_name="李四")
-LEADER = Actor("zhao", role="leader", display_name="赵指挥")
+COMMANDER = Actor("zhao", role="duty_officer", display_name="赵指挥")
 DEPARTMENT = Actor("shuiwu", role="operator", display_name="水务局")
 INSPECTOR = Actor("inspector-7", role="operator")
 
@@ -178,7 +178,7 @@ def test_the_flood_followed_from_start_to_close(
         assert area.tickets, "no open 12345 ticket within 3 km of the flooding"
         incidents.respond(conn, incident_id, level="IV", actor=OFFICER, now=step())
         incidents.escalate(
-            conn, incident_id, level="III", reason="积水深度超过50厘米", actor=LEADER, now=step()
+            conn, incident_id, level="III", reason="积水深度超过50厘米", actor=COMMANDER, now=step()
         )
         nearest = incidents.nearest_resources(
             conn, incident_id, kinds=["fire_station", "hospital"], per_kind=1
@@ -191,14 +191,14 @@ def test_the_flood_followed_from_start_to_close(
         incidents.start_handling(conn, incident_id, actor=OFFICER, now=step())
         for d in incidents.dispatched_resources(conn, incident_id):
             incidents.resource_arrived(conn, d.id, actor=OFFICER, now=step())
-        incidents.note(conn, incident_id, text="会商：启动排涝泵站两座", actor=LEADER, now=step())
-        incidents.de_escalate(conn, incident_id, level="IV", reason="积水消退", actor=LEADER, now=step())
+        incidents.note(conn, incident_id, text="会商：启动排涝泵站两座", actor=COMMANDER, now=step())
+        incidents.de_escalate(conn, incident_id, level="IV", reason="积水消退", actor=COMMANDER, now=step())
         incidents.assess(
             conn, incident_id, summary="排涝完毕，转移群众15人，无伤亡", actor=OFFICER, now=step()
         )
         for d in incidents.dispatched_resources(conn, incident_id):
             incidents.release_resource(conn, d.id, actor=OFFICER, now=step())
-        incidents.close(conn, incident_id, assessment="响应及时，处置得当", actor=LEADER, now=step())
+        incidents.close(conn, incident_id, assessment="响应及时，处置得当", actor=COMMANDER, now=step())
 
     # ---- a flooded-road call → a case, both followed to the end ----------------------------
     ticket_id = road_calls[0]

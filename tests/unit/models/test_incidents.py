@@ -34,7 +34,9 @@ T0 = datetime(2026, 7, 15, 2, 0, tzinfo=UTC)  # 10:00 in Guang'an
 #: 鼎屏镇, the seat of 邻水县 (511623), where the flood story happens.
 SEAT = (106.932, 30.334)
 OFFICER = Actor("li", role="duty_officer", display_name="李四")
-LEADER = Actor("zhao", role="leader", display_name="赵指挥")
+# A second duty officer in command; leaders watch and export (models.users.ROLE_PERMISSIONS).
+COMMANDER = Actor("zhao", role="duty_officer", display_name="赵指挥")
+LEADER = Actor("wang", role="leader", display_name="王局长")
 VIEWER = Actor("chen", role="viewer")
 S = IncidentState
 
@@ -263,6 +265,8 @@ def test_every_step_allowed_and_refused(engine: sa.Engine) -> None:
         assert refused.value.reason_en == "a response needs a level (I–IV)"
         with pytest.raises(IllegalTransition, match="无权"):
             incidents.respond(conn, iid, level="IV", actor=VIEWER, now=at(1))
+        with pytest.raises(IllegalTransition, match="无权"):  # leaders watch; duty officers command
+            incidents.respond(conn, iid, level="IV", actor=LEADER, now=at(1))
         # Not yet responding: nothing can be dispatched.
         with pytest.raises(IllegalTransition, match="当前为「接报」，不能调度") as refused:
             incidents.dispatch_resources(conn, iid, ["fire-511623-01"], actor=OFFICER, now=at(1))
@@ -272,18 +276,18 @@ def test_every_step_allowed_and_refused(engine: sa.Engine) -> None:
         assert change.incident.responding_at == at(2) and change.incident.commander == "zhao"
         assert change.incident.level_label_zh == "Ⅳ级响应（一般）"
         with pytest.raises(IllegalTransition, match="已被 li 于 10:02 启动响应，不能启动响应"):
-            incidents.respond(conn, iid, level="III", actor=LEADER, now=at(3))
+            incidents.respond(conn, iid, level="III", actor=COMMANDER, now=at(3))
         # Level changes stay in the state and go on the timeline.
         with pytest.raises(IllegalTransition, match="Ⅳ级不是升级"):
-            incidents.escalate(conn, iid, level="IV", reason="积水加深", actor=LEADER, now=at(3))
+            incidents.escalate(conn, iid, level="IV", reason="积水加深", actor=COMMANDER, now=at(3))
         with pytest.raises(IllegalTransition, match="须说明理由"):
-            incidents.escalate(conn, iid, level="III", reason=" ", actor=LEADER, now=at(3))
-        up = incidents.escalate(conn, iid, level="III", reason="积水加深，群众被困", actor=LEADER, now=at(3))
+            incidents.escalate(conn, iid, level="III", reason=" ", actor=COMMANDER, now=at(3))
+        up = incidents.escalate(conn, iid, level="III", reason="积水加深，群众被困", actor=COMMANDER, now=at(3))
         assert (
             up.incident.level == "III" and up.incident.state == S.RESPONDING and up.from_state == S.RESPONDING
         )
         with pytest.raises(IllegalTransition, match="Ⅱ级不是降级"):
-            incidents.de_escalate(conn, iid, level="II", reason="x", actor=LEADER, now=at(4))
+            incidents.de_escalate(conn, iid, level="II", reason="x", actor=COMMANDER, now=at(4))
         # 调度: at least one resource, all of them known.
         with pytest.raises(IllegalTransition, match="至少派出一支"):
             incidents.dispatch_resources(conn, iid, [], actor=OFFICER, now=at(4))
@@ -320,7 +324,7 @@ def test_every_step_allowed_and_refused(engine: sa.Engine) -> None:
             incidents.resource_arrived(conn, fire.id, actor=OFFICER, now=at(13))
         with pytest.raises(IllegalTransition, match="无权"):
             incidents.release_resource(conn, hospital.id, actor=VIEWER, now=at(13))
-        down = incidents.de_escalate(conn, iid, level="IV", reason="积水消退", actor=LEADER, now=at(20))
+        down = incidents.de_escalate(conn, iid, level="IV", reason="积水消退", actor=COMMANDER, now=at(20))
         assert down.incident.level == "IV" and down.incident.state == S.HANDLING
         # 评估.
         with pytest.raises(IllegalTransition, match="处置情况"):
@@ -330,25 +334,25 @@ def test_every_step_allowed_and_refused(engine: sa.Engine) -> None:
         with pytest.raises(IllegalTransition, match="转入评估，不能调度"):
             incidents.dispatch_resources(conn, iid, ["fire-511623-02"], actor=OFFICER, now=at(31))
         with pytest.raises(IllegalTransition, match="不能升级响应"):
-            incidents.escalate(conn, iid, level="I", reason="x", actor=LEADER, now=at(31))
+            incidents.escalate(conn, iid, level="I", reason="x", actor=COMMANDER, now=at(31))
         # 关闭: not while a resource is out, not without the assessment.
         with pytest.raises(IllegalTransition, match="尚有 3 支救援力量未撤离") as refused:
-            incidents.close(conn, iid, assessment="处置得当", actor=LEADER, now=at(40))
+            incidents.close(conn, iid, assessment="处置得当", actor=COMMANDER, now=at(40))
         assert refused.value.reason_en == "3 resource(s) not yet released; cannot close"
         for r in (fire, hospital, shelter):
             incidents.release_resource(conn, r.id, actor=OFFICER, now=at(41))
         with pytest.raises(IllegalTransition, match="已撤离"):
             incidents.release_resource(conn, shelter.id, actor=OFFICER, now=at(42))
         with pytest.raises(IllegalTransition, match="评估结论"):
-            incidents.close(conn, iid, assessment="  ", actor=LEADER, now=at(45))
-        closed = incidents.close(conn, iid, assessment="响应及时，无人员伤亡", actor=LEADER, now=at(45))
+            incidents.close(conn, iid, assessment="  ", actor=COMMANDER, now=at(45))
+        closed = incidents.close(conn, iid, assessment="响应及时，无人员伤亡", actor=COMMANDER, now=at(45))
         assert closed.incident.state == S.CLOSED and closed.incident.closed_at == at(45)
         assert closed.incident.assessment == "响应及时，无人员伤亡"
         # Closed: nothing more, not even a note.
         with pytest.raises(IllegalTransition, match="已被 zhao 于 10:45 关闭，不能记录研判"):
             incidents.note(conn, iid, text="补记", actor=OFFICER, now=at(50))
         with pytest.raises(IllegalTransition, match="不能关闭"):
-            incidents.close(conn, iid, assessment="再次", actor=LEADER, now=at(50))
+            incidents.close(conn, iid, assessment="再次", actor=COMMANDER, now=at(50))
         # The timeline has every step: who, when, the note.
         steps = [(e.action, e.actor, e.ts) for e in incidents.timeline(conn, iid)]
         assert [s[0] for s in steps] == [
@@ -461,7 +465,7 @@ def test_a_duty_officer_opens_an_incident_from_a_critical_alert(engine: sa.Engin
         assert incidents.incident_for(conn, "alert", critical.id) == opened.incident.incident_id
         alert = alerts.get_alert(conn, critical.id)
         assert alert is not None and alert.state == "acknowledged" and alert.acknowledged_by == "li"
-        again = incidents.open_from_alert(conn, critical.id, actor=LEADER, now=at(3))
+        again = incidents.open_from_alert(conn, critical.id, actor=COMMANDER, now=at(3))
         assert not again.created and again.incident.incident_id == opened.incident.incident_id
         assert conn.execute(sa.select(sa.func.count()).select_from(Incident.__table__)).scalar_one() == 1
         # An alert that has ended cannot open one.
@@ -660,7 +664,7 @@ def test_warning_draft_is_complete_and_kept(engine: sa.Engine) -> None:
         # A drawn area becomes a CAP polygon; the officer can choose the colour.
         square = [offset(*SEAT, x, y) for x, y in ((-800, -800), (800, -800), (800, 800), (-800, 800))]
         incidents.set_area(conn, iid, actor=OFFICER, now=at(3), polygon=square)
-        yellow = incidents.draft_warning(conn, iid, actor=LEADER, now=at(4), colour="yellow")
+        yellow = incidents.draft_warning(conn, iid, actor=COMMANDER, now=at(4), colour="yellow")
         assert yellow.severity == "Moderate" and yellow.circle is None and yellow.polygon is not None
         pairs = yellow.polygon.split()
         assert len(pairs) == 5 and pairs[0] == pairs[-1]
