@@ -20,7 +20,7 @@ larger when over a threshold of the alert rules.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -588,21 +588,25 @@ def map_signatures(model: MapModel) -> dict[str, str]:
     }
 
 
-def _traces(model: MapModel) -> dict[str, go.Scattermap]:
-    r_outer, r_mid, r_core = resource_traces(model.resources)
-    a_halo, a_core = alert_traces(model.alerts)
-    i_halo, i_core = incident_traces(model.incidents, model.selected_id)
-    return {
-        "resources": r_outer,
-        "resources_mid": r_mid,
-        "resources_core": r_core,
-        "sensors": sensors_trace(model.sensors),
-        "alerts_halo": a_halo,
-        "alerts": a_core,
-        "nearest": nearest_trace(model.selection),
-        "incidents_halo": i_halo,
-        "incidents": i_core,
-    }
+def _traces(model: MapModel, groups: Collection[str] | None = None) -> dict[str, go.Scattermap]:
+    """The map's traces by name; only those of ``groups`` (default: all). Building a trace
+    validates every point (thousands of sensors at city scale), so a patch builds only
+    the ones it sends."""
+    wanted = set(_TRACE_GROUP.values()) if groups is None else set(groups)
+    traces: dict[str, go.Scattermap] = {}
+    if "resources" in wanted:
+        traces["resources"], traces["resources_mid"], traces["resources_core"] = resource_traces(
+            model.resources
+        )
+    if "sensors" in wanted:
+        traces["sensors"] = sensors_trace(model.sensors)
+    if "alerts" in wanted:
+        traces["alerts_halo"], traces["alerts"] = alert_traces(model.alerts)
+    if "nearest" in wanted:
+        traces["nearest"] = nearest_trace(model.selection)
+    if "incidents" in wanted:
+        traces["incidents_halo"], traces["incidents"] = incident_traces(model.incidents, model.selected_id)
+    return traces
 
 
 #: Which signature each trace follows.
@@ -677,7 +681,7 @@ def map_update(
     changed = {group for group, sig in now_drawn.items() if drawn.get(group) != sig}
     if not changed:
         return None, now_drawn
-    traces = _traces(model)
+    traces = _traces(model, changed)
     patch = Patch()
     for index, name in enumerate(TRACES):
         if _TRACE_GROUP[name] in changed:
