@@ -57,6 +57,32 @@ def hourly_means(
     station_means: dict[tuple[str, datetime], list[float]] = defaultdict(list)
     for row in conn.execute(query):
         station_means[(row.metric, row.hour.astimezone(UTC))].append(row.sum / row.count)
+    return _area_means(station_means, hours)
+
+
+def hourly_means_by_district(
+    conn: sa.Connection, hours: list[datetime], district_codes: list[str]
+) -> dict[str, dict[str, list[float | None]]]:
+    """:func:`hourly_means` of several districts, in one query instead of one per district."""
+    t = ObservationHourly.__table__
+    query = sa.select(t.c.district_code, t.c.metric, t.c.hour, t.c.sum, t.c.count).where(
+        t.c.metric.in_(POLLUTANTS),
+        t.c.hour >= min(hours),
+        t.c.hour <= max(hours),
+        t.c.count > 0,
+        t.c.district_code.in_(district_codes),
+    )
+    station_means: dict[str, dict[tuple[str, datetime], list[float]]] = {
+        code: defaultdict(list) for code in district_codes
+    }
+    for row in conn.execute(query):
+        station_means[row.district_code][(row.metric, row.hour.astimezone(UTC))].append(row.sum / row.count)
+    return {code: _area_means(station_means[code], hours) for code in district_codes}
+
+
+def _area_means(
+    station_means: dict[tuple[str, datetime], list[float]], hours: list[datetime]
+) -> dict[str, list[float | None]]:
     return {
         pollutant: [
             (sum(values) / len(values)) if (values := station_means.get((pollutant, h))) else None

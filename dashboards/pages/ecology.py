@@ -22,7 +22,7 @@ from dashboards import ecology as eco
 from dashboards.i18n import t
 from dashboards.pages.overview import CITY_CENTRE, aqi_badge
 from geo.boundaries import DISTRICTS, districts_geojson
-from models.air_quality import hourly_means
+from models.air_quality import hourly_means_by_district
 from models.clock import CITY_TZ
 from models.schema import Device, ObservationHourly
 from models.standards import water
@@ -437,8 +437,8 @@ def refresh(_n: int | None, _live: dict | None) -> tuple:
         hours = eco.window_hours(now_dt)
         with ctx.engine.connect() as conn:
             props = device_props(conn)
-            # One query per district for the whole window (yesterday 00:00 to now).
-            means = {d.code: hourly_means(conn, hours, district_code=d.code) for d in DISTRICTS}
+            # One query for every district and the whole window (yesterday 00:00 to now).
+            means = hourly_means_by_district(conn, hours, [d.code for d in DISTRICTS])
             today_start = next(h for h in hours if h.astimezone(CITY_TZ).date() == today)
             noise_rows = noise_hourly(conn, today_start)
     except Exception as exc:  # the page shows the degraded state instead of an error

@@ -82,3 +82,23 @@ def test_a_day_with_too_few_hours_has_no_daily_aqi(engine: sa.Engine) -> None:
         record_observations(conn, [reading("a", h, pm25=50.0) for h in hours])
     with engine.connect() as conn:
         assert daily_aqi(conn, DAY, district_code="511602") is None
+
+
+def test_every_districts_means_in_one_query_equal_each_districts_own(engine: sa.Engine) -> None:
+    from models.air_quality import hourly_means_by_district
+
+    hours = day_hours(DAY)
+    rows = []
+    for h, at in enumerate(hours):
+        rows.append(reading("a", at + timedelta(minutes=5), pm25=30.0 + h, o3=90.0))
+        rows.append(reading("b", at + timedelta(minutes=9), pm25=70.0 - h))
+        if h % 3 == 0:
+            rows.append(reading("c", at + timedelta(minutes=7), district="511623", pm25=200.0, so2=12.0))
+    with engine.begin() as conn:
+        record_observations(conn, rows)
+    codes = ["511602", "511623", "511681"]
+    with engine.connect() as conn:
+        together = hourly_means_by_district(conn, hours, codes)
+        apart = {code: hourly_means(conn, hours, district_code=code) for code in codes}
+    assert together == apart
+    assert together["511602"]["pm25"][0] == 50.0 and together["511681"]["pm25"] == [None] * 24
