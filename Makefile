@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install lint services bench clean
+.PHONY: demo test install lint services bench fuzz clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,14 @@ lint: $(STAMP)
 
 bench: $(STAMP) services
 	$(PY) bench/bench_locate.py
+
+## make fuzz: coverage-guided fuzzing (atheris) of the ingest parsing path and the Open311 POST,
+## FUZZ_SECONDS each; finds are kept in var/fuzz/, a crashing input as var/fuzz/crash-*.
+FUZZ_SECONDS ?= 60
+fuzz: $(STAMP)
+	$(PY) -m pip install --quiet -e ".[fuzz]"
+	$(PY) tools/fuzz_ingest.py ingest -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=var/fuzz/
+	$(PY) tools/fuzz_ingest.py open311 -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=var/fuzz/
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

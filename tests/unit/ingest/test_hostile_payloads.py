@@ -138,3 +138,23 @@ def test_a_whole_batch_of_hostile_messages_keeps_every_good_one(engine: sa.Engin
         assert conn.execute(sa.text("SELECT count(*) FROM dead_letters")).scalar_one() == len(refused)
     counters = live.redis.hgetall("cityops:rejected")
     assert sum(int(v) for v in counters.values()) == len(refused)
+
+
+def test_the_fuzz_harness_takes_its_seed_corpus() -> None:
+    """tools/fuzz_ingest.py's ingest target over its seeds (this corpus and valid messages):
+    the harness keeps working as ingest changes, and every seed keeps its promise."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[3] / "tools" / "fuzz_ingest.py"
+    spec = importlib.util.spec_from_file_location("fuzz_ingest", path)
+    assert spec is not None and spec.loader is not None
+    harness = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(harness)
+    one = harness.ingest_target()
+    seeds = list(harness.ingest_seeds())
+    assert len(seeds) > len(CASES) // 2
+    for seed in seeds:
+        one(seed)
+    with pytest.raises(harness.FuzzFailure):  # and it does notice a broken promise
+        harness.REASONS = frozenset()
+        one(b"nowhere\n{}")
