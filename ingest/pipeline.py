@@ -56,6 +56,13 @@ MAX_FUTURE = timedelta(minutes=5)
 MAX_PAST = timedelta(days=7)
 #: Ticket fields that never leave the database (shown masked, if at all).
 PERSONAL_FIELDS = frozenset({"caller_name", "caller_phone"})
+#: ``dead_letters.topic`` is VARCHAR(256); a longer topic is cut to fit.
+DEAD_LETTER_TOPIC_CHARS = 256
+#: The database refused the data itself (a value too long, a constraint): the same batch
+#: would fail again on every retry, so it is split until the message at fault is found.
+#: Anything else (connection lost, database down) is retried whole: nothing is wrong with
+#: the messages then.
+DATA_REFUSED = (sa.exc.DataError, sa.exc.IntegrityError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,9 +163,32 @@ class IngestPipeline:
 
     def process(self, messages: Sequence[Inbound]) -> BatchResult:
         """Store a batch, then publish it to the live state and the rules."""
-        stored = self.store(messages)
+        stored = self.store_isolating(messages)
         self.publish(stored)
         return stored.result
+
+    def store_isolating(self, messages: Sequence[Inbound]) -> StoredBatch:
+        """:meth:`store`, and when the database refuses the batch's data, the batch halved
+        until the refused message is alone: it becomes a dead letter (``storage_refused``)
+        and every other message is stored. One bad message never blocks a worker."""
+        try:
+            return self.store(messages)
+        except DATA_REFUSED as exc:
+            if len(messages) == 1:
+                return self._store_refused(messages[0], exc)
+            log.warning("database refused a batch of %d (%s); isolating the message", len(messages), exc.orig)
+            middle = len(messages) // 2
+            return _merged(self.store_isolating(messages[:middle]), self.store_isolating(messages[middle:]))
+
+    def _store_refused(self, message: Inbound, exc: Exception) -> StoredBatch:
+        first_line = (str(getattr(exc, "orig", exc)).splitlines() or [""])[0]
+        rejection = Rejection(
+            message.topic, "storage_refused", first_line, message.payload, message.received_at
+        )
+        result = BatchResult(rejected=[rejection])
+        with self.engine.begin() as conn:
+            conn.execute(schema.DeadLetter.__table__.insert(), [_dead_letter_row(rejection)])
+        return StoredBatch(result, [], {})
 
     def store(self, messages: Sequence[Inbound]) -> StoredBatch:
         """Validate, locate and write a batch (and its dead letters) in one database transaction.
@@ -228,18 +258,7 @@ class IngestPipeline:
                     result.stored["ticket_events"] += 1
             if result.rejected:
                 conn.execute(
-                    schema.DeadLetter.__table__.insert(),
-                    [
-                        {
-                            "received_at": r.received_at,
-                            "topic": r.topic[:500],
-                            "reason": r.reason,
-                            "payload": r.payload[:DEAD_LETTER_KEEP_BYTES],
-                            "payload_size": len(r.payload),
-                            "detail": {"message": r.detail[:1000]},
-                        }
-                        for r in result.rejected
-                    ],
+                    schema.DeadLetter.__table__.insert(), [_dead_letter_row(r) for r in result.rejected]
                 )
 
         return StoredBatch(result, devices, accepted)
@@ -574,3 +593,35 @@ _MODELS: dict[Kind, type[BaseModel]] = {
 
 #: Metric definitions by device type, built on first use (the catalog does not change).
 _KNOWN_METRICS: dict[str, dict[str, Any]] = {}
+
+
+def _storable(text: str, limit: int) -> str:
+    """Text a PostgreSQL column takes whatever came in: no NUL (text and JSON refuse it)
+    and no longer than the column."""
+    return text.replace("\x00", "\ufffd")[:limit]
+
+
+def _dead_letter_row(r: Rejection) -> dict[str, Any]:
+    return {
+        "received_at": r.received_at,
+        "topic": _storable(r.topic, DEAD_LETTER_TOPIC_CHARS),
+        "reason": r.reason,
+        "payload": r.payload[:DEAD_LETTER_KEEP_BYTES],
+        "payload_size": len(r.payload),
+        "detail": {"message": _storable(r.detail, 1000)},
+    }
+
+
+def _merged(first: StoredBatch, second: StoredBatch) -> StoredBatch:
+    """Two stored parts of one batch as one (counts added, rows and registrations in order)."""
+    result = BatchResult(
+        stored=first.result.stored + second.result.stored,
+        duplicates=first.result.duplicates + second.result.duplicates,
+        rejected=first.result.rejected + second.result.rejected,
+        rejected_counts=first.result.rejected_counts + second.result.rejected_counts,
+    )
+    accepted = {
+        k: [*first.accepted.get(k, []), *second.accepted.get(k, [])]
+        for k in {*first.accepted, *second.accepted}
+    }
+    return StoredBatch(result, [*first.devices, *second.devices], accepted)

@@ -184,7 +184,7 @@ class BatchProcessor(Generic[Token]):
 
     def store(self, inbound: Sequence[Inbound], stop: threading.Event) -> StoredBatch | None:
         started = time.perf_counter()
-        stored = self._until_done("database", lambda: self.pipeline.store(inbound), stop)
+        stored = self._until_done("database", lambda: self.pipeline.store_isolating(inbound), stop)
         if stored is not None:
             metrics.STORE_SECONDS.observe(time.perf_counter() - started)
             if stored.result.rejected:

@@ -356,16 +356,6 @@ def _cases() -> list[HostileCase]:
 
 
 CASES: list[HostileCase] = _cases()
-#: Cases PostgreSQL cannot store as dead letters yet, with the failure (ingest/pipeline.py
-#: writes the topic as received into ``dead_letters.topic``, a VARCHAR(256)).
-POSTGRES_BUGS = {
-    "topic_nul": "dead_letters.topic keeps a NUL character: psycopg raises DataError and the whole "
-    "batch is refused, so the worker retries it for ever",
-    "topic_huge": "the topic is cut to 500 characters for dead_letters.topic, a VARCHAR(256): "
-    "StringDataRightTruncation refuses the whole batch, so the worker retries it for ever",
-    "topic_long_level": "the topic is cut to 500 characters for dead_letters.topic, a VARCHAR(256): "
-    "StringDataRightTruncation refuses the whole batch, so the worker retries it for ever",
-}
 #: What a ticket event case needs first: the work order it acts on.
 OPEN_TICKET = (
     "hotline/tickets",

@@ -17,7 +17,7 @@ from ingest.pipeline import DEAD_LETTER_KEEP_BYTES, Inbound, IngestPipeline
 from models import schema
 from models.db import create_engine_for, upgrade_database
 from models.live import LiveStore
-from tests.unit.ingest.hostile_corpus import CAMERA, CASES, OPEN_TICKET, POSTGRES_BUGS, HostileCase
+from tests.unit.ingest.hostile_corpus import CAMERA, CASES, OPEN_TICKET, HostileCase
 
 NOW = datetime(2026, 7, 15, 2, 30, tzinfo=UTC)
 PREFIX = "cityops/v1"
@@ -78,10 +78,8 @@ def prepared(engine: sa.Engine) -> tuple[IngestPipeline, LiveStore]:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_hostile_message_is_refused_or_stored_verbatim_and_the_batch_goes_on(
-    request: pytest.FixtureRequest, engine: sa.Engine, case: HostileCase
+    engine: sa.Engine, case: HostileCase
 ) -> None:
-    if engine.dialect.name == "postgresql" and case.name in POSTGRES_BUGS:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=POSTGRES_BUGS[case.name]))
     pipeline, live = prepared(engine)
     hostile = Inbound(
         f"{PREFIX}/{case.topic}",
@@ -125,8 +123,6 @@ def test_a_whole_batch_of_hostile_messages_keeps_every_good_one(engine: sa.Engin
     """All refused cases in one batch, interleaved with good readings."""
     pipeline, live = prepared(engine)
     refused = [c for c in CASES if c.reason is not None]
-    if engine.dialect.name == "postgresql":  # each known failure would refuse the whole batch
-        refused = [c for c in refused if c.name not in POSTGRES_BUGS]
     batch: list[Inbound] = []
     for i, case in enumerate(refused):
         batch.append(reading(100 + i))
