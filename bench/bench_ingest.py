@@ -35,8 +35,8 @@ in one run:
    processes) and of its largest process, and the CPU time all of them used per message
    (sampled from /proc; CPU per message does not depend on what else the machine runs).
 
-Workers use ``CITYOPS_INGEST_PROCESSES``' default (one processing process per CPU) unless
-``--processes N`` says otherwise (0 = everything in the worker process).
+Workers use ``CITYOPS_INGEST_PROCESSES``' default (0: everything in the worker process)
+unless ``--processes N`` says otherwise.
 
 Loss = published − stored rows; duplicates = stored rows − distinct (device_id, ts), and
 the workers' own duplicate counter (redeliveries they recognised) is shown beside it.

@@ -155,10 +155,6 @@ def partition(key: str, n: int) -> int:
     return zlib.crc32(key.encode()) % n
 
 
-def default_processes() -> int:
-    return os.cpu_count() or 1
-
-
 # ---- the work on one batch -----------------------------------------------------------------
 
 

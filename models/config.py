@@ -51,7 +51,8 @@ VARIABLES: dict[str, str] = {
     "CITYOPS_RULES_FILE": "TOML rule file for the rule engine (default: the Guang'an rule set shipped "
     "in models/rules/default_rules.toml)",
     "CITYOPS_INGEST_PROCESSES": "processing processes per ingest worker, each taking a share of the "
-    "devices (0 = process in the worker itself; default: the number of CPUs)",
+    "devices (0 = process in the worker itself, the default; more pays off only where the worker has "
+    "cores of its own, not shared with the broker and the database)",
     "CITYOPS_WORKER_ID": "stable name of this ingest worker; the broker keeps its session under it "
     "(default: the host name)",
     "CITYOPS_OPEN311_API_KEYS": "comma-separated API keys allowed to create 12345 work orders with "
@@ -156,7 +157,7 @@ class Settings:
     log_level: str = "INFO"
     worker_id: str = "ingest"
     #: processes that validate and write a worker's batches (0: the worker process itself)
-    ingest_processes: int = field(default_factory=lambda: os.cpu_count() or 1)
+    ingest_processes: int = 0
     ingest_max_future: timedelta = timedelta(minutes=5)
     ingest_max_age: timedelta = timedelta(days=7)
     metrics_port: int | None = None
@@ -483,8 +484,10 @@ MAX_INGEST_PROCESSES = 64
 
 
 def _processes(raw: str | None) -> int:
+    # 0 by default: measured on two cores shared with the broker and PostgreSQL, processing
+    # processes made a worker slower (bench/README.md) and each costs about 200 MB.
     if raw is None:
-        return os.cpu_count() or 1
+        return 0
     try:
         value = int(raw)
     except ValueError:
