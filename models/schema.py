@@ -426,6 +426,8 @@ class VideoEvent(Base):
         Index("ix_video_events_district_code_ts", "district_code", "ts"),
         Index("ix_video_events_camera_id_ts", "camera_id", "ts"),
         Index("ix_video_events_type_ts", "type", "ts"),
+        # The last 24 h of sightings per grid cell and per type (migration 0007).
+        Index("ix_video_events_ts", "ts"),
         _gist("video_events"),
     )
 
@@ -453,6 +455,8 @@ class HotlineTicket(Base):
         Index("ix_hotline_tickets_district_code_ts", "district_code", "ts"),
         Index("ix_hotline_tickets_department_state", "department", "state"),
         Index("ix_hotline_tickets_category_ts", "category", "ts"),
+        # Newest orders, today's volumes and rates select by time alone (migration 0007).
+        Index("ix_hotline_tickets_ts", "ts"),
         _gist("hotline_tickets"),
     )
 
