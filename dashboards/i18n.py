@@ -523,6 +523,12 @@ STRINGS: dict[str, dict[str, str]] = {
     "hotline.col.content": {"zh": "诉求内容", "en": "Request"},
     "hotline.col.district": {"zh": "区县", "en": "District"},
     "hotline.col.caller": {"zh": "来电人", "en": "Caller"},
+    "hotline.reveal": {"zh": "显示", "en": "Show"},
+    "hotline.reveal_title": {
+        "zh": "显示此工单来电人的姓名和电话（记入审计日志）",
+        "en": "Show this order's caller name and phone (recorded in the audit trail)",
+    },
+    "hotline.reveal_failed": {"zh": "无法显示", "en": "cannot show"},
     "hotline.col.state": {"zh": "状态", "en": "State"},
     "hotline.urgent": {"zh": "急", "en": "urgent"},
     "hotline.repeat_of": {"zh": "疑似重复：{id}", "en": "likely repeat of {id}"},

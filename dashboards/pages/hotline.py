@@ -14,13 +14,14 @@ from typing import Any
 import dash
 from dash import Input, Output, State, callback, dcc, html
 
-from dashboards import context, push
+from dashboards import auth, context, push
 from dashboards import hotline as hl
 from dashboards import urban as ub
 from dashboards.console import city_time, duration_text
 from dashboards.i18n import t
 from dashboards.pages.urban import age_span, panel, panel_class
 from models import tickets as ticket_model
+from models.users import Permission
 
 #: Pushes refresh the page as orders arrive; the timer keeps ages and stale marks moving.
 REFRESH_MS = 15_000
@@ -135,7 +136,32 @@ def _table(keys: tuple[str, ...], rows: list[Any], class_name: str = "") -> html
     )
 
 
-def stream_table(rows: list[hl.StreamRow]) -> html.Div | html.Table:
+def caller_cell(row: hl.StreamRow, may_reveal: bool) -> html.Td:
+    """The masked caller; for those who handle orders, a button that shows this one caller
+    (assets/cityops-hotline.js asks the server, which checks the role and district and
+    audits the reveal). The next refresh masks the caller again."""
+    if not may_reveal:
+        return html.Td(row.caller, className="num")
+    return html.Td(
+        [
+            html.Span(row.caller, className="hotline-caller"),
+            html.Button(
+                t("hotline.reveal"),
+                className="hotline-reveal",
+                title=t("hotline.reveal_title"),
+                **{"data-ticket": row.ticket_id, "data-failed": t("hotline.reveal_failed")},
+            ),
+        ],
+        className="num",
+    )
+
+
+def may_reveal_callers() -> bool:
+    account = auth.current_user()
+    return account is not None and account.can(Permission.REVEAL_PERSONAL)
+
+
+def stream_table(rows: list[hl.StreamRow], may_reveal: bool = False) -> html.Div | html.Table:
     if not rows:
         return html.Div(t("hotline.none"), className="eco-muted")
     keys = (
@@ -166,7 +192,7 @@ def stream_table(rows: list[hl.StreamRow]) -> html.Div | html.Table:
                     ),
                     html.Td(what, className="hotline-what"),
                     html.Td(r.district),
-                    html.Td(r.caller, className="num"),
+                    caller_cell(r, may_reveal),
                     html.Td(r.state_label),
                 ],
                 className="hotline-ticket-row",
@@ -319,7 +345,7 @@ def refresh(_n: int | None, _live: dict | None, drawn: dict[str, str] | None) ->
         f"{open_now:,}",
         html.Span(f"{overdue_n:,}", className="hotline-over" if overdue_n else ""),
         ub.rate_text(satisfaction.rate),
-        stream_table(hl.stream_rows(recent, now)),
+        stream_table(hl.stream_rows(recent, now), may_reveal_callers()),
         hot_map,
         bars,
         now_drawn,

@@ -109,6 +109,16 @@ def test_hotline_page_fills_live_masked_as_text_and_offline(system: tuple[str, s
     assert "赵** 139****5678" in cells.text
     assert "13912345678" not in driver.page_source and "赵六六" not in driver.page_source
 
+    # The operator handles orders: "显示" shows this one caller (the server checks the role
+    # and district and audits it); nothing else is unmasked.
+    driver.find_element(By.XPATH, f"{row}//button[contains(@class, 'hotline-reveal')]").click()
+    assert wait_until(lambda: "赵六六 13912345678" in driver.find_element(By.XPATH, row).text, 10), (
+        driver.find_element(By.XPATH, row).text
+    )
+    assert "revealed" in driver.find_element(
+        By.XPATH, f"{row}//span[contains(@class, 'hotline-caller')]"
+    ).get_attribute("class")
+
     # Tablets: no sideways scrolling at either size.
     for width, height in ((1024, 768), (1366, 1024)):
         driver.set_window_size(width, height)
