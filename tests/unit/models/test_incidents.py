@@ -282,7 +282,9 @@ def test_every_step_allowed_and_refused(engine: sa.Engine) -> None:
             incidents.escalate(conn, iid, level="IV", reason="积水加深", actor=COMMANDER, now=at(3))
         with pytest.raises(IllegalTransition, match="须说明理由"):
             incidents.escalate(conn, iid, level="III", reason=" ", actor=COMMANDER, now=at(3))
-        up = incidents.escalate(conn, iid, level="III", reason="积水加深，群众被困", actor=COMMANDER, now=at(3))
+        up = incidents.escalate(
+            conn, iid, level="III", reason="积水加深，群众被困", actor=COMMANDER, now=at(3)
+        )
         assert (
             up.incident.level == "III" and up.incident.state == S.RESPONDING and up.from_state == S.RESPONDING
         )
