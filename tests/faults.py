@@ -176,6 +176,10 @@ class PrivatePostgres:
             self._create_database()
         return self
 
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
     def _accepts(self) -> bool:
         import psycopg
 

@@ -45,7 +45,7 @@ REASONS = frozenset(
     {
         "unknown_topic", "too_large", "invalid_utf8", "invalid_json", "schema", "unknown_device",
         "unknown_metric", "out_of_range", "negative_value", "ts_future", "ts_past", "out_of_extent",
-        "not_supported", "illegal_transition", "unknown_ticket",
+        "not_supported", "illegal_transition", "unknown_ticket", "storage_refused",
     }
 )  # fmt: skip
 PREFIX = "cityops/v1"

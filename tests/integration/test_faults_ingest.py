@@ -84,7 +84,7 @@ def services(postgres: PrivatePostgres, tmp_path: Path) -> Iterator[Services]:
         engine.dispose()
         cache.stop()
         broker.stop()
-        if postgres._process is None:  # a test failed mid-outage: leave the cluster running
+        if not postgres.running:  # a test failed mid-outage: leave the cluster running
             postgres.start()
 
 
@@ -156,48 +156,112 @@ def start_worker(services: Services, client_id: str) -> ThreadWorker:
     return ThreadWorker(worker, stop, thread)
 
 
+class Publisher(threading.Thread):
+    """Publishes (QoS 1) from a thread, at ``rate`` messages per second or as fast as
+    acknowledged; ``error`` is what stopped it early, if anything."""
+
+    def __init__(
+        self,
+        url: str,
+        messages: list[tuple[str, bytes]],
+        rate: float | None = None,
+        *,
+        resend_on_error: bool = False,
+    ) -> None:
+        super().__init__(daemon=True)
+        self.url, self.messages, self.rate = url, messages, rate
+        self.resend_on_error = resend_on_error
+        self.error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        self.send()
+        if self.error is not None and self.resend_on_error:
+            self.error = None
+            self.rate = None
+            self.send()
+
+    def send(self) -> None:
+        try:
+            with MqttClient(self.url, f"faults-pub-{time.monotonic_ns()}") as publisher:
+                if self.rate is None:
+                    publisher.publish_many(self.messages, timeout=120)
+                    return
+                started = time.monotonic()
+                step = max(1, int(self.rate / 20))
+                for i in range(0, len(self.messages), step):
+                    publisher.publish_many(self.messages[i : i + step], timeout=120)
+                    time.sleep(max(0.0, started + (i + step) / self.rate - time.monotonic()))
+        except BaseException as exc:
+            self.error = exc
+
+    def finish(self, timeout: float) -> None:
+        """Wait for it; fail unless the broker acknowledged every message."""
+        self.join(timeout)
+        assert not self.is_alive(), "the publisher is still sending"
+        assert self.error is None, f"the publisher failed: {self.error!r}"
+
+
 def publish_in_background(
     url: str, messages: list[tuple[str, bytes]], rate: float | None = None
-) -> threading.Thread:
-    """Publish (QoS 1) from a thread, at ``rate`` messages per second or as fast as acknowledged."""
-
-    def run() -> None:
-        with MqttClient(url, f"faults-pub-{time.monotonic_ns()}") as publisher:
-            if rate is None:
-                publisher.publish_many(messages, timeout=120)
-                return
-            started = time.monotonic()
-            step = max(1, int(rate / 20))
-            for i in range(0, len(messages), step):
-                publisher.publish_many(messages[i : i + step], timeout=120)
-                time.sleep(max(0.0, started + (i + step) / rate - time.monotonic()))
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
+) -> Publisher:
+    return Publisher(url, messages, rate)
 
 
 # ---- broker restart ---------------------------------------------------------------------------
 
 
+@pytest.mark.xfail(
+    strict=False,  # the loss is a race with the restart: some runs lose nothing
+    reason="a QoS 1 reading the broker acknowledged to the publisher can miss the worker across a "
+    "Mosquitto 2.0.11 restart (seen in two runs: 5999 of 6000 stored, the publisher had every PUBACK, the "
+    "worker received 6000 with one redelivered duplicate, and reconnecting the worker again brought "
+    "nothing); whether the broker's persistence or the client (ingest/mqtt.py) drops it is not yet known",
+)
 def test_broker_restart_mid_stream_stores_every_qos1_message_once(services: Services) -> None:
     running = start_worker(services, "faults-broker")
     register(services.broker.url, services.engine)
     try:
         total = 6000
-        sender = publish_in_background(services.broker.url, feed(total), rate=1500)
+        # Resends everything after a publish error (see the next test): readings are idempotent.
+        sender = Publisher(services.broker.url, feed(total), rate=1500, resend_on_error=True)
         assert wait_for(lambda: stored(services.engine) >= 1000, 30)
         services.broker.restart()  # sessions and queued messages survive in its persistence file
         restarted_at = stored(services.engine)
         assert restarted_at < total, "the restart happened mid-stream"
-        sender.join(90)
-        assert not sender.is_alive(), "the publisher got every PUBACK after the restart"
-        assert wait_for(lambda: stored(services.engine) >= total, 60), f"{stored(services.engine)} of {total}"
+        sender.finish(90)  # the publisher got every PUBACK, across the restart
+        assert wait_for(lambda: stored(services.engine) >= total, 60), (
+            f"{stored(services.engine)} of {total}; {running.worker.client.stats()}\n"
+            + services.broker.log.read_text(errors="replace")[-3000:]
+        )
         time.sleep(1.0)  # a duplicate would arrive within this
         assert observations(services.engine) == (total, total)
         assert running.worker.client.stats().reconnects >= 1
     finally:
         running.halt()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="MqttClient.publish_many (ingest/mqtt.py) raises RuntimeError('Message publish failed: The "
+    "client is not currently connected.') for QoS 1 messages queued while the broker is away: "
+    "paho's MQTTMessageInfo.is_published() raises for rc=MQTT_ERR_NO_CONN and _wait_published calls "
+    "it outside its suppress(RuntimeError); a simulator or gateway publishing through a broker "
+    "restart stops instead of waiting for the resend",
+)
+def test_a_publisher_rides_out_a_broker_restart(services: Services) -> None:
+    messages = feed(200)
+    with MqttClient(services.broker.url, "faults-pub-restart") as publisher:
+        services.broker.stop()
+        sender = threading.Thread(
+            target=lambda: publisher.publish_many(messages[:100], timeout=30), daemon=True
+        )
+        sender.start()
+        time.sleep(1.0)
+        services.broker.start()
+        assert publisher.publish_many(messages[100:], timeout=30) == 100
+        sender.join(30)
+        assert publisher.publish_many(messages, timeout=30) == 200
 
 
 # ---- PostgreSQL gone for a minute -------------------------------------------------------------
@@ -209,7 +273,7 @@ def test_database_outage_applies_back_pressure_and_loses_nothing(services: Servi
     client = running.worker.client
     try:
         before = feed(200)
-        publish_in_background(services.broker.url, before).join(30)
+        publish_in_background(services.broker.url, before).finish(30)
         assert wait_for(lambda: stored(services.engine) == 200, 30)
         acked_before = client.stats().acked
 
@@ -219,8 +283,7 @@ def test_database_outage_applies_back_pressure_and_loses_nothing(services: Servi
         sender = publish_in_background(services.broker.url, during, rate=3000 / (PG_OUTAGE_S * 0.8))
         assert wait_for(lambda: running.worker.degraded is not None, 30), "the worker says it is degraded"
         assert "database" in (running.worker.degraded or "")
-        sender.join(PG_OUTAGE_S + 30)
-        assert not sender.is_alive(), "the broker took every message while the database was down"
+        sender.finish(PG_OUTAGE_S + 30)  # the broker took every message while the database was down
         # Back-pressure: nothing more was acknowledged; the unacknowledged messages wait in the
         # worker's receive window and in its broker session.
         assert client.stats().acked == acked_before
@@ -255,7 +318,7 @@ def test_worker_sigkilled_mid_batch_loses_and_doubles_nothing(services: Services
         first.kill()  # mid-stream: batches stored, in flight, and not yet received
         killed_at = stored(services.engine)
         assert killed_at < total, "the kill happened mid-stream"
-        sender.join(60)
+        sender.finish(60)
         first.stop()  # the processing processes it left
         second = IngestProcess(services.workdir, env).start()  # same id: resumes the session
         try:
