@@ -749,7 +749,7 @@ class MqttClient:
             # wait_for_publish raises on NO_CONN; a queued message is still sent after reconnect.
             with contextlib.suppress(RuntimeError):
                 pending[0].wait_for_publish(min(remaining, 1.0))
-            if pending[0].is_published():
+            if _acknowledged(pending[0]):
                 pending.pop(0)
 
     # --- receiving ---------------------------------------------------------------------
@@ -1050,3 +1050,17 @@ __all__ = [
     "validate_topic_filter",
     "validate_topic_name",
 ]
+
+
+def _acknowledged(info: paho.MQTTMessageInfo) -> bool:
+    """Whether the broker acknowledged a QoS 1 message.
+
+    A message published while the connection was down carries paho's NO_CONN code for
+    good: paho still sends it after the reconnect and marks it published when the PUBACK
+    comes, but ``is_published()`` keeps raising for the original code. So its flag is read
+    directly in that one case.
+    """
+    if info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN:
+        with info._condition:
+            return bool(info._published)
+    return info.is_published()

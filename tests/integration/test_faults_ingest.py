@@ -241,14 +241,6 @@ def test_broker_restart_mid_stream_stores_every_qos1_message_once(services: Serv
         running.halt()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="MqttClient.publish_many (ingest/mqtt.py) raises RuntimeError('Message publish failed: The "
-    "client is not currently connected.') for QoS 1 messages queued while the broker is away: "
-    "paho's MQTTMessageInfo.is_published() raises for rc=MQTT_ERR_NO_CONN and _wait_published calls "
-    "it outside its suppress(RuntimeError); a simulator or gateway publishing through a broker "
-    "restart stops instead of waiting for the resend",
-)
 def test_a_publisher_rides_out_a_broker_restart(services: Services) -> None:
     messages = feed(200)
     with MqttClient(services.broker.url, "faults-pub-restart") as publisher:
