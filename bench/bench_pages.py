@@ -35,11 +35,15 @@ browser would call it:
 * **payload** = bytes of the first render's responses (index HTML + router + callbacks),
   and of one update.
 
-Finally a headless Chromium (selenium, Debian's chromium/chromedriver) against the same
-app served by werkzeug on a free loopback port: time from navigation start to the page's
-main element drawn (a Plotly graph with data in the DOM, or the queue/stream table
-filled), taken in the page by a script installed before the page's own scripts; and the JS
-heap then.
+The first read of every device's live state in a process is a full one (later reads take
+only the devices that reported since, models.live): it is timed once, before the pages.
+
+Finally a fresh headless Chromium per page (selenium, Debian's chromium/chromedriver,
+signed in through the login form) against the same app served by werkzeug on a free
+loopback port: time from navigation start to the page's main element drawn (a Plotly
+graph with data in the DOM, or the queue/stream table filled), taken in the page by a
+script installed before the page's own scripts; and the JS heap then. A page that keeps
+the browser busy past ``BROWSER_BUDGET_S`` counts as not drawn.
 """
 
 from __future__ import annotations
