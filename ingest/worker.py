@@ -59,7 +59,7 @@ from ingest import metrics
 from ingest.mqtt import MqttClient, ReceivedMessage
 from ingest.pipeline import BatchResult, Inbound, IngestPipeline, StoredBatch
 from models.config import Settings
-from models.live import LiveStore, connect_redis
+from models.live import LiveStore, connect_redis, live_state_lost, rebuild_live_state
 from models.rules import AlertSink, RuleEngine, RuleRunner, load_rules
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,10 @@ SHARED_GROUP = "ingest"
 LIVE_BACKLOG = 1
 #: How often an idle live stage wakes up to run the periodic rule tick.
 TICK_POLL_S = 0.25
+#: How often the live stage checks that Redis still holds the live state (one EXISTS):
+#: after a Redis restart or flush the pages would show an empty city until every device
+#: sent its meta again, so the state is rebuilt from the database within seconds.
+LIVE_WATCH_S = 2.0
 #: Batches handed to processing processes and not yet acknowledged. Enough that every
 #: process has one batch being stored and one being written live; more only holds more
 #: messages unacknowledged (the broker's Receive Maximum caps them anyway).
@@ -247,8 +251,11 @@ class BatchProcessor(Generic[Token]):
         stop: threading.Event,
     ) -> None:
         """Committed batches in order → live state, rules, ``done``; the rule tick between."""
-        next_tick = time.monotonic()
+        next_tick = next_watch = time.monotonic()
         while True:
+            if time.monotonic() >= next_watch:
+                next_watch = time.monotonic() + LIVE_WATCH_S
+                self._watch_live_state()
             try:
                 item = committed.get(timeout=TICK_POLL_S)
             except queue.Empty:
@@ -263,6 +270,32 @@ class BatchProcessor(Generic[Token]):
             if self.rules is not None and time.monotonic() >= next_tick:
                 next_tick = time.monotonic() + self.rules.interval_s
                 self._tick_rules()
+
+    def _watch_live_state(self) -> None:
+        """Rebuild the live state from the database when Redis has lost it (or never had it).
+
+        Runs in the live stage, between batches, so it never races this worker's own live
+        writes; the rebuild never moves a device backwards, so another worker's writes are
+        safe too. Redis away: the next batch's live write reports it; nothing to do here.
+        """
+        live = self.pipeline.live
+        try:
+            if not live_state_lost(live):
+                return
+            with self.pipeline.engine.connect() as conn:
+                rebuilt = rebuild_live_state(live, conn)
+        except Exception as exc:  # a failed check or rebuild is tried again at the next watch
+            log.warning("live state check failed: %s: %s", type(exc).__name__, exc)
+            return
+        log.warning(
+            "live state rebuilt from the database (Redis was empty): %d devices, %d readings, "
+            "%d alerts, %d open orders in %.2f s",
+            rebuilt.devices,
+            rebuilt.readings,
+            rebuilt.alerts,
+            rebuilt.open_tickets,
+            rebuilt.seconds,
+        )
 
     def _tick_rules(self) -> None:
         assert self.rules is not None

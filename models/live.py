@@ -773,6 +773,16 @@ _TICKET_STREAM_FIELDS = (
 )  # fmt: skip
 
 
+#: Set by :func:`rebuild_live_state`; its absence means Redis lost the live state (a
+#: restart without persistence, a flush, a new instance) and it should be rebuilt.
+LIVE_MARK_KEY = KEY_PREFIX + "live:rebuilt_at"
+
+
+def live_state_lost(live: LiveStore) -> bool:
+    """True when the live state was never built here or Redis has lost it since."""
+    return not live.redis.exists(LIVE_MARK_KEY)
+
+
 def rebuild_live_state(live: LiveStore, conn: Connection) -> LiveRebuild:
     """Reload what Redis lost (a restart without persistence, a flush, a new instance) from
     the database: every device with its latest reading (and the indices derived from it),
@@ -852,4 +862,5 @@ def rebuild_live_state(live: LiveStore, conn: Connection) -> LiveRebuild:
                 UPDATES_CHANNEL, json.dumps({"kind": "tickets", "action": "rebuild", "n": len(tickets)})
             )
             pipe.execute()
+    live.redis.set(LIVE_MARK_KEY, datetime.now(UTC).isoformat())
     return LiveRebuild(len(devices), readings, alerts, len(tickets), time.perf_counter() - started)

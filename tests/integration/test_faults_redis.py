@@ -147,13 +147,6 @@ def test_live_state_is_rebuilt_from_the_database_within_seconds(
     assert snapshot(live) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="nothing calls rebuild_live_state: the ingest worker (ingest/worker.py) does not notice "
-    "that Redis lost its keys, and record_readings re-creates each device hash with only ts/metrics "
-    "(no type/name/lon/lat), so LiveStore.devices() leaves every device out until its meta message "
-    "is sent again; pages show an empty map after a Redis flush",
-)
 def test_a_running_worker_restores_the_map_after_a_flush(
     private_redis: PrivateRedis, engine: sa.Engine, tmp_path: Path
 ) -> None:
