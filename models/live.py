@@ -59,7 +59,7 @@ OFFLINE_AFTER_S = 15 * 60
 INCREMENTAL_FROM = 2_000
 #: ... and reads every device anyway at least this often (registrations and meta changes
 #: that do not move last-seen, removals).
-FULL_READ_EVERY_S = 30.0
+FULL_READ_EVERY_S = 300.0
 #: The devices seen this long before the newest stamp already read are read again: workers'
 #: clocks differ a little, and a batch's stamp is taken just before its write lands.
 LAST_SEEN_SLACK_S = 2.0
