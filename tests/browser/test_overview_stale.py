@@ -71,6 +71,7 @@ def test_the_overview_turns_stale_when_its_feed_stops_and_recovers(system: Runni
     driver = chromium()
     try:
         sign_in(driver, system.url("/"), "viewer")
+        driver.get(system.url("/"))
         report(system.mqtt_url, 3)
         freshness = lambda: driver.find_element(By.ID, "kpi-freshness").text  # noqa: E731
         assert wait_until(lambda: "秒前" in freshness(), 30), freshness()

@@ -134,7 +134,9 @@ def test_district_page_names_its_district_and_is_reached_from_the_overview_map(b
     assert wait_until(
         lambda: driver.find_elements(By.CSS_SELECTOR, "#overview-districts a.district-link"), 60
     )
-    driver.find_element(By.LINK_TEXT, "华蓥市").click()
+    # The table is redrawn whenever data changes: a link found just before a redraw goes
+    # stale, so find and click it again until the click lands.
+    assert wait_until(lambda: driver.find_element(By.LINK_TEXT, "华蓥市").click() is None, 15)
     assert wait_until(lambda: driver.find_element(By.ID, "district-name").text == "华蓥市运行体征", 30)
     assert driver.current_url.endswith("/districts/511681")
     driver.get(base_url + "/")
