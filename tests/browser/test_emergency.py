@@ -9,7 +9,6 @@ officer turns it into an incident from there; the incident list and panel show i
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -17,7 +16,6 @@ from datetime import UTC, datetime
 import pytest
 
 from tests.browser.support import (
-    ROOT,
     SCREENSHOTS,
     chromium,
     foreign_requests,
@@ -29,7 +27,6 @@ from tests.browser.support import (
 
 pytestmark = pytest.mark.browser
 SCREENSHOT = SCREENSHOTS / "emergency.png"
-DOCS_SCREENSHOT = ROOT / "docs" / "screenshots" / "emergency.png"
 DEVICE_ID = "smoke-emergency-test-01"
 DEVICE_NAME = "应急页测试烟感01"
 
@@ -115,8 +112,6 @@ def test_an_officer_opens_an_incident_from_a_critical_alert_on_the_page(system, 
     time.sleep(3)
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     driver.save_screenshot(str(SCREENSHOT))
-    DOCS_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(SCREENSHOT, DOCS_SCREENSHOT)
 
     assert severe_errors(driver) == []
     assert foreign_requests(driver) == []
