@@ -26,6 +26,7 @@ suppressed alert whose condition ends is closed by the system — nobody was ask
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
@@ -113,23 +114,8 @@ def _sla_passed(row: Mapping[str, Any], ctx: lc.TransitionContext) -> Refusal | 
     return None
 
 
-def _action(
-    name: str,
-    sources: set[AlertState],
-    target: AlertState,
-    label_zh: str,
-    *,
-    roles: frozenset[str] | None = HANDLER_ROLES,
-    guard: lc.Guard | None = None,
-) -> lc.Action:
-    return lc.Action(
-        name=name,
-        sources=frozenset(s.value for s in sources),
-        target=target.value,
-        label_zh=label_zh,
-        roles=roles,
-        guard=guard,
-    )
+#: Alert actions are for those who handle alerts unless an action says otherwise.
+_action = functools.partial(lc.action, roles=HANDLER_ROLES)
 
 
 S = AlertState

@@ -30,6 +30,7 @@ event type within a window add evidence to the open case instead of opening anot
 from __future__ import annotations
 
 import enum
+import functools
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -196,17 +197,8 @@ def _extension_later(row: Mapping[str, Any], ctx: lc.TransitionContext) -> Refus
     return None
 
 
-def _action(
-    name: str, sources: Iterable[CaseState], target: CaseState, label_zh: str, guard: lc.Guard | None = None
-) -> lc.Action:
-    return lc.Action(
-        name=name,
-        sources=frozenset(s.value for s in sources),
-        target=target.value,
-        label_zh=label_zh,
-        roles=HANDLER_ROLES,
-        guard=guard,
-    )
+#: Case actions are for those who handle cases.
+_action = functools.partial(lc.action, roles=HANDLER_ROLES)
 
 
 CASE_LIFECYCLE = Lifecycle(

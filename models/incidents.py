@@ -380,21 +380,8 @@ def _closable(row: Mapping[str, Any], ctx: lc.TransitionContext) -> Refusal | No
     return None
 
 
-def _action(
-    name: str,
-    sources: Iterable[IncidentState],
-    target: IncidentState,
-    label_zh: str,
-    guard: lc.Guard | None = None,
-) -> lc.Action:
-    return lc.Action(
-        name=name,
-        sources=frozenset(s.value for s in sources),
-        target=target.value,
-        label_zh=label_zh,
-        roles=COMMAND_ROLES,
-        guard=guard,
-    )
+#: Incident actions are for those who command incidents.
+_action = functools.partial(lc.action, roles=COMMAND_ROLES)
 
 
 INCIDENT_LIFECYCLE = Lifecycle(

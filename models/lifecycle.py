@@ -18,7 +18,7 @@ people reading them are duty officers in Guang'an and the engineers behind them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -110,6 +110,22 @@ class Action:
     label_zh: str
     roles: frozenset[str] | None = None
     guard: Guard | None = None
+
+
+def action(
+    name: str,
+    sources: Iterable[str],
+    target: str,
+    label_zh: str,
+    guard: Guard | None = None,
+    *,
+    roles: frozenset[str] | None = None,
+) -> Action:
+    """An :class:`Action` from a lifecycle's state enum members (StrEnum: their values).
+
+    Each lifecycle binds its default ``roles`` once (``functools.partial``), so its table
+    of actions reads as a table."""
+    return Action(name, frozenset(str(s) for s in sources), str(target), label_zh, roles, guard)
 
 
 @dataclass(frozen=True, slots=True)

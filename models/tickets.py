@@ -179,23 +179,8 @@ def _not_supervised(row: Mapping[str, Any], ctx: lc.TransitionContext) -> Refusa
     return None
 
 
-def _action(
-    name: str,
-    sources: Iterable[TicketState],
-    target: TicketState,
-    label_zh: str,
-    *,
-    roles: frozenset[str] | None = HANDLER_ROLES,
-    guard: lc.Guard | None = None,
-) -> lc.Action:
-    return lc.Action(
-        name=name,
-        sources=frozenset(s.value for s in sources),
-        target=target.value,
-        label_zh=label_zh,
-        roles=roles,
-        guard=guard,
-    )
+#: Order actions are for those who handle orders unless an action says otherwise.
+_action = functools.partial(lc.action, roles=HANDLER_ROLES)
 
 
 TICKET_LIFECYCLE = Lifecycle(
