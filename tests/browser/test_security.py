@@ -69,7 +69,10 @@ def test_a_viewer_is_refused_the_admin_page(base_url: str, driver) -> None:
 
     sign_in(driver, base_url + "/", "viewer")
     driver.get(base_url + "/admin")
-    assert "无权" in driver.find_element(By.TAG_NAME, "body").text
+    assert wait_until(lambda: "无权" in driver.find_element(By.TAG_NAME, "body").text, 15), (
+        driver.current_url,
+        driver.find_element(By.TAG_NAME, "body").text[:300],
+    )
     assert "系统管理" not in [a.text for a in driver.find_elements(By.CSS_SELECTOR, ".shell-nav a")]
 
 
