@@ -142,11 +142,16 @@ def test_district_page_names_its_district_and_is_reached_from_the_overview_map(b
     driver.get(base_url + "/")
     assert wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, "#overview-map .js-plotly-plot"), 60)
     # A click on the map reports the district under it; the page opens it without a reload.
-    driver.execute_script(
-        "const gd = document.querySelector('#overview-map .js-plotly-plot');"
-        "gd.emit('plotly_click', {points: [{location: '511622', curveNumber: 0, pointNumber: 3}]});"
-    )
-    assert wait_until(lambda: driver.current_url.endswith("/districts/511622"), 20), driver.current_url
+    # Live updates redraw the map: click again on the map that is there until the page opens.
+    def clicked_through() -> bool:
+        driver.execute_script(
+            "const gd = document.querySelector('#overview-map .js-plotly-plot');"
+            "const point = {location: '511622', curveNumber: 0, pointNumber: 3};"
+            "if (gd) { gd.emit('plotly_click', {points: [point]}); }"
+        )
+        return driver.current_url.endswith("/districts/511622")
+
+    assert wait_until(clicked_through, 30), driver.current_url
     assert wait_until(lambda: driver.find_element(By.ID, "district-name").text == "武胜县运行体征", 30)
 
 
