@@ -727,6 +727,18 @@ STRINGS: dict[str, dict[str, str]] = {
     "emergency.wall.incidents": {"zh": "在处置突发事件 {n} 起", "en": "{n} open incident(s)"},
     "emergency.wall.unavailable": {"zh": "突发事件数据暂不可用", "en": "incidents unavailable"},
     # ---- end of /emergency -------------------------------------------------------------------
+    # ---- district scope: what a district-scoped account is shown -----------------------------
+    "scope.badge": {"zh": "范围：{name}", "en": "Scope: {name}"},
+    "scope.badge_title": {
+        "zh": "您的账号限于{name}：本页的列表、统计和地图只含{name}的数据",
+        "en": "Your account is limited to {name}: this page's lists, figures and maps cover {name} only",
+    },
+    "scope.page_refused": {
+        "zh": "您的账号只能查看{name}的数据，不能打开其他区县的页面",
+        "en": "Your account sees {name} only; it cannot open another district's page",
+    },
+    "scope.opening_home": {"zh": "正在打开{name}……", "en": "Opening {name}…"},
+    # ---- end of district scope ---------------------------------------------------------------
 }
 
 
