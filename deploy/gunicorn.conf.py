@@ -7,7 +7,24 @@ viewers a worker should carry plus headroom for callbacks; streams end after fiv
 minutes and reconnect, so a worker's threads are handed back regularly.
 
 Command-line options override these (``-w 8``, ``--threads 64``, ``-b 127.0.0.1:8050``).
+
+Metrics: every worker is its own process with its own counters, so Prometheus
+multiprocess mode is switched on here, before any worker imports ``prometheus_client``:
+``PROMETHEUS_MULTIPROC_DIR`` (given, or a fresh temporary folder) holds one file per
+worker and metric, ``/metrics`` on any worker reads them all (dashboards/api/health.py).
+Files left by an earlier run would be counted again, so the folder is emptied when the
+server starts; a worker that exits is marked dead so its live gauges (viewers) stop
+counting.
 """
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+#: Set in the master before the workers are forked (and import the app): they inherit it.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="cityops-metrics-")
 
 bind = "0.0.0.0:8050"
 workers = 4
@@ -21,3 +38,18 @@ keepalive = 5
 #: Logs go to stderr like the rest of cityops.
 accesslog = "-"
 errorlog = "-"
+
+
+def on_starting(server: Any) -> None:
+    """Empty the metrics folder: values of a previous run's workers must not be added in."""
+    folder = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.db"):
+        stale.unlink(missing_ok=True)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """A worker ended (restart, crash, scale-down): its viewers no longer count."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -3,6 +3,11 @@
 Names follow Prometheus conventions: ``_total`` counters, ``_seconds`` histograms. The
 buckets are chosen around the targets: a batch is written in tens of milliseconds, and a
 message should be in the live state well under 250 ms after the broker delivered it.
+
+Gauges name how several processes combine under Prometheus multiprocess mode (set
+``PROMETHEUS_MULTIPROC_DIR``, see :mod:`dashboards.api.health`): any stage degraded is
+degraded (``max``), queues and connections add up over the processes still running
+(``livesum``). In one process (``cityops ingest``, the demo) the mode changes nothing.
 """
 
 from __future__ import annotations
@@ -25,6 +30,14 @@ LATENCY_SECONDS = Histogram(
     "From delivery by the broker to being in the live state",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
-DEGRADED = Gauge("cityops_ingest_degraded", "1 while a storage stage keeps failing", ["stage"])
-QUEUE_DEPTH = Gauge("cityops_ingest_queue_depth", "Messages received and waiting for the pipeline")
-CONNECTED = Gauge("cityops_ingest_broker_connected", "1 while connected to the broker")
+DEGRADED = Gauge(
+    "cityops_ingest_degraded", "1 while a storage stage keeps failing", ["stage"], multiprocess_mode="max"
+)
+QUEUE_DEPTH = Gauge(
+    "cityops_ingest_queue_depth",
+    "Messages received and waiting for the pipeline",
+    multiprocess_mode="livesum",
+)
+CONNECTED = Gauge(
+    "cityops_ingest_broker_connected", "1 while connected to the broker", multiprocess_mode="livesum"
+)

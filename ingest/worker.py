@@ -55,9 +55,10 @@ from typing import Any, Generic, NamedTuple, TypeVar
 
 import sqlalchemy as sa
 
-from ingest import metrics
+from ingest import heartbeat, metrics
 from ingest.mqtt import MqttClient, ReceivedMessage
 from ingest.pipeline import BatchResult, Inbound, IngestPipeline, StoredBatch
+from ingest.sensorthings import load_datastreams
 from models.config import Settings
 from models.live import LiveStore, connect_redis, live_state_lost, rebuild_live_state
 from models.rules import AlertSink, RuleEngine, RuleRunner, load_rules
@@ -134,6 +135,8 @@ def build_pipeline(
         max_future=settings.ingest_max_future,
         max_age=settings.ingest_max_age,
         hooks=hooks,
+        # A broken mapping file stops the worker here (DatastreamFileError names the entry).
+        datastreams=load_datastreams(settings.sta_datastreams),
     )
     return pipeline, rules
 
@@ -653,6 +656,7 @@ class IngestWorker:
                 create_engine_for(settings.effective_database_url),
                 LiveStore(connect_redis(settings)),
                 prefix=settings.topic_prefix,
+                datastreams=load_datastreams(settings.sta_datastreams),
             )
             runner = None
         else:
@@ -672,10 +676,12 @@ class IngestWorker:
         Raises :class:`ProcessingFailed` when a processing process died (nothing after it
         is acknowledged; restart the worker).
         """
-        if self.processes:
-            self._run_processes(stop)
-        else:
-            self._run_here(stop)
+        # Its figures for the administrators' system page, every few seconds while it runs.
+        with heartbeat.beating(self):
+            if self.processes:
+                self._run_processes(stop)
+            else:
+                self._run_here(stop)
 
     def _subscribe(self) -> None:
         self.client.start()

@@ -15,6 +15,21 @@ moment it reached the live state. The median over the newest :data:`LAG_SAMPLE` 
 how far the live state runs behind the city; a median, so one device sending a backlog of
 old readings does not make the whole system look late. With no readings yet the check is
 green and says so (a new installation is not late).
+
+Several web processes (gunicorn ``-w N``): each process counts in its own memory, so a
+scrape answered by one worker would show a random quarter of the traffic. With
+``PROMETHEUS_MULTIPROC_DIR`` set before ``prometheus_client`` is first imported (the
+gunicorn configuration, ``deploy/gunicorn.conf.py``, does it and wipes the folder at
+start), every process writes its values to files there and ``/metrics`` reads all of them
+through a ``MultiProcessCollector``: counters and histograms add up, connected viewers add
+up over the living processes (``livesum``), and the gauges read from Redis at scrape time
+(open alerts, ingest lag, dependency state) are the most recent value any process set
+(``mostrecent``). gunicorn's ``child_exit`` hook marks a dead worker's files so its viewers
+stop counting. Without the variable (the demo, the tests) nothing changes: one process,
+the default registry.
+
+Per process, for the administrators' system page, each web process also writes a heartbeat
+(``cityops:web:<host>:<pid>``: viewers, requests; :mod:`ingest.heartbeat`) to Redis.
 """
 
 from __future__ import annotations
@@ -33,10 +48,20 @@ from datetime import UTC, datetime
 import flask
 import redis
 import sqlalchemy as sa
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 
 from dashboards import push
 from dashboards.context import PageContext
+from ingest.heartbeat import WEB, Heartbeat, web_member
 from models.alerts import SEVERITY_RANK
 from models.live import ALERT_SCORE_STEP, ALERTS_OPEN_KEY, stream_key
 
@@ -55,13 +80,27 @@ LATENCY = Histogram(
     # Dash callbacks and API calls take milliseconds to a second; a page over 2.5 s is a fault.
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
-OPEN_ALERTS = Gauge("cityops_open_alerts", "Alerts in the duty officers' queue, by severity", ["severity"])
-VIEWERS = Gauge("cityops_web_connected_viewers", "Live-update streams open in this web process")
+# Read from Redis at scrape time by whichever process answers: the newest value is right.
+OPEN_ALERTS = Gauge(
+    "cityops_open_alerts",
+    "Alerts in the duty officers' queue, by severity",
+    ["severity"],
+    multiprocess_mode="mostrecent",
+)
+# Each process counts its own streams; the tier's viewers are the sum over living processes.
+VIEWERS = Gauge(
+    "cityops_web_connected_viewers", "Live-update streams open in the web tier", multiprocess_mode="livesum"
+)
 DEPENDENCY_UP = Gauge(
-    "cityops_web_dependency_up", "1 when the dependency passed the last readiness check", ["dependency"]
+    "cityops_web_dependency_up",
+    "1 when the dependency passed the last readiness check",
+    ["dependency"],
+    multiprocess_mode="mostrecent",
 )
 INGEST_LAG = Gauge(
-    "cityops_ingest_lag_seconds", "Median time from a reading being taken to it reaching the live state"
+    "cityops_ingest_lag_seconds",
+    "Median time from a reading being taken to it reaching the live state",
+    multiprocess_mode="mostrecent",
 )
 
 STARTED = time.time()
@@ -69,6 +108,11 @@ STARTED = time.time()
 
 # --------------------------------------------------------------------------------------------
 # Request metrics
+
+
+_served_lock = threading.Lock()
+#: Requests answered by this process (for its heartbeat; Prometheus has the tier's totals).
+_served = 0
 
 
 def _route() -> str:
@@ -89,6 +133,9 @@ def install_request_metrics(server: flask.Flask) -> None:
 
     @server.after_request
     def _count(response: flask.Response) -> flask.Response:
+        global _served
+        with _served_lock:
+            _served += 1
         started = flask.g.pop("cityops_started", None)
         route = _route()
         REQUESTS.labels(route, flask.request.method, str(response.status_code)).inc()
@@ -180,6 +227,10 @@ def broker_url(context: PageContext) -> str:
     return f"mqtt://127.0.0.1:{settings.embedded_mqtt_port}"
 
 
+#: The dependencies /readyz checks, in the order it lists them.
+DEPENDENCIES = ("broker", "redis", "database", "ingest_lag")
+
+
 def default_checks(context: PageContext) -> dict[str, Check]:
     max_lag = context.settings.ready_max_ingest_lag.total_seconds()
     return {
@@ -250,12 +301,67 @@ def refresh_gauges(context: PageContext) -> None:
     INGEST_LAG.set(float("nan") if lag is None else lag)
 
 
+def metrics_registry() -> CollectorRegistry:
+    """What a scrape reads: every process's files in multiprocess mode, else this process."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return REGISTRY
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return registry
+
+
+# --------------------------------------------------------------------------------------------
+# This process's heartbeat
+
+
+class WebFigures:
+    """A web process's figures for its heartbeat: open streams, requests, requests per second."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._last: tuple[float, int] | None = None
+
+    def __call__(self) -> dict[str, object]:
+        now, served = self.clock(), _served
+        last_at, last_served = self._last or (now, served)
+        self._last = (now, served)
+        elapsed = now - last_at
+        return {
+            "viewers": push.connected_viewers(),
+            "requests": served,
+            "rate": round((served - last_served) / elapsed, 1) if elapsed > 0 else "",
+            "threads": threading.active_count(),
+        }
+
+
+_beat_lock = threading.Lock()
+#: (pid, heartbeat) of this process: a forked worker starts its own (the pid differs).
+_beat: tuple[int, Heartbeat] | None = None
+
+
+def ensure_web_heartbeat(context: PageContext) -> Heartbeat:
+    """Start this process's heartbeat once (at its first request, so after any fork)."""
+    global _beat
+    current = _beat
+    if current is not None and current[0] == os.getpid():
+        return current[1]
+    with _beat_lock:
+        if _beat is None or _beat[0] != os.getpid():
+            beat = Heartbeat(context.live.redis, WEB, web_member(), WebFigures())
+            _beat = (os.getpid(), beat.start())
+        return _beat[1]
+
+
 # --------------------------------------------------------------------------------------------
 # The blueprint
 
 
 def blueprint(context: PageContext, *, checks: dict[str, Check] | None = None) -> flask.Blueprint:
     bp = flask.Blueprint("health", __name__)
+
+    @bp.before_app_request
+    def _heartbeat() -> None:
+        ensure_web_heartbeat(context)
 
     @bp.get("/healthz")
     def healthz() -> flask.Response:
@@ -276,7 +382,7 @@ def blueprint(context: PageContext, *, checks: dict[str, Check] | None = None) -
     def metrics() -> flask.Response:
         with _scrape_lock:
             refresh_gauges(context)
-            body = generate_latest(REGISTRY)
+            body = generate_latest(metrics_registry())
         response = flask.Response(body, content_type=CONTENT_TYPE_LATEST)
         response.cache_control.no_store = True
         return response
