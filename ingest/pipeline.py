@@ -32,14 +32,16 @@ from ingest.schemas import (
     DeviceMeta,
     HotlineTicket,
     Observation,
+    SensorThingsObservation,
     TicketLifecycleEvent,
     VideoEvent,
     fast_observation,
 )
+from ingest.sensorthings import DatastreamMap
 from models import schema, tickets
 from models.catalog import DEVICE_TYPES
 from models.clock import Clock, utc_now
-from models.db import dialect_insert, insert_new, record_observations
+from models.db import dialect_insert, hourly_deltas, insert_new, record_observations, upsert_hourly
 from models.live import LiveStore
 from models.standards.derive import derive
 
@@ -144,12 +146,15 @@ class IngestPipeline:
         city_bounds: tuple[float, float, float, float] | None = None,
         max_future: timedelta = MAX_FUTURE,
         max_age: timedelta = MAX_PAST,
+        datastreams: DatastreamMap | None = None,
     ) -> None:
         from geo.boundaries import city_bounds as _city_bounds
 
         self.engine = engine
         self.live = live
-        self.router = TopicRouter(prefix)
+        #: OGC SensorThings datastream → device and metric (none mapped: every one is unknown)
+        self.datastreams = datastreams or DatastreamMap()
+        self.router = TopicRouter(prefix, self.datastreams.root)
         self.clock = clock
         self.hooks = list(hooks)
         self.max_future = max_future
@@ -219,6 +224,9 @@ class IngestPipeline:
             result.stored["observations"] += len(inserted)
             result.duplicates["observations"] += len(obs_rows) - len(inserted)
             accepted["observations"] = inserted
+            # After the native readings: a SensorThings metric for the same device and
+            # instant joins the reading stored just before.
+            accepted["observations"] += self._store_sensorthings(conn, parsed[Kind.STA_OBS], result, now)
 
             video_rows = self._video_rows(conn, parsed[Kind.VIDEO_EVENT], result, now)
             inserted_video = insert_new(conn, schema.VideoEvent.__table__, video_rows, ("event_id",))
@@ -312,7 +320,33 @@ class IngestPipeline:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "payload"
             raise Rejected("schema", f"{where}: {first['msg']}") from None
+        if isinstance(model, SensorThingsObservation):
+            return self._sensorthings_reading(route, model)
         return route, model
+
+    def _sensorthings_reading(
+        self, route: Route, model: SensorThingsObservation
+    ) -> tuple[Route, CheckedObservation]:
+        """A SensorThings observation as the reading its device would have published
+        natively: ``Route(STA_OBS, device_id)`` and its one metric."""
+        link = None if model.datastream is None else str(model.datastream.iot_id)
+        if route.kind is Kind.STA_DATASTREAM_OBS:
+            if link is not None and link != route.key:
+                raise Rejected("schema", f"Datastream: link {link!r} differs from the topic's {route.key!r}")
+            datastream_id = route.key
+        elif link is None:
+            raise Rejected("schema", 'Datastream: required on this topic (a link {"@iot.id": …})')
+        else:
+            datastream_id = link
+        datastream = self.datastreams.get(datastream_id)
+        if datastream is None:
+            raise Rejected(
+                "unknown_datastream", f"datastream {datastream_id!r} is not mapped to a device and a metric"
+            )
+        reading = CheckedObservation(
+            model.phenomenon_time, {datastream.metric: float(model.result)}, model.msg_id
+        )
+        return Route(Kind.STA_OBS, datastream.device_id), reading
 
     def _check_time(self, ts: datetime, now: datetime) -> None:
         if ts > now + self.max_future:
@@ -395,7 +429,12 @@ class IngestPipeline:
         items: list[tuple[Inbound, Route, Any]],
         result: BatchResult,
         now: datetime,
+        *,
+        merge: bool = False,
     ) -> list[dict[str, Any]]:
+        """Checked, located rows, one per device and instant. A repeat of an instant is a
+        duplicate; with ``merge`` (SensorThings: one metric per message) its metrics not
+        seen yet join that instant's row, and only repeated metrics are duplicates."""
         rows: dict[tuple[str, datetime], dict[str, Any]] = {}
         for message, route, model in items:
             assert isinstance(model, CheckedObservation | Observation)
@@ -409,11 +448,17 @@ class IngestPipeline:
                 result.rejected.append(self._reject(message, exc))
                 continue
             ts = model.ts.astimezone(UTC)
-            if (route.key, ts) in rows:
+            metrics = {k: float(v) for k, v in model.metrics.items()}
+            earlier = rows.get((route.key, ts))
+            if merge and earlier is not None:
+                added = {k: v for k, v in metrics.items() if k not in earlier["metrics"]}
+                result.duplicates["observations"] += len(metrics) - len(added)
+                earlier["metrics"].update(added)
+                continue
+            if earlier is not None:
                 # The same reading twice in one batch (a redelivery next to the original):
                 # as much a duplicate as one already in the database.
                 result.duplicates["observations"] += 1
-            metrics = {k: float(v) for k, v in model.metrics.items()}
             rows[(route.key, ts)] = {
                 "device_id": route.key,
                 "ts": ts,
@@ -424,13 +469,84 @@ class IngestPipeline:
                 "grid_id": device.grid_id,
                 # Not stored with the reading (recomputable), but carried to the live state and
                 # the rules: the national indices of this reading and what the device is.
-                "derived": derive(device.type, device.props, metrics, ts),
+                "derived": None,
                 "device_type": device.type,
                 "props": device.props,
                 "lon": device.lon,
                 "lat": device.lat,
             }
+        for row in rows.values():  # once a row's metrics are complete
+            row["derived"] = derive(row["device_type"], row["props"], row["metrics"], row["ts"])
         return list(rows.values())
+
+    def _store_sensorthings(
+        self,
+        conn: sa.Connection,
+        items: list[tuple[Inbound, Route, Any]],
+        result: BatchResult,
+        now: datetime,
+    ) -> list[dict[str, Any]]:
+        """Store SensorThings readings; returns the rows for the live state and the rules.
+
+        A SensorThings observation carries one metric, and a station's datastreams usually
+        share their ``phenomenonTime``: stored as separate readings, the second metric of
+        an instant would be a duplicate of the first and lost. So an observation whose
+        device already has a reading at that instant adds its metric to that reading; a
+        metric the reading already has is the duplicate (a redelivery). Counted per
+        observation: ``stored`` and ``duplicates`` are metrics here.
+        """
+        rows = self._observation_rows(conn, items, result, now, merge=True)
+        if not rows:
+            return []
+        inserted = record_observations(conn, rows)
+        result.stored["observations"] += sum(len(r["metrics"]) for r in inserted)
+        fresh = {(r["device_id"], r["ts"]) for r in inserted}
+        return inserted + self._merge_into_stored(
+            conn, [r for r in rows if (r["device_id"], r["ts"]) not in fresh], result
+        )
+
+    def _merge_into_stored(
+        self, conn: sa.Connection, rows: list[dict[str, Any]], result: BatchResult
+    ) -> list[dict[str, Any]]:
+        """Add the rows' new metrics to the readings stored at their device and instant.
+
+        The stored row is locked while its metrics are read and written (PostgreSQL: FOR
+        UPDATE; SQLite has one writer), so two workers adding two metrics to one instant
+        both keep theirs. Rows are taken in one order by every worker, against deadlocks.
+        Returns each changed reading with all its metrics, as the live state keeps it.
+        """
+        t = schema.Observation.__table__
+        merged: list[dict[str, Any]] = []
+        added_only: list[dict[str, Any]] = []
+        for row in sorted(rows, key=lambda r: (r["device_id"], r["ts"])):
+            stored = conn.execute(
+                sa.select(t.c.id, t.c.metrics)
+                .where(t.c.device_id == row["device_id"], t.c.ts == row["ts"])
+                .with_for_update()
+            ).first()
+            if stored is None:
+                # Refused for its msg_id alone: that @iot.id is another reading's, a redelivery.
+                result.duplicates["observations"] += len(row["metrics"])
+                continue
+            existing = dict(stored.metrics or {})
+            added = {k: v for k, v in row["metrics"].items() if k not in existing}
+            result.duplicates["observations"] += len(row["metrics"]) - len(added)
+            if not added:
+                continue
+            metrics = existing | added
+            conn.execute(t.update().where(t.c.id == stored.id).values(metrics=metrics))
+            result.stored["observations"] += len(added)
+            added_only.append({**row, "metrics": added})
+            merged.append(
+                {
+                    **row,
+                    "metrics": metrics,
+                    "derived": derive(row["device_type"], row["props"], metrics, row["ts"]),
+                }
+            )
+        # The hourly roll-up counts only the metrics added, as an insert counts only new rows.
+        upsert_hourly(conn, hourly_deltas(added_only))
+        return merged
 
     def _check_metrics(self, device_type: str, metrics: dict[str, float]) -> None:
         known = _KNOWN_METRICS.get(device_type)
@@ -589,6 +705,8 @@ _MODELS: dict[Kind, type[BaseModel]] = {
     Kind.VIDEO_EVENT: VideoEvent,
     Kind.TICKET: HotlineTicket,
     Kind.TICKET_EVENT: TicketLifecycleEvent,
+    Kind.STA_DATASTREAM_OBS: SensorThingsObservation,
+    Kind.STA_OBS: SensorThingsObservation,
 }
 
 #: Metric definitions by device type, built on first use (the catalog does not change).

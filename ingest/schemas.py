@@ -267,3 +267,69 @@ def fast_observation(data: dict[str, Any]) -> CheckedObservation | None:
             return None
         values[key] = value
     return CheckedObservation(parsed, values, msg_id)
+
+
+# ---- OGC SensorThings API 1.1, MQTT part (docs/mqtt.md "OGC SensorThings") -----------------
+
+#: SensorThings ids are integers or strings. A string id keeps to the characters of this
+#: interface's ids and to 60 of them: with its namespace (``sta@``) it becomes the reading's
+#: ``msg_id``, a 64-character column.
+STA_MSG_ID_NAMESPACE = "sta@"
+StaId = (
+    Annotated[StrictInt, Field(ge=0, le=2**63 - 1)]
+    | Annotated[str, Field(min_length=1, max_length=60, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+)
+
+
+def _instant_or_interval_end(value: Any) -> Any:
+    """``phenomenonTime`` is an instant or an interval ``start/end`` (ISO 8601). A cityops
+    reading has one time: an interval's end, when the value was complete (a rainfall total
+    over an hour belongs to the hour's end, as the native readings are stamped)."""
+    if not isinstance(value, str) or "/" not in value:
+        return _iso(value)
+    start_text, _, end_text = value.partition("/")
+    try:
+        start, end = (datetime.fromisoformat(t.replace("Z", "+00:00")) for t in (start_text, end_text))
+    except ValueError:
+        raise ValueError("interval must be two ISO-8601 instants with offsets, start/end") from None
+    for instant in (start, end):
+        _aware(instant)
+    if start > end:
+        raise ValueError("interval ends before it starts")
+    return end
+
+
+PhenomenonTime = Annotated[datetime, BeforeValidator(_instant_or_interval_end), AfterValidator(_aware)]
+
+
+class StaLink(_Strict):
+    """A link to an existing SensorThings entity: ``{"@iot.id": 42}``."""
+
+    iot_id: StaId = Field(alias="@iot.id")
+
+
+class SensorThingsObservation(_Strict):
+    """An Observation entity of OGC SensorThings API 1.1, published over MQTT to
+    ``v1.1/Datastreams({id})/Observations`` or, with its ``Datastream`` link, to
+    ``v1.1/Observations``.
+
+    Only a numeric ``result`` makes a cityops reading. ``resultTime``, ``validTime``,
+    ``resultQuality``, ``parameters`` and a ``FeatureOfInterest`` link are accepted and
+    not kept (the device's registered place is the reading's place).
+    """
+
+    result: Number
+    phenomenon_time: PhenomenonTime = Field(alias="phenomenonTime")
+    result_time: AwareDatetime | None = Field(default=None, alias="resultTime")
+    valid_time: Annotated[str, Field(max_length=100)] | None = Field(default=None, alias="validTime")
+    iot_id: StaId | None = Field(default=None, alias="@iot.id")
+    datastream: StaLink | None = Field(default=None, alias="Datastream")
+    feature_of_interest: StaLink | None = Field(default=None, alias="FeatureOfInterest")
+    result_quality: Any = Field(default=None, alias="resultQuality")
+    parameters: dict[str, Any] | None = Field(default=None, max_length=32)
+
+    @property
+    def msg_id(self) -> str | None:
+        """The reading's ``msg_id``: ``@iot.id`` in a namespace native ids cannot reach
+        (``@`` is not an id character), so the two never collide."""
+        return None if self.iot_id is None else f"{STA_MSG_ID_NAMESPACE}{self.iot_id}"

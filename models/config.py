@@ -84,6 +84,9 @@ VARIABLES: dict[str, str] = {
     "passwords only",
     "CITYOPS_OIDC_CLIENT_ID": "this application's client id at the OIDC issuer",
     "CITYOPS_OIDC_CLIENT_SECRET": "this application's client secret at the OIDC issuer (never logged)",
+    "CITYOPS_STA_DATASTREAMS": "TOML file mapping OGC SensorThings datastream ids to a device and a metric "
+    "(default: sta-datastreams.toml in the data directory, when present; none = every SensorThings "
+    "observation is an unknown_datastream dead letter)",
 }
 
 _MQTT_SCHEMES = {"mqtt", "mqtts", "tcp", "ssl"}
@@ -182,6 +185,8 @@ class Settings:
     max_request_bytes: int = 4 * 1024 * 1024
     metrics_token: str | None = field(default=None, repr=False)
     oidc: OidcSettings | None = None
+    #: SensorThings datastream mapping (ingest.sensorthings reads it); None = no datastreams
+    sta_datastreams: Path | None = None
 
     @property
     def production(self) -> bool:
@@ -260,6 +265,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         if not parts.hostname or not all(p in tile_url for p in ("{z}", "{x}", "{y}")):
             raise ConfigError("CITYOPS_TILE_URL", "must be an http(s) URL with {z}, {x} and {y}", tile_url)
 
+    data_dir = Path(get("CITYOPS_DATA_DIR") or "var")
+
     return Settings(
         mqtt=None if mqtt_raw is None else parse_mqtt_url(mqtt_raw),
         redis_url=None if redis_raw is None else _check_redis_url(redis_raw),
@@ -267,7 +274,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         host=get("CITYOPS_HOST") or "127.0.0.1",
         port=_port("CITYOPS_PORT", get("CITYOPS_PORT"), 8050),
         secret_key=secret,
-        data_dir=Path(get("CITYOPS_DATA_DIR") or "var"),
+        data_dir=data_dir,
         topic_prefix=prefix.rstrip("/"),
         embedded_mqtt_port=_port("CITYOPS_EMBEDDED_MQTT_PORT", get("CITYOPS_EMBEDDED_MQTT_PORT"), 11883),
         tile_url=tile_url,
@@ -305,6 +312,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         oidc=_oidc(
             get("CITYOPS_OIDC_ISSUER"), get("CITYOPS_OIDC_CLIENT_ID"), get("CITYOPS_OIDC_CLIENT_SECRET")
         ),
+        sta_datastreams=_sta_datastreams(get("CITYOPS_STA_DATASTREAMS"), data_dir),
     )
 
 
@@ -398,6 +406,19 @@ def _existing_file(variable: str, raw: str | None) -> Path | None:
     if not path.is_file():
         raise ConfigError(variable, "names no readable file", raw)
     return path
+
+
+#: Where the SensorThings datastream mapping is looked for when CITYOPS_STA_DATASTREAMS is unset.
+STA_DATASTREAMS_FILE = "sta-datastreams.toml"
+
+
+def _sta_datastreams(raw: str | None, data_dir: Path) -> Path | None:
+    # A file named explicitly must exist; the default one is optional (SensorThings is
+    # off until someone maps datastreams). Its contents are checked when a worker starts.
+    if raw is not None:
+        return _existing_file("CITYOPS_STA_DATASTREAMS", raw)
+    default = data_dir / STA_DATASTREAMS_FILE
+    return default if default.is_file() else None
 
 
 def _seconds(variable: str, raw: str | None, default: int, *, allow_zero: bool = False) -> timedelta:

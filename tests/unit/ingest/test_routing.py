@@ -58,7 +58,7 @@ def test_metadata_is_subscribed_unshared_and_each_shared_filter_has_its_own_grou
     assert subs["cityops/v1/sensors/+/meta"] is None
     assert subs["cityops/v1/video/+/meta"] is None
     groups = [g for g in subs.values() if g is not None]
-    assert len(groups) == 4 and len(set(groups)) == 4
+    assert len(groups) == 6 and len(set(groups)) == 6
     assert all(g.startswith("ingest-") for g in groups)
 
 
