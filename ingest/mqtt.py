@@ -314,17 +314,36 @@ class _BufferedPahoClient(paho.Client):
         self._read_buffer = bytearray()
         #: Called on the network thread with the decoded PUBLISH packets of one read.
         self.on_publishes: Callable[[list[_Publish]], None] | None = None
+        #: Generation of the connection that acknowledgements may go out on; 0 from the
+        #: moment a reconnect starts until its CONNACK names the next one.
+        self.connection = 0
+        # Makes "is this still the connection?" and "queue the packet" one step for
+        # send_raw(), against reconnect() emptying the outgoing queue for the next one.
+        self._connection_lock = threading.Lock()
+
+    def set_connection(self, generation: int) -> None:
+        """The connection whose CONNACK just arrived: acknowledgements for it may be sent."""
+        with self._connection_lock:
+            self.connection = generation
 
     def reconnect(self) -> MQTTErrorCode:
+        # Packet ids belong to one connection. Without this, a consumer thread that checked
+        # the connection just before it dropped would queue its PUBACKs after paho emptied
+        # the outgoing queue, and they would go out on the *next* connection, where the
+        # same ids can name other messages. From here until the next CONNACK none is queued.
+        with self._connection_lock:
+            self.connection = 0
         # A new connection starts a new byte stream: a partial packet of the old one is void.
         self._read_buffer = bytearray()
         return super().reconnect()
 
-    def send_raw(self, command: int, data: bytes) -> MQTTErrorCode:
-        """Queue ready-encoded packets (e.g. many PUBACKs) for the network thread to write."""
-        if self._sock is None:
-            return MQTTErrorCode.MQTT_ERR_NO_CONN
-        return self._packet_queue(command, data, 0, 0)
+    def send_raw(self, command: int, data: bytes, connection: int) -> MQTTErrorCode:
+        """Queue ready-encoded packets (e.g. many PUBACKs) for the network thread to write,
+        unless ``connection`` is no longer the open connection (then NO_CONN, nothing sent)."""
+        with self._connection_lock:
+            if self._sock is None or connection != self.connection:
+                return MQTTErrorCode.MQTT_ERR_NO_CONN
+            return self._packet_queue(command, data, 0, 0)
 
     def _packet_read(self) -> MQTTErrorCode:
         try:
@@ -552,7 +571,6 @@ class MqttClient:
         self._queue = _Handoff(queue_size if queue_size is not None else 2 * receive_maximum)
         self._subscriptions: dict[str, int] = {}  # full filter (with $share) -> qos
         self._lock = threading.Lock()
-        self._generation = 0
         self._started = False
         self._stopping = threading.Event()
         self._first_connect = threading.Event()
@@ -602,6 +620,15 @@ class MqttClient:
         client.on_publish = self._on_publish
         client.on_publishes = self._on_publishes
         self._client = client
+
+    @property
+    def _generation(self) -> int:
+        """The connection messages are received and acknowledged on (0: none yet)."""
+        return self._client.connection
+
+    @_generation.setter
+    def _generation(self, generation: int) -> None:
+        self._client.set_connection(generation)
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -779,8 +806,15 @@ class MqttClient:
         if message.connection != self._generation or not self.connected.is_set():
             self._count("stale_acks")
             return False
-        rc = self._client.ack(message.mid, message.qos)
-        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+        if message.qos == 1:
+            # Through send_raw, which re-checks the connection as it queues the PUBACK.
+            rc = self._client.send_raw(
+                _PUBACK, bytes((_PUBACK, 2)) + message.mid.to_bytes(2, "big"), message.connection
+            )
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                self._count("stale_acks")
+                return False
+        elif self._client.ack(message.mid, message.qos) != MQTTErrorCode.MQTT_ERR_SUCCESS:
             return False
         self._count("acked")
         return True
@@ -809,9 +843,11 @@ class MqttClient:
             if packets is None:
                 packets = _PUBACKS.setdefault(len(mids), struct.Struct("!" + "BBH" * len(mids)))
             data = packets.pack(*itertools.chain.from_iterable((_PUBACK, 2, mid) for mid in mids))
-            if self._client.send_raw(_PUBACK, data) == MQTTErrorCode.MQTT_ERR_SUCCESS:
+            if self._client.send_raw(_PUBACK, data, generation) == MQTTErrorCode.MQTT_ERR_SUCCESS:
                 sent += len(mids)
                 self._count("acked", len(mids))
+            else:  # the connection dropped since the check above: the broker redelivers them
+                stale += len(mids)
         if stale:
             self._count("stale_acks", stale)
         return sent

@@ -235,3 +235,47 @@ def test_ack_many_sends_nothing_while_disconnected(wired: Wired) -> None:
     assert wired.client.ack_many(batch) == 0
     assert not wired.paho._out_packet
     assert wired.client.stats().stale_acks == 1
+
+
+def test_pubacks_checked_before_a_reconnect_are_not_sent_on_the_next_connection(wired: Wired) -> None:
+    """The consumer checks the connection, then the network thread reconnects, then the
+    consumer queues its PUBACKs: they must not reach the new connection, where the same
+    packet ids can name other messages."""
+    wired.client._generation = 7  # the CONNACK of connection 7
+    wired.client.connected.set()
+    wired.feed(b"".join(publish_packet("t/x", b"{}", mid) for mid in (1, 2)))
+    batch = wired.client.get_batch(10, timeout=0)
+    assert {m.connection for m in batch} == {7}
+    send_raw = wired.paho.send_raw
+
+    def reconnect_first(command: int, data: bytes, connection: int) -> MQTTErrorCode:
+        wired.paho._host = ""  # reconnect() stops right after resetting, at the missing host
+        with pytest.raises(ValueError):
+            wired.paho.reconnect()
+        wired.paho._sock, _ = socket.socketpair()  # the next connection's socket
+        return send_raw(command, data, connection)
+
+    wired.paho.send_raw = reconnect_first  # type: ignore[method-assign]
+    assert wired.client.ack_many(batch) == 0
+    assert not wired.paho._out_packet, "nothing queued for the next connection"
+    stats = wired.client.stats()
+    assert (stats.acked, stats.stale_acks) == (0, 2)
+    # Nor once the next connection is up: those ids are its own now.
+    wired.paho.send_raw = send_raw  # type: ignore[method-assign]
+    wired.client._generation = 8
+    assert wired.client.ack(batch[0]) is False
+    assert not wired.paho._out_packet
+
+
+def test_single_ack_goes_out_on_its_own_connection_only(wired: Wired) -> None:
+    wired.client._generation = 3
+    wired.client.connected.set()
+    wired.feed(publish_packet("t/x", b"{}", 513))
+    (message,) = wired.client.get_batch(10, timeout=0)
+    assert wired.client.ack(message) is True
+    assert wired.peer.recv(100) == b"\x40\x02\x02\x01"
+    wired.paho.set_connection(0)  # a reconnect began after the check in ack()
+    assert (
+        wired.paho.send_raw(0x40, b"\x40\x02\x02\x01", message.connection) == MQTTErrorCode.MQTT_ERR_NO_CONN
+    )
+    assert not wired.paho._out_packet
