@@ -217,6 +217,10 @@ class MqttStats:
     subscriptions: tuple[str, ...]
     last_error: str | None
     connected_since: float | None
+    #: Of ``published``: accepted by the broker with no subscription matching (MQTT 5
+    #: reason 0x10), so nobody will ever receive them. For readings that means no ingest
+    #: worker was subscribed, e.g. in the moment after a broker restart (docs/mqtt.md).
+    unrouted: int = 0
 
 
 def connect_args(url: ServiceURL | str) -> ConnectArgs:
@@ -293,6 +297,9 @@ _Publish = tuple[str, bytes, int, bool, int, bool, Properties | None]
 
 _PUBLISH = 0x30
 _PUBACK = 0x40
+#: PUBACK reason code: accepted, but no subscription matched. A success code, so paho
+#: marks the message published although the broker discarded it.
+_NO_MATCHING_SUBSCRIBERS = 0x10
 #: ``struct`` formats for n PUBACKs at once, by n (batch sizes repeat, so few are built).
 _PUBACKS: dict[int, struct.Struct] = {}
 
@@ -587,6 +594,7 @@ class MqttClient:
                 "stale_acks",
                 "handoff_overflows",
                 "connects",
+                "unrouted",
             ),
             0,
         )
@@ -873,6 +881,7 @@ class MqttClient:
             subscriptions=subscriptions,
             last_error=self.last_error,
             connected_since=self._connected_since,
+            unrouted=counts["unrouted"],
         )
 
     def __repr__(self) -> str:
@@ -1017,6 +1026,8 @@ class MqttClient:
         properties: Properties | None,
     ) -> None:
         self._count("failed" if reason.is_failure else "published")
+        if reason.value == _NO_MATCHING_SUBSCRIBERS:
+            self._count("unrouted")
 
     # --- helpers -----------------------------------------------------------------------
 

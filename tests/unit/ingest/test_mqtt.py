@@ -10,6 +10,8 @@ import time
 from types import SimpleNamespace
 
 import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.reasoncodes import ReasonCode
 
 from ingest import mqtt
 from ingest.mqtt import (
@@ -221,3 +223,12 @@ def test_get_batch_takes_what_is_there_up_to_max() -> None:
     started = time.monotonic()
     assert client.get_batch(10, timeout=0.05) == []
     assert time.monotonic() - started >= 0.04
+
+
+def test_publishes_no_subscriber_received_are_counted_as_unrouted() -> None:
+    client = MqttClient("mqtt://127.0.0.1:1", "c")
+    client._on_publish(client._client, None, 1, ReasonCode(PacketTypes.PUBACK, identifier=0), None)
+    client._on_publish(client._client, None, 2, ReasonCode(PacketTypes.PUBACK, identifier=0x10), None)
+    client._on_publish(client._client, None, 3, ReasonCode(PacketTypes.PUBACK, identifier=0x87), None)
+    stats = client.stats()
+    assert (stats.published, stats.unrouted, stats.publish_failed) == (2, 1, 1)
