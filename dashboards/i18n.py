@@ -839,7 +839,7 @@ STRINGS: dict[str, dict[str, str]] = {
     "export.col.acknowledged_at": {"zh": "确认时间", "en": "Acknowledged"},
     "export.col.acknowledged_by": {"zh": "确认人", "en": "Acknowledged by"},
     "export.col.resolved_at": {"zh": "解除时间", "en": "Resolved"},
-    "export.col.due": {"zh": "时限", "en": "Due"},
+    "export.col.due": {"zh": "截止时间", "en": "Due at"},
     "export.col.over_hours": {"zh": "已超期（小时）", "en": "Overdue (hours)"},
     "export.col.supervised": {"zh": "督办", "en": "Supervised"},
     "export.col.reported_at": {"zh": "上报时间", "en": "Reported"},

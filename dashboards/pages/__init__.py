@@ -2,6 +2,7 @@
 
 import dashboards.pages.admin
 import dashboards.pages.alerts
+import dashboards.pages.briefing
 import dashboards.pages.ecology as ecology_page  # noqa: F401
 import dashboards.pages.emergency
 import dashboards.pages.hotline

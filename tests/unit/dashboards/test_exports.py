@@ -1,0 +1,258 @@
+"""Exports: datasets read from seeded data, written as CSV and Excel and read back.
+
+Over a migrated SQLite file and an in-process Redis (the API tests' fixtures); the HTTP
+side (roles, audit, file names on the wire) is in ``api/test_exports.py``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+from openpyxl import load_workbook
+
+from dashboards import exports
+from dashboards.context import PageContext
+from dashboards.i18n import language, t
+from models import alerts
+from models.clock import CITY_TZ
+from models.config import load_settings
+from models.schema import HotlineTicket
+from tests.unit.dashboards.api.conftest import engine, live, migrated_template  # noqa: F401
+from tests.unit.dashboards.signing import account, signed_in
+from tests.unit.models.interop.test_cap import draft
+
+#: 10:00 in Guang'an on 25 November 2026.
+NOW = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
+GUANG_AN, LINSHUI = "511602", "511623"
+GUANG_AN_POINT, LINSHUI_POINT = (106.6337, 30.4562), (106.93, 30.33)
+
+
+@pytest.fixture
+def ctx(tmp_path, engine, live) -> PageContext:  # noqa: F811
+    return PageContext(settings=load_settings({"CITYOPS_DATA_DIR": str(tmp_path)}), live=live, engine=engine)
+
+
+def add_ticket(db: sa.Engine, ticket_id: str, ts: datetime, district: str, **more: object) -> None:
+    row = {
+        "ticket_id": ticket_id,
+        "ts": ts,
+        "channel": "phone",
+        "category": "噪声扰民",
+        "title": "夜间施工噪声",
+        "content": "小区旁工地夜间施工",
+        "district_code": district,
+        "caller_name": "赵六六",
+        "caller_phone": "13912345678",
+        "state": "registered",
+    }
+    with db.begin() as conn:
+        conn.execute(sa.insert(HotlineTicket.__table__), {**row, **more})
+
+
+def read(ctx: PageContext, name: str, args: dict[str, str] | None = None, scope: str | None = None):
+    spec = exports.DATASETS[name]
+    query = exports.parse_query(spec, args or {}, now=NOW, scope=scope)
+    return exports.read_table(ctx, spec, query, NOW)
+
+
+def csv_rows(body: bytes) -> list[list[str]]:
+    assert body.startswith(b"\xef\xbb\xbf"), "Excel on Windows needs the BOM to read UTF-8"
+    return list(csv.reader(io.StringIO(body.decode("utf-8-sig"))))
+
+
+def test_tickets_of_a_period_as_csv_with_headers_city_times_and_masked_callers(ctx) -> None:
+    add_ticket(ctx.engine, "T-1", datetime(2026, 11, 25, 0, 0, tzinfo=UTC), GUANG_AN)
+    add_ticket(ctx.engine, "T-2", datetime(2026, 11, 24, 15, 59, tzinfo=UTC), LINSHUI)  # 23:59 on the 24th
+    add_ticket(ctx.engine, "T-OLD", datetime(2026, 11, 20, 1, 0, tzinfo=UTC), GUANG_AN)
+
+    table = read(ctx, "tickets", {"since": "2026-11-24", "until": "2026-11-25"})
+    rows = csv_rows(exports.write_csv(table))
+
+    assert rows[0][:3] == ["工单号", "来电时间", "渠道"]
+    assert rows[0] == [t(c.header_key) for c in exports.DATASETS["tickets"].columns]
+    assert [r[0] for r in rows[1:]] == ["T-1", "T-2"], "newest first, the older order left out"
+    assert rows[1][1] == "2026-11-25 08:00:00", "times are city time"
+    assert rows[2][1] == "2026-11-24 23:59:00"
+    assert rows[1][6] == "广安区" and rows[2][6] == "邻水县"
+    body = "\n".join(",".join(r) for r in rows)
+    assert "赵**" in body and "139****5678" in body
+    assert "赵六六" not in body and "13912345678" not in body
+
+
+def test_tickets_as_excel_read_back(ctx) -> None:
+    add_ticket(ctx.engine, "T-1", datetime(2026, 11, 25, 0, 30, tzinfo=UTC), GUANG_AN)
+    add_ticket(ctx.engine, "T-2", datetime(2026, 11, 25, 1, 0, tzinfo=UTC), LINSHUI, urgency="urgent")
+
+    book = load_workbook(io.BytesIO(exports.write_xlsx(read(ctx, "tickets"))))
+    sheet = book.active
+
+    assert sheet.title == "12345工单"
+    assert sheet.freeze_panes == "A2"
+    header = [c.value for c in sheet[1]]
+    assert header == [t(c.header_key) for c in exports.DATASETS["tickets"].columns]
+    assert all(c.font.bold for c in sheet[1])
+    values = [[c.value for c in row] for row in sheet.iter_rows(min_row=2)]
+    assert [v[0] for v in values] == ["T-2", "T-1"]
+    assert values[0][1] == datetime(2026, 11, 25, 9, 0), "a real date-time, in city time"
+    assert sheet.cell(row=2, column=2).number_format == "yyyy-mm-dd hh:mm:ss"
+    assert values[0][7] == "赵** 139****5678"
+    assert values[0][9] == "是" and values[1][9] == "否"
+    assert sheet.column_dimensions["F"].width >= 40, "the citizen's words get a wide column"
+
+
+def test_a_district_account_gets_its_district_whatever_it_asks(ctx) -> None:
+    add_ticket(ctx.engine, "T-GA", NOW - timedelta(hours=1), GUANG_AN)
+    add_ticket(ctx.engine, "T-LS", NOW - timedelta(hours=1), LINSHUI)
+
+    query = exports.parse_query(exports.DATASETS["tickets"], {"district": GUANG_AN}, now=NOW, scope=LINSHUI)
+    assert query.district_code == LINSHUI
+    for name in ("tickets", "tickets-recent"):
+        assert [r[0] for r in read(ctx, name, scope=LINSHUI).rows] == ["T-LS"], name
+    assert sorted(r[0] for r in read(ctx, "tickets").rows) == ["T-GA", "T-LS"]
+    assert [r[0] for r in read(ctx, "tickets", {"district": GUANG_AN}).rows] == ["T-GA"]
+
+
+def test_open_alerts_come_from_the_live_queue_with_the_consoles_filters(ctx) -> None:
+    with ctx.engine.begin() as conn:
+        changes = [
+            alerts.raise_alert(conn, draft("a", "critical", observed_at=NOW), now=NOW - timedelta(minutes=5)),
+            alerts.raise_alert(conn, draft("b", "minor", observed_at=NOW), now=NOW - timedelta(minutes=9)),
+            alerts.raise_alert(
+                conn,
+                draft("c", "major", district_code=LINSHUI, observed_at=NOW),
+                now=NOW - timedelta(minutes=1),
+            ),
+        ]
+    ctx.live.apply_alert_changes(changes)
+
+    everything = read(ctx, "alerts").rows
+    assert [r[0] for r in everything] == [changes[0].alert.id, changes[2].alert.id, changes[1].alert.id]
+    assert [r[1] for r in everything] == [
+        t("console.severity.critical"),
+        t("console.severity.major"),
+        t("console.severity.minor"),
+    ]
+    assert everything[0][6] == changes[0].alert.opened_at
+    assert [r[0] for r in read(ctx, "alerts", {"severity": "minor"}).rows] == [changes[1].alert.id]
+    assert [r[0] for r in read(ctx, "alerts", scope=LINSHUI).rows] == [changes[2].alert.id]
+
+
+def test_alert_history_of_a_period_counts_city_days(ctx) -> None:
+    midnight = datetime(2026, 11, 25, tzinfo=CITY_TZ)
+    with ctx.engine.begin() as conn:
+        late = alerts.raise_alert(conn, draft("late"), now=midnight - timedelta(minutes=1)).alert.id
+        alerts.raise_alert(conn, draft("today"), now=midnight)
+    rows = read(ctx, "alert-history", {"since": "2026-11-24", "until": "2026-11-24"}).rows
+    assert [r[0] for r in rows] == [late]
+    assert rows[0][1].astimezone(CITY_TZ) == midnight - timedelta(minutes=1)
+
+
+def test_text_that_looks_like_a_formula_stays_text(ctx) -> None:
+    add_ticket(ctx.engine, "T-F", NOW - timedelta(hours=1), GUANG_AN, title='=HYPERLINK("http://x","点我")')
+    table = read(ctx, "tickets")
+
+    rows = csv_rows(exports.write_csv(table))
+    assert rows[1][4] == '\'=HYPERLINK("http://x","点我")'
+    cell = load_workbook(io.BytesIO(exports.write_xlsx(table))).active.cell(row=2, column=5)
+    assert cell.data_type == "s" and cell.value.startswith("=HYPERLINK")
+
+
+def test_rows_are_capped_and_the_table_says_so(ctx, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(exports, "ROW_CAP", 3)
+    for i in range(5):
+        add_ticket(ctx.engine, f"T-{i}", NOW - timedelta(minutes=i), GUANG_AN)
+    table = read(ctx, "tickets")
+    assert [r[0] for r in table.rows] == ["T-0", "T-1", "T-2"] and table.truncated
+    monkeypatch.setattr(exports, "ROW_CAP", 5)
+    assert not read(ctx, "tickets").truncated
+
+
+def test_periods_are_city_days_and_checked() -> None:
+    spec = exports.DATASETS["alert-history"]
+    q = exports.parse_query(spec, {"since": "2026-11-01", "until": "2026-11-24"}, now=NOW, scope=None)
+    assert q.since == datetime(2026, 11, 1, tzinfo=CITY_TZ)
+    assert q.until == datetime(2026, 11, 25, tzinfo=CITY_TZ), "until names the last day included"
+    default = exports.parse_query(spec, {}, now=NOW, scope=None)
+    assert default.since == datetime(2026, 11, 19, tzinfo=CITY_TZ) and default.until > NOW
+    month = exports.parse_query(exports.DATASETS["case-indicators"], {}, now=NOW, scope=None)
+    assert month.since == datetime(2026, 11, 1, tzinfo=CITY_TZ), "the urban page's month so far"
+    for bad in (
+        {"since": "2026-11-31"},
+        {"since": "2026-11-20", "until": "2026-11-19"},
+        {"since": "2024-01-01", "until": "2026-11-24"},
+        {"district": "110101"},
+    ):
+        with pytest.raises(exports.ExportError):
+            exports.parse_query(spec, bad, now=NOW, scope=None)
+    with pytest.raises(exports.ExportError):
+        exports.parse_query(exports.DATASETS["case-indicators"], {"by": "grid"}, now=NOW, scope=None)
+
+
+def test_case_indicators_by_district_end_with_the_total(ctx) -> None:
+    from models import cases
+
+    with ctx.engine.begin() as conn:
+        for lon, lat in (GUANG_AN_POINT, GUANG_AN_POINT, LINSHUI_POINT):
+            cases.report_case(
+                conn,
+                source="inspector",
+                category="garbage_overflow",
+                description="垃圾桶满溢",
+                lon=lon,
+                lat=lat,
+                reporter="inspector-7",
+                now=NOW - timedelta(hours=2),
+            )
+    rows = read(ctx, "case-indicators").rows
+    assert [(r[0], r[1]) for r in rows] == [("广安区", 2), ("邻水县", 1), ("合计", 3)]
+    scoped = read(ctx, "case-indicators", scope=LINSHUI).rows
+    assert [(r[0], r[1]) for r in scoped] == [("邻水县", 1), ("合计", 1)]
+    sheet = load_workbook(io.BytesIO(exports.write_xlsx(read(ctx, "case-indicators")))).active
+    assert sheet.cell(row=2, column=5).number_format == "0.0%"
+
+
+def test_headers_follow_the_language() -> None:
+    spec = exports.DATASETS["tickets"]
+    with language("en"):
+        table = exports.ExportTable(
+            "tickets", "x", spec.columns, tuple(t(c.header_key) for c in spec.columns)
+        )
+    assert table.headers[:2] == ("Order", "Called")
+
+
+def test_file_names_and_content_disposition() -> None:
+    assert exports.file_name("alerts", "xlsx", NOW) == "cityops-alerts-20261125.xlsx"
+    late = datetime(2026, 11, 25, 16, 30, tzinfo=UTC)  # 00:30 on the 26th in Guang'an
+    scoped = exports.ExportQuery(district_code=LINSHUI)
+    assert exports.file_name("tickets", "csv", late, scoped) == "cityops-tickets-511623-20261126.csv"
+    assert exports.content_disposition("cityops-alerts-20261125.xlsx") == (
+        'attachment; filename="cityops-alerts-20261125.xlsx"'
+    )
+    chinese = exports.content_disposition("运行日报.png")
+    assert "filename*=UTF-8''%E8%BF%90%E8%A1%8C%E6%97%A5%E6%8A%A5.png" in chinese
+    assert 'filename="____.png"' in chinese
+
+
+def test_every_dataset_reads_and_writes_on_an_empty_city(ctx) -> None:
+    for name, spec in exports.DATASETS.items():
+        table = read(ctx, name)
+        assert len(table.headers) == len(spec.columns), name
+        assert all(len(row) == len(spec.columns) for row in table.rows), name
+        assert csv_rows(exports.write_csv(table))[0] == list(table.headers), name
+        assert load_workbook(io.BytesIO(exports.write_xlsx(table))).active.max_column == len(spec.columns)
+
+
+def test_export_links_for_those_who_may_export() -> None:
+    with signed_in(account("boss", "leader")):
+        links = exports.export_links("tickets", since="2026-11-01", district=None)
+        hrefs = [a.href for a in links.children]
+    assert hrefs == ["/api/export/tickets.csv?since=2026-11-01", "/api/export/tickets.xlsx?since=2026-11-01"]
+    with signed_in(account("wall", "viewer")):
+        hidden = exports.export_links("tickets")
+    assert hidden.hidden is True and not getattr(hidden, "children", None)
+    with pytest.raises(KeyError):
+        exports.export_href("nothing", "csv")
