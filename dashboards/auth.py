@@ -40,6 +40,7 @@ import sqlalchemy as sa
 from flask.sessions import SecureCookieSessionInterface
 from markupsafe import escape
 
+from dashboards.district import scope_name
 from dashboards.i18n import HTML_LANG, current_language, t
 from models import audit, users
 from models.clock import Clock, utc_now
@@ -116,6 +117,30 @@ def current_user() -> Account | None:
     if not flask.has_request_context():
         return None
     return flask.g.get("cityops_account")
+
+
+def scope_district() -> str | None:
+    """The district the signed-in account is limited to: every read page and endpoint passes
+    it to its queries. None for a city-wide account, an anonymous request or no request."""
+    account = current_user()
+    return None if account is None else account.district_code
+
+
+def in_scope(district_code: str | None) -> bool:
+    """Whether the signed-in account may see a record of ``district_code`` (a city-wide
+    account sees everything, unlocated records too; a scoped one its district only)."""
+    account = current_user()
+    return account is None or account.may_act_in(district_code)
+
+
+def refuse_out_of_scope(district_code: str | None, *, what: str) -> bool:
+    """True, after auditing ``auth.denied`` (reason district), when the signed-in account
+    asks for a record outside its district: for reads whose district comes from the
+    browser (a page's store, an id in a URL) and could be crafted."""
+    if in_scope(district_code):
+        return False
+    _audit_denied(current_user(), Permission.VIEW, "district", what, district_code)
+    return True
 
 
 def current_actor() -> Actor | None:
@@ -345,6 +370,17 @@ def _gate() -> flask.Response | None:
             return flask.Response(
                 _plain_page(t("auth.forbidden_title"), refusal), status=403, mimetype="text/html"
             )
+        other = district_refusal(page, account, _path_variables(page, path))
+        if other is not None:
+            _audit_denied(account, Permission.VIEW, "district", path, other)
+            return flask.Response(
+                _plain_page(t("auth.forbidden_title"), district_page_refused(account)),
+                status=403,
+                mimetype="text/html",
+            )
+        home = scoped_home(page, account)
+        if home is not None:
+            return flask.redirect(home, code=303)
     return None
 
 
@@ -360,6 +396,49 @@ def page_refusal(page: Mapping[str, Any], account: Account | None) -> str | None
     return None
 
 
+#: Page-registry keys (``dash.register_page(..., key=…)``) for district scope:
+#: ``district_variable`` names the path variable that is a district code (the page of
+#: another district is refused); ``scoped_home`` is where a district-scoped account is
+#: sent instead of the page, ``{district}`` standing for its district (the overview).
+DISTRICT_VARIABLE = "district_variable"
+SCOPED_HOME = "scoped_home"
+
+
+def district_refusal(
+    page: Mapping[str, Any], account: Account | None, variables: Mapping[str, Any]
+) -> str | None:
+    """The district a page's URL asks for when ``account`` may not see it (None: it may)."""
+    name = page.get(DISTRICT_VARIABLE)
+    if name is None or account is None:
+        return None
+    code = str(variables.get(name) or "")
+    return None if account.may_act_in(code) else code
+
+
+def district_page_refused(account: Account) -> str:
+    return t("scope.page_refused", name=scope_name(account.district_code or ""))
+
+
+def scoped_home(page: Mapping[str, Any], account: Account | None) -> str | None:
+    """Where ``account`` goes instead of ``page`` (None: the page itself)."""
+    home = page.get(SCOPED_HOME)
+    if home is None or account is None or account.district_code is None:
+        return None
+    return str(home).format(district=account.district_code)
+
+
+def _path_variables(page: Mapping[str, Any], path: str) -> dict[str, str]:
+    template = page.get("path_template")
+    if not template:
+        return {}
+    parts = (path.rstrip("/") or "/").split("/")
+    return {
+        name[1:-1]: value
+        for name, value in zip(template.split("/"), parts, strict=False)
+        if name.startswith("<") and name.endswith(">")
+    }
+
+
 def _guard_page_layouts(registry: Mapping[str, dict[str, Any]]) -> None:
     """Every page's layout checks the viewer first: Dash renders pages through a callback, so
     the gate on the URL alone would not stop a crafted router request."""
@@ -371,9 +450,25 @@ def _guard_page_layouts(registry: Mapping[str, dict[str, Any]]) -> None:
 def _guarded_layout(page: Mapping[str, Any], layout: Any) -> Callable[..., Any]:
     # A closure, not default arguments: the router passes the URL's query as keywords.
     def guarded(**kwargs: Any) -> Any:
-        refusal = page_refusal(page, current_user())
+        account = current_user()
+        refusal = page_refusal(page, account)
         if refusal is not None:
             return dash.html.Div(refusal, className="auth-refused page", role="alert")
+        other = district_refusal(page, account, kwargs)
+        if other is not None:
+            _audit_denied(account, Permission.VIEW, "district", str(page.get("path") or ""), other)
+            return dash.html.Div(district_page_refused(account), className="auth-refused page", role="alert")
+        home = scoped_home(page, account)
+        if home is not None:
+            # Reached inside the app (a link to it): load the scoped page instead, as the
+            # gate does for a typed URL.
+            return dash.html.Div(
+                [
+                    dash.dcc.Location(id="auth-scoped-home", href=home, refresh=True),
+                    t("scope.opening_home", name=scope_name(account.district_code or "")),
+                ],
+                className="page status-line",
+            )
         return layout(**kwargs) if callable(layout) else layout
 
     guarded.cityops_guarded = True  # type: ignore[attr-defined]
@@ -675,9 +770,14 @@ __all__ = [
     "csrf_token",
     "current_actor",
     "current_user",
+    "district_refusal",
+    "in_scope",
     "install",
     "is_public",
     "page_refusal",
     "record",
+    "refuse_out_of_scope",
     "require",
+    "scope_district",
+    "scoped_home",
 ]

@@ -14,8 +14,9 @@ from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
-from dash import ClientsideFunction, Input, Output, clientside_callback
+from dash import ClientsideFunction, Input, Output, clientside_callback, html
 
+from dashboards.i18n import current_language, t
 from geo.boundaries import DISTRICTS, District, district_geometries
 from geo.grid import grid_cells_geojson
 from models.schema import ObservationHourly
@@ -36,6 +37,31 @@ def district_href(code: str) -> str:
 def find_district(code: str | None) -> District | None:
     """The district with this code, or None for anything else (the page says so)."""
     return _BY_CODE.get((code or "").strip())
+
+
+def district_label(d: District, lang: str | None = None) -> str:
+    """The district's name in the viewer's language."""
+    return d.name if (lang or current_language()) == "zh" else d.name_en
+
+
+def scope_name(code: str) -> str:
+    """The name of a district-scoped account's district (its code if it is not one of ours)."""
+    d = find_district(code)
+    return code if d is None else district_label(d)
+
+
+def scope_badge(code: str | None) -> html.Span | None:
+    """ "范围：邻水县" in a page's head when the viewer is district-scoped (nothing for a
+    city-wide account), so an officer knows the figures are his district's."""
+    if code is None:
+        return None
+    name = scope_name(code)
+    return html.Span(
+        t("scope.badge", name=name),
+        className="scope-badge",
+        title=t("scope.badge_title", name=name),
+        **{"data-district": code},
+    )
 
 
 def link_map_to_districts(graph_id: str) -> None:

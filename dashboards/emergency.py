@@ -1346,12 +1346,13 @@ def perform(
 # ---- the wall's emergency panel ---------------------------------------------------------------
 
 
-def read_wall_incidents() -> list[inc.IncidentView] | None:
-    """Open incidents for the wall (None when the database cannot be read)."""
+def read_wall_incidents(district_code: str | None = None) -> list[inc.IncidentView] | None:
+    """Open incidents for the wall, of one district with ``district_code`` (None when the
+    database cannot be read)."""
     from dashboards import context
 
     try:
-        return inc.open_incidents(context.current().engine, limit=50)
+        return inc.open_incidents(context.current().engine, district_code=district_code, limit=50)
     except Exception:  # the wall's other panels still show; this one says what it lacks
         return None
 
@@ -1362,7 +1363,7 @@ def wall_panel(data: Any, incidents: Sequence[inc.IncidentView] | None = None) -
     from dashboards import wall
 
     if incidents is None:
-        incidents = read_wall_incidents()
+        incidents = read_wall_incidents(getattr(data, "district_code", None))
     base = wall.emergency_panel(data)
     if incidents is None:
         return html.Div(

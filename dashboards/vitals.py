@@ -201,22 +201,27 @@ class VitalInputs:
 ALERTS_READ_LIMIT = 5000
 
 
-def read_inputs(live: LiveStore, engine: sa.Engine | None, now: datetime | None = None) -> VitalInputs:
-    """Live states and alerts from Redis, today's 12345 and open cases from the database.
+def read_inputs(
+    live: LiveStore, engine: sa.Engine | None, now: datetime | None = None, district_code: str | None = None
+) -> VitalInputs:
+    """Live states and alerts from Redis, today's 12345 and open cases from the database;
+    of one district only with ``district_code`` (a district-scoped viewer's).
 
     Raises when Redis is away (the page shows its degraded line); a database failure only
     leaves the 12345 and case figures empty, with the reason.
     """
     now = now or datetime.now(UTC)
-    states = live.devices()
-    alerts = live.open_alerts(ALERTS_READ_LIMIT)
+    states = live.devices(district_code)
+    alerts = live.open_alerts(ALERTS_READ_LIMIT, district_code)
     audible = frozenset(live.audible_alerts())
     if engine is None:
         return VitalInputs(now, states, alerts, audible)
     try:
         with engine.connect() as conn:
-            tickets = district_counts(conn, city_day_start(now), now + timedelta(seconds=1), now=now)
-            cases = open_by_district(conn, now)
+            tickets = district_counts(
+                conn, city_day_start(now), now + timedelta(seconds=1), now=now, district_code=district_code
+            )
+            cases = open_by_district(conn, now, district_code=district_code)
     except Exception as exc:  # the live half still shows; the panel says why the rest is missing
         return VitalInputs(now, states, alerts, audible, database_error=type(exc).__name__)
     return VitalInputs(now, states, alerts, audible, tickets, cases)

@@ -50,6 +50,9 @@ class WallData:
     water: list[eco.WaterSection] = field(default_factory=list)
     #: Today's case indicators, all districts together (None: the database is away).
     cases_today: CaseIndicators | None = None
+    #: The viewer's district when the account is district-scoped: everything above is
+    #: that district's, and panels that read more (the incidents) read it only.
+    district_code: str | None = None
 
     @property
     def now(self) -> datetime:
@@ -241,6 +244,8 @@ def ecology_panel(data: WallData) -> html.Div:
     """AQI per district on the China colours, the worst stations, river sections against target."""
     tiles = []
     for d in DISTRICTS:
+        if data.district_code not in (None, d.code):
+            continue  # a district-scoped wall: its own tile only
         result = data.district_aqi.get(d.code)
         style = (
             {"backgroundColor": result.color, "color": "#111" if result.level <= 2 else "#fff"}

@@ -46,6 +46,7 @@ from models import lifecycle as lc
 from models.clock import CITY_TZ
 from models.lifecycle import Actor, EntityNotFound, IllegalTransition, Lifecycle, Refusal, State
 from models.schema import SRID, Case, CaseEvent, CaseSource
+from models.scope import in_district
 from models.spatial import bounding_box, great_circle_m
 from models.tickets import FALLBACK_DEPARTMENT, HANDLER_ROLES, Rate
 
@@ -1094,9 +1095,11 @@ class CaseDeadlineFlag:
         return "处置超时" if self.kind == "handle" else "结案超时"
 
 
-def overdue_cases(conn: Connection, now: datetime) -> list[CaseDeadlineFlag]:
-    """Cases past a deadline they still owe, earliest deadline first. Parked cases (挂账)
-    are not overdue: their clock is stopped."""
+def overdue_cases(
+    conn: Connection, now: datetime, *, district_code: str | None = None
+) -> list[CaseDeadlineFlag]:
+    """Cases past a deadline they still owe, earliest deadline first (of one district with
+    ``district_code``). Parked cases (挂账) are not overdue: their clock is stopped."""
     c = _CASES.c
     flags: list[CaseDeadlineFlag] = []
     kinds: tuple[tuple[Literal["handle", "close"], sa.Column[Any], frozenset[CaseState]], ...] = (
@@ -1108,7 +1111,7 @@ def overdue_cases(conn: Connection, now: datetime) -> list[CaseDeadlineFlag]:
             sa.select(
                 c.case_id, due.label("due"), c.state, c.case_type, c.department, c.district_code, c.grid_id
             )
-            .where(due <= now, c.state.in_(sorted(states)))
+            .where(due <= now, c.state.in_(sorted(states)), in_district(c.district_code, district_code))
             .order_by(due, c.case_id)
         ).mappings()
         flags.extend(CaseDeadlineFlag(kind=kind, **r) for r in rows)
@@ -1220,8 +1223,10 @@ def indicators(
     by: Literal["district", "department"] = "district",
     *,
     now: datetime | None = None,
+    district_code: str | None = None,
 ) -> dict[str, CaseIndicators]:
-    """Indicators of cases reported in [since, until), by district or department.
+    """Indicators of cases reported in [since, until), by district or department (of one
+    district's cases with ``district_code``).
 
     Everything is counted as of ``now`` (default ``until``); a deadline counts once it is
     decided (met, or passed without it), as with the 12345 on-time rates. 返工率 counts
@@ -1231,7 +1236,9 @@ def indicators(
     at = until if now is None else now
     c = _CASES.c
     key = c.district_code if by == "district" else c.department
-    period = sa.and_(c.reported_at >= since, c.reported_at < until)
+    period = sa.and_(
+        c.reported_at >= since, c.reported_at < until, in_district(c.district_code, district_code)
+    )
 
     def count(cond: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
         return sa.func.coalesce(sa.func.sum(sa.case((cond, 1), else_=0)), 0)
@@ -1342,29 +1349,40 @@ def _deadline_owed() -> sa.ColumnElement[Any]:
     )
 
 
-def open_cases(conn: Connection, limit: int = 50) -> list[CaseView]:
+def open_cases(conn: Connection, limit: int = 50, *, district_code: str | None = None) -> list[CaseView]:
     """Open cases, the most pressing first: nearest deadline owed (overdue ones first), then
     cases with no deadline running (信息收集, 挂账), newest first."""
     c = _CASES.c
     owed = _deadline_owed()
     rows = conn.execute(
         sa.select(_CASES)
-        .where(c.state.in_(sorted(OPEN_STATES)))
+        .where(c.state.in_(sorted(OPEN_STATES)), in_district(c.district_code, district_code))
         .order_by(owed.is_(None), owed, c.reported_at.desc(), c.case_id)
         .limit(limit)
     ).mappings()
     return [CaseView.from_row(r) for r in rows]
 
 
-def state_counts(conn: Connection) -> dict[str, int]:
+def state_counts(conn: Connection, *, district_code: str | None = None) -> dict[str, int]:
     """Cases per state (every state present, zero when none)."""
     c = _CASES.c
-    counts = dict(conn.execute(sa.select(c.state, sa.func.count()).group_by(c.state)).all())
+    counts = dict(
+        conn.execute(
+            sa.select(c.state, sa.func.count())
+            .where(in_district(c.district_code, district_code))
+            .group_by(c.state)
+        ).all()
+    )
     return {s.value: int(counts.get(s.value, 0)) for s in CaseState}
 
 
 def video_event_counts(
-    conn: Connection, since: datetime, until: datetime, by: Literal["grid", "type", "district"] = "grid"
+    conn: Connection,
+    since: datetime,
+    until: datetime,
+    by: Literal["grid", "type", "district"] = "grid",
+    *,
+    district_code: str | None = None,
 ) -> dict[str, int]:
     """Video sightings in [since, until) per grid cell, event type or district, largest first.
 
@@ -1377,7 +1395,7 @@ def video_event_counts(
     column = {"grid": v.grid_id, "type": v.type, "district": v.district_code}[by]
     rows = conn.execute(
         sa.select(column, sa.func.count())
-        .where(v.ts >= since, v.ts < until, column.is_not(None))
+        .where(v.ts >= since, v.ts < until, column.is_not(None), in_district(v.district_code, district_code))
         .group_by(column)
     ).all()
     return dict(sorted(((k, int(n)) for k, n in rows), key=lambda kv: (-kv[1], kv[0])))
@@ -1399,7 +1417,9 @@ class OpenCases:
     overdue: int = 0
 
 
-def open_by_district(conn: Connection, now: datetime) -> dict[str, OpenCases]:
+def open_by_district(
+    conn: Connection, now: datetime, *, district_code: str | None = None
+) -> dict[str, OpenCases]:
     """Per district code (:data:`UNLOCATED` for cases without one), districts with open cases."""
     c = _CASES.c
     late = sa.or_(
@@ -1410,7 +1430,7 @@ def open_by_district(conn: Connection, now: datetime) -> dict[str, OpenCases]:
         sa.select(
             c.district_code, sa.func.count(), sa.func.coalesce(sa.func.sum(sa.case((late, 1), else_=0)), 0)
         )
-        .where(c.state.in_(sorted(OPEN_STATES)))
+        .where(c.state.in_(sorted(OPEN_STATES)), in_district(c.district_code, district_code))
         .group_by(c.district_code)
     ).all()
     return dict(

@@ -469,8 +469,9 @@ class LiveStore:
 
     # ---- reads (web) -----------------------------------------------------------------
 
-    def devices(self) -> list[DeviceState]:
-        """Every known device with its latest state, ordered by device id.
+    def devices(self, district_code: str | None = None) -> list[DeviceState]:
+        """Every known device with its latest state, ordered by device id (those of one
+        district with ``district_code``).
 
         A city-sized registry (:data:`INCREMENTAL_FROM` devices or more) stays in this
         process between calls, and a call reads again only the devices whose last-seen
@@ -480,6 +481,13 @@ class LiveStore:
         devices changed, picks up what last-seen does not show: registrations, meta
         changes, removals, a flushed store.
         """
+        states = self._all_devices()
+        if district_code is None:
+            return states
+        # The registry has no per-district index: the cached city-wide read is filtered.
+        return [s for s in states if s.district_code == district_code]
+
+    def _all_devices(self) -> list[DeviceState]:
         with self._devices_lock:
             cache = self._devices_cache
             if (
@@ -619,14 +627,27 @@ class LiveStore:
         else:
             pipe.srem(ALERTS_AUDIBLE_KEY, str(alert.id))
 
-    def open_alerts(self, limit: int = 200) -> list[LiveAlert]:
-        """The console queue: most severe first, then oldest first."""
-        ids = self.redis.zrange(ALERTS_OPEN_KEY, 0, max(limit, 1) - 1)
-        with self.redis.pipeline(transaction=False) as pipe:
-            for alert_id in ids:
-                pipe.hgetall(alert_key(alert_id))
-            rows = pipe.execute()
-        return [LiveAlert.from_hash(row) for row in rows if row]
+    def open_alerts(self, limit: int = 200, district_code: str | None = None) -> list[LiveAlert]:
+        """The console queue: most severe first, then oldest first. With ``district_code``
+        the first ``limit`` alerts of that district: the queue is read in slices of
+        ``limit`` until enough are found (the queue has no per-district index)."""
+        size = max(limit, 1)
+        found: list[LiveAlert] = []
+        start = 0
+        while len(found) < size:
+            ids = self.redis.zrange(ALERTS_OPEN_KEY, start, start + size - 1)
+            if not ids:
+                break
+            with self.redis.pipeline(transaction=False) as pipe:
+                for alert_id in ids:
+                    pipe.hgetall(alert_key(alert_id))
+                rows = pipe.execute()
+            alerts = (LiveAlert.from_hash(row) for row in rows if row)
+            found.extend(a for a in alerts if district_code is None or a.district_code == district_code)
+            if district_code is None or len(ids) < size:
+                break
+            start += size
+        return found[:size]
 
     def alert(self, alert_id: int) -> LiveAlert | None:
         row = self.redis.hgetall(alert_key(alert_id))

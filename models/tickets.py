@@ -45,6 +45,7 @@ from models import lifecycle as lc
 from models.clock import CITY_TZ
 from models.lifecycle import Actor, EntityNotFound, IllegalTransition, Lifecycle, Refusal, State
 from models.schema import SRID, Alert, HotlineTicket, Role, TicketEvent
+from models.scope import in_district
 from models.spatial import bounding_box, great_circle_m
 from models.users import Permission, roles_with
 
@@ -551,14 +552,20 @@ _FLAG_COLUMNS = (
 )
 
 
-def _deadline_flags(conn: Connection, now: datetime, within: timedelta | None) -> list[DeadlineFlag]:
+def _deadline_flags(
+    conn: Connection, now: datetime, within: timedelta | None, district_code: str | None = None
+) -> list[DeadlineFlag]:
     flags: list[DeadlineFlag] = []
     for kind in DEADLINE_KINDS:
         due = _TICKETS.c[kind.column]
         cond = due <= now if within is None else sa.and_(due > now, due <= now + within)
         rows = conn.execute(
             sa.select(*(_TICKETS.c[c] for c in _FLAG_COLUMNS), due.label("due"))
-            .where(cond, _TICKETS.c.state.in_(sorted(kind.pending_states)))
+            .where(
+                cond,
+                _TICKETS.c.state.in_(sorted(kind.pending_states)),
+                in_district(_TICKETS.c.district_code, district_code),
+            )
             .order_by(due, _TICKETS.c.ticket_id)
         ).mappings()
         for r in rows:
@@ -571,9 +578,10 @@ def _deadline_flags(conn: Connection, now: datetime, within: timedelta | None) -
     return flags
 
 
-def overdue(conn: Connection, now: datetime) -> list[DeadlineFlag]:
-    """Open orders past a deadline they still owe (签收/答复/办结), earliest deadline first."""
-    return _deadline_flags(conn, now, None)
+def overdue(conn: Connection, now: datetime, *, district_code: str | None = None) -> list[DeadlineFlag]:
+    """Open orders past a deadline they still owe (签收/答复/办结), earliest deadline first
+    (of one district with ``district_code``)."""
+    return _deadline_flags(conn, now, None, district_code)
 
 
 def due_soon(
@@ -1361,9 +1369,11 @@ UNLOCATED = "未定位"
 VolumeBy = Literal["category", "district", "channel", "hour"]
 
 
-def _period(since: datetime, until: datetime | None) -> sa.ColumnElement[bool]:
+def _period(
+    since: datetime, until: datetime | None, district_code: str | None = None
+) -> sa.ColumnElement[bool]:
     t = _TICKETS
-    period = sa.and_(t.c.ts >= since, t.c.state != S.MERGED)
+    period = sa.and_(t.c.ts >= since, t.c.state != S.MERGED, in_district(t.c.district_code, district_code))
     return period if until is None else sa.and_(period, t.c.ts < until)
 
 
@@ -1376,20 +1386,25 @@ def _city_hour(conn: Connection) -> sa.ColumnElement[Any]:
     return sa.cast(sa.func.strftime("%H", ts, "+8 hours"), sa.Integer)
 
 
-def volumes(conn: Connection, since: datetime, until: datetime, by: VolumeBy = "category") -> dict[str, int]:
+def volumes(
+    conn: Connection,
+    since: datetime,
+    until: datetime,
+    by: VolumeBy = "category",
+    *,
+    district_code: str | None = None,
+) -> dict[str, int]:
     """Orders registered in [since, until) by category, district, channel or hour of day
-    (city time, ``"00"`` … ``"23"``, all 24 present). Largest first, except hours in order."""
+    (city time, ``"00"`` … ``"23"``, all 24 present). Largest first, except hours in order.
+    ``district_code`` counts one district's orders only."""
     t = _TICKETS
+    period = _period(since, until, district_code)
     if by == "hour":
         hour = _city_hour(conn).label("k")
-        counts = dict(
-            conn.execute(sa.select(hour, sa.func.count()).where(_period(since, until)).group_by(hour)).all()
-        )
+        counts = dict(conn.execute(sa.select(hour, sa.func.count()).where(period).group_by(hour)).all())
         return {f"{h:02d}": int(counts.get(h, 0)) for h in range(24)}
     column = {"category": t.c.category, "district": t.c.district_code, "channel": t.c.channel}[by]
-    rows = conn.execute(
-        sa.select(column, sa.func.count()).where(_period(since, until)).group_by(column)
-    ).all()
+    rows = conn.execute(sa.select(column, sa.func.count()).where(period).group_by(column)).all()
     ordered = sorted(
         ((k if k is not None else UNLOCATED, int(n)) for k, n in rows), key=lambda kv: (-kv[1], kv[0])
     )
@@ -1414,7 +1429,9 @@ class OnTimeRates:
     close: Rate  # 按时办结率
 
 
-def on_time_rates(conn: Connection, since: datetime, until: datetime, *, now: datetime) -> OnTimeRates:
+def on_time_rates(
+    conn: Connection, since: datetime, until: datetime, *, now: datetime, district_code: str | None = None
+) -> OnTimeRates:
     """按时签收率 and 按时办结率 of orders registered in [since, until).
 
     An order counts once it is decided: the milestone reached, or its deadline passed
@@ -1424,7 +1441,9 @@ def on_time_rates(conn: Connection, since: datetime, until: datetime, *, now: da
 
     def rate(done: sa.Column[Any], due: sa.Column[Any]) -> Rate:
         happened = sa.and_(done.is_not(None), done <= now)
-        decided = sa.and_(_period(since, until), due.is_not(None), sa.or_(happened, due <= now))
+        decided = sa.and_(
+            _period(since, until, district_code), due.is_not(None), sa.or_(happened, due <= now)
+        )
         on_time = sa.case((sa.and_(happened, done <= due), 1), else_=0)
         total, ok = conn.execute(
             sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(on_time), 0)).where(decided)
@@ -1450,13 +1469,15 @@ class SatisfactionStats:
         return None if self.rated == 0 else (self.satisfied + self.basically_satisfied) / self.rated
 
 
-def satisfaction_rate(conn: Connection, since: datetime, until: datetime) -> SatisfactionStats:
-    """Ratings of orders registered in [since, until)."""
+def satisfaction_rate(
+    conn: Connection, since: datetime, until: datetime, *, district_code: str | None = None
+) -> SatisfactionStats:
+    """Ratings of orders registered in [since, until) (of one district with ``district_code``)."""
     t = _TICKETS
     counts = dict(
         conn.execute(
             sa.select(t.c.satisfaction, sa.func.count())
-            .where(_period(since, until), t.c.satisfaction.is_not(None))
+            .where(_period(since, until, district_code), t.c.satisfaction.is_not(None))
             .group_by(t.c.satisfaction)
         ).all()
     )
@@ -1480,11 +1501,16 @@ class HotSpot:
 
 
 def hot_spots(
-    conn: Connection, since: datetime, limit: int = 10, *, until: datetime | None = None
+    conn: Connection,
+    since: datetime,
+    limit: int = 10,
+    *,
+    until: datetime | None = None,
+    district_code: str | None = None,
 ) -> list[HotSpot]:
     """The ``limit`` grid cells with the most orders since ``since``; most first."""
     t = _TICKETS
-    period = _period(since, until)
+    period = _period(since, until, district_code)
     n = sa.func.count().label("n")
     cells = conn.execute(
         sa.select(t.c.grid_id, n, sa.func.avg(t.c.lon), sa.func.avg(t.c.lat), sa.func.min(t.c.district_code))
@@ -1605,17 +1631,26 @@ __all__ = [
 # Reads for the hotline page: the newest orders, what is open, and which orders repeat.
 
 
-def recent_tickets(conn: Connection, limit: int = 30) -> list[TicketView]:
+def recent_tickets(
+    conn: Connection, limit: int = 30, *, district_code: str | None = None
+) -> list[TicketView]:
     """The ``limit`` newest orders by call time, newest first (callers masked)."""
     t = _TICKETS
-    rows = conn.execute(sa.select(t).order_by(t.c.ts.desc(), t.c.ticket_id.desc()).limit(limit)).mappings()
+    rows = conn.execute(
+        sa.select(t)
+        .where(in_district(t.c.district_code, district_code))
+        .order_by(t.c.ts.desc(), t.c.ticket_id.desc())
+        .limit(limit)
+    ).mappings()
     return [TicketView.from_row(r) for r in rows]
 
 
-def open_count(conn: Connection) -> int:
+def open_count(conn: Connection, *, district_code: str | None = None) -> int:
     """Orders not closed yet (在办), whenever they were registered."""
     t = _TICKETS
-    query = sa.select(sa.func.count()).where(t.c.state.in_(sorted(OPEN_STATES)))
+    query = sa.select(sa.func.count()).where(
+        t.c.state.in_(sorted(OPEN_STATES)), in_district(t.c.district_code, district_code)
+    )
     return int(conn.execute(query).scalar_one())
 
 
@@ -1633,7 +1668,7 @@ class RepeatLink:
     grid_id: str | None
 
 
-def repeat_links(conn: Connection, since: datetime) -> list[RepeatLink]:
+def repeat_links(conn: Connection, since: datetime, *, district_code: str | None = None) -> list[RepeatLink]:
     """Orders registered since ``since`` that repeat an earlier order, oldest first."""
     t = _TICKETS
     earlier = sa.func.coalesce(t.c.repeat_of, t.c.likely_repeat_of)
@@ -1647,7 +1682,7 @@ def repeat_links(conn: Connection, since: datetime) -> list[RepeatLink]:
             t.c.district_code,
             t.c.grid_id,
         )
-        .where(t.c.ts >= since, earlier.is_not(None))
+        .where(t.c.ts >= since, earlier.is_not(None), in_district(t.c.district_code, district_code))
         .order_by(t.c.ts, t.c.ticket_id)
     ).all()
     return [
@@ -1677,27 +1712,31 @@ class DistrictTickets:
 
 
 def district_counts(
-    conn: Connection, since: datetime, until: datetime, *, now: datetime
+    conn: Connection, since: datetime, until: datetime, *, now: datetime, district_code: str | None = None
 ) -> dict[str, DistrictTickets]:
     """Per district code (:data:`UNLOCATED` for orders without one), every district with
     any figure. Overdue means what :func:`overdue` means (a deadline still owed has
-    passed), counted once per order however many deadlines it missed."""
+    passed), counted once per order however many deadlines it missed. ``district_code``
+    keeps that district only."""
     t = _TICKETS
     key = t.c.district_code
+    mine = in_district(key, district_code)
     late = sa.or_(
         *(sa.and_(t.c[k.column] <= now, t.c.state.in_(sorted(k.pending_states))) for k in DEADLINE_KINDS)
     )
     is_late = sa.func.coalesce(sa.func.sum(sa.case((late, 1), else_=0)), 0)
     registered = dict(
-        conn.execute(sa.select(key, sa.func.count()).where(_period(since, until)).group_by(key)).all()
+        conn.execute(
+            sa.select(key, sa.func.count()).where(_period(since, until, district_code)).group_by(key)
+        ).all()
     )
     open_rows = conn.execute(
-        sa.select(key, sa.func.count(), is_late).where(t.c.state.in_(sorted(OPEN_STATES))).group_by(key)
+        sa.select(key, sa.func.count(), is_late).where(t.c.state.in_(sorted(OPEN_STATES)), mine).group_by(key)
     ).all()
     ratings: dict[str | None, Counter[str]] = {}
     for code, rating, n in conn.execute(
         sa.select(key, t.c.satisfaction, sa.func.count())
-        .where(_period(since, until), t.c.satisfaction.is_not(None))
+        .where(_period(since, until, district_code), t.c.satisfaction.is_not(None))
         .group_by(key, t.c.satisfaction)
     ):
         ratings.setdefault(code, Counter())[rating] = int(n)

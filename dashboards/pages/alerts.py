@@ -21,6 +21,7 @@ import dash
 from dash import Input, Output, State, callback, clientside_callback, ctx, dcc, html
 
 from dashboards import auth, console, context, push
+from dashboards import district as drill
 from dashboards.i18n import LANGUAGES, t
 from geo.boundaries import DISTRICTS, city_bounds
 from models import alerts as alert_model
@@ -134,7 +135,7 @@ def layout(**_query: str) -> html.Div:
                     _filter(
                         "console-filter-district",
                         "console.filter.district",
-                        [{"label": d.name, "value": d.code} for d in DISTRICTS if _in_scope(d.code)],
+                        [{"label": d.name, "value": d.code} for d in DISTRICTS if auth.in_scope(d.code)],
                     ),
                     _filter(
                         "console-filter-state",
@@ -149,6 +150,7 @@ def layout(**_query: str) -> html.Div:
             ),
             html.Div(id="console-alarm", className="console-alarm"),
             html.Div(id="console-conn", className="console-conn"),
+            drill.scope_badge(auth.scope_district()),
             html.Div(id="console-status", className="status-line"),
             html.Div(
                 className="console-grid",
@@ -223,12 +225,6 @@ def layout(**_query: str) -> html.Div:
             ),
         ],
     )
-
-
-def _in_scope(district_code: str | None) -> bool:
-    """A district-scoped account sees (and acts on) its own district only."""
-    account = auth.current_user()
-    return account is None or account.may_act_in(district_code)
 
 
 def _signed_in_label() -> str:
@@ -438,13 +434,14 @@ def refresh_queue(
     live = context.current().live
     now = _now()
     try:
-        alerts = live.open_alerts(QUEUE_LIMIT)
+        # A district-scoped account's queue is its district's (the console's district filter
+        # then only offers that district).
+        alerts = live.open_alerts(QUEUE_LIMIT, auth.scope_district())
         audible = live.audible_alerts()
         current = live.alert(int(selected)) if selected is not None else None
     except Exception as exc:  # Redis away: say so, keep the last queue on screen
         message = t("console.degraded", reason=type(exc).__name__)
         return dash.no_update, dash.no_update, dash.no_update, dash.no_update, message
-    alerts = [a for a in alerts if _in_scope(a.district_code)]
     shown = console.filter_alerts(alerts, console.Filters.of(domain, severity, district, state))
     rows = console.queue_rows(shown, now, audible)
     # The detail reloads from the database only when the selected alert changed.
@@ -483,7 +480,7 @@ def show_detail(selected: int | None, _version: str | None, _bump: int | None) -
         alert = alert_model.get_alert(conn, alert_id)
         if alert is None:
             return t("console.detail_missing", id=alert_id), dash.no_update, [], []
-        if not _in_scope(alert.district_code):
+        if auth.refuse_out_of_scope(alert.district_code, what=f"alert.view:{alert_id}"):
             return t("auth.denied.district"), dash.no_update, [], []
         evidence = alert_model.alert_evidence(conn, alert_id)
         events = alert_model.alert_history(conn, alert_id)

@@ -15,10 +15,11 @@ from typing import Any
 import dash
 from dash import Input, Output, Patch, State, callback, dcc, html
 
-from dashboards import context, push
+from dashboards import auth, context, push
 from dashboards import district as drill
 from dashboards import ecology as eco
-from dashboards.i18n import current_language, t
+from dashboards.district import district_label
+from dashboards.i18n import t
 from dashboards.pages.overview import (
     SEVERITY_COLOURS,
     age_text,
@@ -30,7 +31,7 @@ from dashboards.pages.overview import (
     vital_cards,
 )
 from dashboards.vitals import VitalInputs, district_figures, read_inputs, summarise
-from geo.boundaries import DISTRICTS, District
+from geo.boundaries import DISTRICTS
 from models.air_quality import hourly_means
 from models.clock import CITY_TZ
 from models.live import LiveAlert
@@ -42,10 +43,6 @@ LIVE = push.LiveTrigger("district-push", kinds=push.KINDS)
 ALERT_LIST_LIMIT = 8
 #: AQI sparkline colour: the AQI's own colours belong to the badge, the line stays neutral.
 AQI_LINE = "#f2a93b"
-
-
-def district_label(d: District, lang: str | None = None) -> str:
-    return d.name if (lang or current_language()) == "zh" else d.name_en
 
 
 def title(code: str | None = None, **_: Any) -> str:
@@ -78,6 +75,7 @@ def layout(code: str | None = None, **_query: str) -> html.Div:
     d = drill.find_district(code)
     if d is None:
         return unknown_district(str(code or ""))
+    scope = auth.scope_district()
     return html.Div(
         className="page district",
         children=[
@@ -89,9 +87,11 @@ def layout(code: str | None = None, **_query: str) -> html.Div:
             html.Div(
                 className="district-head",
                 children=[
-                    dcc.Link(t("district.back"), href="/", className="district-back"),
+                    # A scoped account's overview is this page: no way "back" to the city.
+                    None if scope else dcc.Link(t("district.back"), href="/", className="district-back"),
                     html.H1(t("district.title", name=district_label(d)), id="district-name"),
                     html.Span(d.code, className="district-code"),
+                    drill.scope_badge(scope),
                     html.Div(id="district-status", className="status-line"),
                 ],
             ),
@@ -194,10 +194,13 @@ def _last_24_hours(now: datetime) -> list[datetime]:
     State("district-map-drawn", "data"),
 )
 def refresh(_n: int | None, _live: dict | None, code: str, map_drawn: bool | None) -> tuple:
+    # The code comes from the page's store: a crafted request may name another district.
+    if auth.refuse_out_of_scope(code, what="district.refresh"):
+        raise dash.exceptions.PreventUpdate
     ctx = context.current()
     now = datetime.now(UTC)
     try:
-        inputs: VitalInputs = read_inputs(ctx.live, ctx.engine, now)
+        inputs: VitalInputs = read_inputs(ctx.live, ctx.engine, now, district_code=code)
         hours = _last_24_hours(now)
         with ctx.engine.connect() as conn:
             means = hourly_means(conn, hours, district_code=code)
@@ -252,6 +255,8 @@ def refresh(_n: int | None, _live: dict | None, code: str, map_drawn: bool | Non
 dash.register_page(
     __name__,
     path_template=drill.PATH_TEMPLATE,
+    # Another district's page is refused to a district-scoped account (dashboards.auth).
+    district_variable="code",
     name=t("district.page_title"),
     title=title,
     order=5,

@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 import sqlalchemy as sa
 from dash import Input, Output, callback, dcc, html
 
-from dashboards import context, push, theme
+from dashboards import auth, context, push, theme
 from dashboards import district as drill
 from dashboards import ecology as eco
 from dashboards.i18n import t
@@ -25,6 +25,7 @@ from geo.boundaries import DISTRICTS, districts_geojson
 from models.air_quality import hourly_means_by_district
 from models.clock import CITY_TZ
 from models.schema import Device, ObservationHourly
+from models.scope import in_district
 from models.standards import water
 from models.standards.aqi import AqiResult
 
@@ -51,6 +52,7 @@ def layout(**_query: str) -> html.Div:
         children=[
             dcc.Interval(id="eco-tick", interval=REFRESH_MS),
             LIVE.store(),
+            drill.scope_badge(auth.scope_district()),
             html.Div(id="eco-status", className="status-line"),
             html.Div(
                 className="eco-top",
@@ -398,12 +400,18 @@ def device_props(conn: sa.Connection) -> dict[str, dict[str, Any]]:
     return {r.device_id: dict(r.props or {}) for r in rows}
 
 
-def noise_hourly(conn: sa.Connection, since: datetime) -> list[tuple[str, datetime, float]]:
-    """Each noise point's hourly mean LAeq since ``since`` (one query)."""
+def noise_hourly(
+    conn: sa.Connection, since: datetime, district_code: str | None = None
+) -> list[tuple[str, datetime, float]]:
+    """Each noise point's hourly mean LAeq since ``since`` (one query; of one district's
+    points with ``district_code``)."""
     h = ObservationHourly.__table__
     rows = conn.execute(
         sa.select(h.c.device_id, h.c.hour, h.c.sum, h.c.count).where(
-            h.c.metric == "laeq", h.c.hour >= since, h.c.count > 0
+            h.c.metric == "laeq",
+            h.c.hour >= since,
+            h.c.count > 0,
+            in_district(h.c.district_code, district_code),
         )
     )
     return [(r.device_id, r.hour.astimezone(UTC), r.sum / r.count) for r in rows]
@@ -432,15 +440,18 @@ def refresh(_n: int | None, _live: dict | None) -> tuple:
     now_dt = datetime.fromtimestamp(now, UTC)
     today = now_dt.astimezone(CITY_TZ).date()
     yesterday = today - timedelta(days=1)
+    scope = auth.scope_district()
     try:
-        states = ctx.live.devices()
+        states = ctx.live.devices(scope)
         hours = eco.window_hours(now_dt)
         with ctx.engine.connect() as conn:
             props = device_props(conn)
-            # One query for every district and the whole window (yesterday 00:00 to now).
-            means = hourly_means_by_district(conn, hours, [d.code for d in DISTRICTS])
+            # One query for every district (or the viewer's own) and the whole window
+            # (yesterday 00:00 to now).
+            codes = [scope] if scope else [d.code for d in DISTRICTS]
+            means = hourly_means_by_district(conn, hours, codes)
             today_start = next(h for h in hours if h.astimezone(CITY_TZ).date() == today)
-            noise_rows = noise_hourly(conn, today_start)
+            noise_rows = noise_hourly(conn, today_start, scope)
     except Exception as exc:  # the page shows the degraded state instead of an error
         return (t("eco.degraded", reason=type(exc).__name__), *([dash.no_update] * 12))
 

@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html
 
 from dashboards import auth, context, push
+from dashboards import district as drill
 from dashboards import emergency as em
 from dashboards.console import COMMENT_MAX, OFFICER_NAME_MAX, city_time, clean_officer_name
 from dashboards.ecology import Freshness
@@ -92,6 +93,7 @@ def layout(**_query: str) -> html.Div:
             html.Div(
                 className="em-top",
                 children=[
+                    drill.scope_badge(auth.scope_district()),
                     html.Div(id="emergency-status", className="status-line"),
                     html.Div(
                         id="emergency-officer-form",
@@ -298,16 +300,19 @@ def refresh(
     pc = context.current()
     now = datetime.now(UTC)
     n_out = 1 + len(_KPIS) + 6 + len(em.PANEL_ACTIONS) + 1 + 2 * len(_PANELS)
+    scope = auth.scope_district()
     try:
-        states = pc.live.devices()
-        alerts = pc.live.open_alerts(ALERTS_READ)
+        states = pc.live.devices(scope)
+        alerts = pc.live.open_alerts(ALERTS_READ, scope)
     except Exception as exc:  # Redis away: say so, keep the last figures on screen
         return (t("emergency.degraded", reason=type(exc).__name__), *([dash.no_update] * (n_out - 1)))
     limits = _limits(pc.settings.rules_file)
     radius_m = _radius(radius)
     try:
         with pc.engine.connect() as conn:
-            incidents = inc.open_incidents(conn)
+            incidents = inc.open_incidents(conn, district_code=scope)
+            # Fire stations, hospitals, shelters and teams serve across district lines (the
+            # nearest to an incident may be next door): every scope sees them all.
             resources = inc.all_resources(conn)
             props = sensor_props(conn)
             wanted = [a.id for a in alerts if a.severity in em.MAP_SEVERITIES]
@@ -364,7 +369,10 @@ def refresh(
 
 def _panel_data(conn: sa.Connection, incident_id: str, radius_m: float | None) -> em.PanelData | None:
     detail = inc.incident_view(conn, incident_id)
-    if detail is None:
+    # The picked id comes from the browser's store: another district's is not shown.
+    if detail is None or auth.refuse_out_of_scope(
+        detail.incident.district_code, what=f"incident.view:{incident_id}"
+    ):
         return None
     try:
         area = inc.affected_area(conn, incident_id, radius_m=radius_m)
@@ -430,7 +438,7 @@ def act(*args: Any) -> tuple:
 def _shown_incident() -> str | None:
     """The incident the panel shows when none was picked (the first of the list)."""
     try:
-        shown = inc.open_incidents(context.current().engine, limit=1)
+        shown = inc.open_incidents(context.current().engine, district_code=auth.scope_district(), limit=1)
     except Exception:
         return None
     return shown[0].incident_id if shown else None

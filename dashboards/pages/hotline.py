@@ -15,6 +15,7 @@ import dash
 from dash import Input, Output, State, callback, dcc, html
 
 from dashboards import auth, context, push
+from dashboards import district as drill
 from dashboards import hotline as hl
 from dashboards import urban as ub
 from dashboards.console import city_time, duration_text
@@ -57,6 +58,7 @@ def layout(**_query: str) -> html.Div:
             LIVE.store(),
             # What the charts in this browser show (signature of the hot cells).
             dcc.Store(id="hotline-drawn"),
+            drill.scope_badge(auth.scope_district()),
             html.Div(id="hotline-status", className="status-line"),
             html.Div([_kpi(k) for k in _KPIS], className="kpi-row hotline-kpis"),
             html.Div(
@@ -312,17 +314,19 @@ def refresh(_n: int | None, _live: dict | None, drawn: dict[str, str] | None) ->
     now = datetime.now(UTC)
     today = hl.day_start(now)
     window = now - hl.RATES_WINDOW
+    scope = auth.scope_district()
     try:
+        # The hotline system's feed as a whole says whether orders arrive (no record shown).
         feed_newest = ub.newest_stamp(ctx.live.recent("tickets", 1), "created_at")
         with ctx.engine.connect() as conn:
-            recent = ticket_model.recent_tickets(conn, hl.STREAM_ROWS)
-            categories = ticket_model.volumes(conn, today, now, by="category")
-            open_now = ticket_model.open_count(conn)
-            flags = ticket_model.overdue(conn, now)
-            satisfaction = ticket_model.satisfaction_rate(conn, window, now)
-            rates = ticket_model.on_time_rates(conn, window, now, now=now)
-            spots = ticket_model.hot_spots(conn, now - timedelta(hours=24), hl.HOT_SPOTS)
-            links = ticket_model.repeat_links(conn, window)
+            recent = ticket_model.recent_tickets(conn, hl.STREAM_ROWS, district_code=scope)
+            categories = ticket_model.volumes(conn, today, now, by="category", district_code=scope)
+            open_now = ticket_model.open_count(conn, district_code=scope)
+            flags = ticket_model.overdue(conn, now, district_code=scope)
+            satisfaction = ticket_model.satisfaction_rate(conn, window, now, district_code=scope)
+            rates = ticket_model.on_time_rates(conn, window, now, now=now, district_code=scope)
+            spots = ticket_model.hot_spots(conn, now - timedelta(hours=24), hl.HOT_SPOTS, district_code=scope)
+            links = ticket_model.repeat_links(conn, window, district_code=scope)
     except Exception as exc:  # the page shows the degraded state instead of an error
         return (t("hotline.degraded", reason=type(exc).__name__), *([dash.no_update] * 23))
 

@@ -15,7 +15,7 @@ import dash
 import plotly.graph_objects as go
 from dash import Input, Output, Patch, State, callback, dcc, html
 
-from dashboards import context, push, theme
+from dashboards import auth, context, push, theme
 from dashboards import district as drill
 from dashboards.i18n import t
 from dashboards.vitals import (
@@ -446,7 +446,9 @@ def district_table(snapshot: OverviewSnapshot) -> html.Table:
 def refresh(_n: int | None, _live: dict | None, indicator: str, drawn: str | None = None) -> tuple:
     ctx = context.current()
     try:
-        inputs = read_inputs(ctx.live, ctx.engine)
+        # A district-scoped account is sent to its district's page (dashboards.auth); should
+        # this callback still be asked for one, it answers with that district's figures only.
+        inputs = read_inputs(ctx.live, ctx.engine, district_code=auth.scope_district())
         counts = ctx.live.hourly_counts("observations", 24)
     except Exception as exc:  # the page shows the degraded state instead of an error
         message = t("status.degraded", reason=type(exc).__name__)
@@ -493,5 +495,12 @@ drill.link_map_to_districts("overview-map")
 
 
 dash.register_page(
-    __name__, path="/", name=t("nav.overview"), title=t("overview.title"), order=0, layout=layout
+    __name__,
+    path="/",
+    name=t("nav.overview"),
+    title=t("overview.title"),
+    order=0,
+    layout=layout,
+    # A district-scoped account's overview is its district's page (dashboards.auth).
+    scoped_home=drill.district_href("{district}"),
 )

@@ -14,7 +14,8 @@ from typing import Any, Literal
 import dash
 from dash import Input, Output, State, callback, dcc, html
 
-from dashboards import context, push
+from dashboards import auth, context, push
+from dashboards import district as drill
 from dashboards import urban as ub
 from dashboards.console import city_time
 from dashboards.ecology import Freshness
@@ -71,6 +72,7 @@ def layout(**_query: str) -> html.Div:
             LIVE.store(),
             # What the map in this browser shows (signatures of its cells and cases).
             dcc.Store(id="urban-map-drawn"),
+            drill.scope_badge(auth.scope_district()),
             html.Div(id="urban-status", className="status-line"),
             html.Div(
                 className="kpi-row urban-kpis",
@@ -250,15 +252,17 @@ def refresh(_n: int | None, _live: dict | None, by_value: str | None, drawn: dic
     by: Literal["district", "department"] = "department" if by_value == "department" else "district"
     since = now - timedelta(hours=24)
     month = ub.month_start(now)
+    scope = auth.scope_district()
     try:
+        # The video feed as a whole says whether sightings arrive (no record shown).
         video_newest = ub.newest_stamp(ctx.live.recent("video", 1), "received_at")
         with ctx.engine.connect() as conn:
-            per_cell = case_model.video_event_counts(conn, since, now, by="grid")
-            per_type = case_model.video_event_counts(conn, since, now, by="type")
-            open_cases = case_model.open_cases(conn, limit=ub.MAP_CASES)
-            states = case_model.state_counts(conn)
-            indicators = case_model.indicators(conn, month, now, by=by, now=now)
-            overdue = {f.case_id for f in case_model.overdue_cases(conn, now)}
+            per_cell = case_model.video_event_counts(conn, since, now, by="grid", district_code=scope)
+            per_type = case_model.video_event_counts(conn, since, now, by="type", district_code=scope)
+            open_cases = case_model.open_cases(conn, limit=ub.MAP_CASES, district_code=scope)
+            states = case_model.state_counts(conn, district_code=scope)
+            indicators = case_model.indicators(conn, month, now, by=by, now=now, district_code=scope)
+            overdue = {f.case_id for f in case_model.overdue_cases(conn, now, district_code=scope)}
     except Exception as exc:  # the page shows the degraded state instead of an error
         return (t("urban.degraded", reason=type(exc).__name__), *([dash.no_update] * 19))
 

@@ -21,7 +21,8 @@ from typing import Any
 import dash
 from dash import ALL, ClientsideFunction, Input, Output, State, callback, clientside_callback, dcc, html
 
-from dashboards import context, push, wall
+from dashboards import auth, context, push, wall
+from dashboards import district as drill
 from dashboards import ecology as eco
 from dashboards.i18n import t
 from dashboards.pages.alerts import ALARM_SOUND
@@ -67,6 +68,7 @@ def layout(mute: str | None = None, **_query: str) -> html.Div:
                 className="wall-head",
                 children=[
                     html.Div(t("wall.title"), className="wall-title"),
+                    drill.scope_badge(auth.scope_district()),
                     html.Div(id="wall-status", className="wall-status"),
                     html.Button(t("console.mute"), id="wall-mute-toggle", n_clicks=0, className="wall-mute"),
                     html.Div(id="wall-clock", className="wall-clock num"),
@@ -141,10 +143,12 @@ def _kpi(label: str, value: Any, *, alarm: bool = False) -> html.Div:
 
 
 def read_wall(now: datetime | None = None) -> wall.WallData:
-    """One read for every panel: live state from Redis, today's counts from the database."""
+    """One read for every panel: live state from Redis, today's counts from the database;
+    a district-scoped account's wall shows its district only."""
     ctx = context.current()
     now = now or datetime.now(UTC)
-    vitals = read_inputs(ctx.live, ctx.engine, now)
+    scope = auth.scope_district()
+    vitals = read_inputs(ctx.live, ctx.engine, now, district_code=scope)
     stamp = now.timestamp()
     snapshot = summarise(vitals.states, stamp)
     props: dict[str, dict[str, Any]] = {}
@@ -153,15 +157,18 @@ def read_wall(now: datetime | None = None) -> wall.WallData:
         try:
             with ctx.engine.connect() as conn:
                 props = device_props(conn)
-                today = wall.total_indicators(case_model.indicators(conn, city_day_start(now), now))
+                today = wall.total_indicators(
+                    case_model.indicators(conn, city_day_start(now), now, district_code=scope)
+                )
         except Exception:  # the panels that need them show what they have
             props, today = {}, None
     return wall.WallData(
         vitals=vitals,
-        district_aqi={d.district_code: d.aqi for d in snapshot.districts},
+        district_aqi={d.district_code: d.aqi for d in snapshot.districts if scope in (None, d.district_code)},
         air=eco.air_stations(vitals.states, stamp),
         water=eco.water_sections(vitals.states, props, stamp),
         cases_today=today,
+        district_code=scope,
     )
 
 

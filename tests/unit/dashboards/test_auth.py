@@ -469,12 +469,12 @@ def test_production_mode_refuses_to_start_without_a_secret_key(tmp_path: Path) -
 
 
 def test_a_district_officer_sees_and_acts_on_their_district_only(system) -> None:
-    from dashboards.pages import alerts as page
     from tests.unit.dashboards.signing import account, signed_in
 
     scoped = account("linshui", "duty_officer", district_code="511623")
     with signed_in(scoped):
-        assert page._in_scope("511623") and not page._in_scope("511602")
+        assert auth.in_scope("511623") and not auth.in_scope("511602")
+        assert auth.scope_district() == "511623"
         try:
             auth.require("alert.act", district_code="511602", what="test")
         except auth.PermissionDenied as exc:

@@ -439,7 +439,7 @@ def test_wall_panel_counts_incidents_by_level_and_keeps_the_alert_figures(
     assert "wall-big-alarm" in text  # a level Ⅱ response is shown as an alarm figure
     assert next(p for p in wall.PANELS if p.key == "emergency").build is em.wall_panel
     # Without the database the panel says so and still shows the alerts.
-    monkeypatch.setattr(em, "read_wall_incidents", lambda: None)
+    monkeypatch.setattr(em, "read_wall_incidents", lambda district_code=None: None)
     away = text_of(em.wall_panel(data))
     assert "突发事件数据暂不可用" in away and "应急告警" in away
 
