@@ -14,7 +14,13 @@ import sqlalchemy as sa
 from models import db, tickets
 from models.lifecycle import IllegalTransition
 from models.schema import HotlineTicket, TicketEvent
-from tests.unit.models.test_tickets import T0, add_ticket, check_repeats, check_statistics
+from tests.unit.models.test_tickets import (
+    T0,
+    add_ticket,
+    check_district_scope,
+    check_repeats,
+    check_statistics,
+)
 
 pytestmark = pytest.mark.real_services
 
@@ -51,6 +57,11 @@ def test_repeats_on_the_spheroid_match_the_fallback(clean: sa.Engine) -> None:
 def test_statistics_match_the_fallback(clean: sa.Engine) -> None:
     with clean.begin() as conn:
         check_statistics(conn)
+
+
+def test_district_scope_matches_the_fallback(clean: sa.Engine) -> None:
+    with clean.begin() as conn:
+        check_district_scope(conn)
 
 
 def together(engine: sa.Engine, work: list[Callable[[sa.Connection], Any]]) -> list[Any]:

@@ -237,6 +237,71 @@ def check_statistics(conn: sa.Connection) -> None:
     ]
 
 
+def check_district_scope(conn: sa.Connection) -> None:
+    """Every read of the 12345 page keeps one district's orders with ``district_code`` and
+    the whole city without it (same expectations on every backend)."""
+    stats_fixture(conn)
+    # Another district's order flagged as repeating S4 (511621), and one of 511602.
+    add_ticket(conn, "L-621", ts=T0 + timedelta(hours=5), district_code="511621", register=False)
+    add_ticket(conn, "L-602", ts=T0 + timedelta(hours=6), register=False)
+    conn.execute(
+        sa.update(HotlineTicket.__table__)
+        .where(HotlineTicket.ticket_id.in_(["L-621", "L-602"]))
+        .values(likely_repeat_of="S4")
+    )
+    since, until = T0 - timedelta(days=1), T0 + timedelta(days=1)
+    now = T0 + timedelta(days=10)
+    other = "511621"
+
+    assert tickets.volumes(conn, since, until, by="category", district_code=other) == {
+        "供水问题": 1,
+        "噪声扰民": 1,
+    }
+    assert tickets.volumes(conn, since, until, by="district", district_code=other) == {other: 2}
+    assert sum(tickets.volumes(conn, since, until, by="hour", district_code=other).values()) == 2
+    # The city-wide default is unchanged: the unlocated order and 511602's are counted.
+    assert tickets.volumes(conn, since, until, by="district") == {"511602": 4, "511621": 2, "未定位": 1}
+
+    assert [v.ticket_id for v in tickets.recent_tickets(conn, 50, district_code=other)] == ["S4", "L-621"]
+    assert {v.ticket_id for v in tickets.recent_tickets(conn, 50)} >= {"S1", "S6", "L-602", "L-621"}
+
+    assert tickets.open_count(conn, district_code=other) == 2
+    assert (
+        tickets.open_count(conn)
+        == tickets.open_count(conn, district_code=other)
+        + tickets.open_count(conn, district_code="511602")
+        + 1
+    )  # S6, unlocated
+
+    late = tickets.overdue(conn, now, district_code=other)
+    # L-621 was stored without registration, so it owes no deadline.
+    assert late and {f.ticket_id for f in late} == {"S4"}
+    assert {"S6", "S-OUT"} <= {f.ticket_id for f in tickets.overdue(conn, now)}
+
+    rates = tickets.on_time_rates(conn, since, until, now=now, district_code=other)
+    assert (rates.accept.total, rates.accept.on_time) == (1, 0)
+    assert tickets.on_time_rates(conn, since, until, now=now).accept.total == 5
+
+    assert tickets.satisfaction_rate(conn, since, until, district_code=other).rated == 0
+    mine = tickets.satisfaction_rate(conn, since, until, district_code="511602")
+    assert (mine.satisfied, mine.basically_satisfied, mine.dissatisfied) == (1, 1, 1)
+
+    spots = tickets.hot_spots(conn, since, limit=5, district_code=other)
+    assert {s.district_code for s in spots} == {other}
+    assert sum(s.count for s in spots) == 2
+    assert "cellA" not in {s.grid_id for s in spots}
+    assert "cellA" in {s.grid_id for s in tickets.hot_spots(conn, since, limit=5)}
+
+    assert [r.ticket_id for r in tickets.repeat_links(conn, since, district_code=other)] == ["L-621"]
+    assert "L-621" not in {r.ticket_id for r in tickets.repeat_links(conn, since, district_code="511602")}
+    assert {"L-621", "L-602"} <= {r.ticket_id for r in tickets.repeat_links(conn, since)}
+
+    counts = tickets.district_counts(conn, since, until, now=now, district_code=other)
+    assert list(counts) == [other]
+    assert (counts[other].registered, counts[other].open, counts[other].overdue) == (2, 2, 1)
+    assert set(tickets.district_counts(conn, since, until, now=now)) == {"511602", "511621", "未定位"}
+
+
 # ---- lifecycle -------------------------------------------------------------------------------
 
 
@@ -568,6 +633,11 @@ def test_repeats_with_real_distances(engine: sa.Engine) -> None:
 def test_statistics(engine: sa.Engine) -> None:
     with engine.begin() as conn:
         check_statistics(conn)
+
+
+def test_reads_keep_one_district_with_district_code(engine: sa.Engine) -> None:
+    with engine.begin() as conn:
+        check_district_scope(conn)
 
 
 # ---- lifecycle events over MQTT ------------------------------------------------------------
