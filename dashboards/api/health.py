@@ -25,8 +25,9 @@ through a ``MultiProcessCollector``: counters and histograms add up, connected v
 up over the living processes (``livesum``), and the gauges read from Redis at scrape time
 (open alerts, ingest lag, dependency state) are the most recent value any process set
 (``mostrecent``). gunicorn's ``child_exit`` hook marks a dead worker's files so its viewers
-stop counting. Without the variable (the demo, the tests) nothing changes: one process,
-the default registry.
+stop counting; each process refreshes its viewers at every heartbeat (5 s) and when it
+answers a scrape, so the tier's sum is at most one beat old. Without the variable (the
+demo, the tests) nothing changes: one process, the default registry.
 
 Per process, for the administrators' system page, each web process also writes a heartbeat
 (``cityops:web:<host>:<pid>``: viewers, requests; :mod:`ingest.heartbeat`) to Redis.
@@ -326,8 +327,12 @@ class WebFigures:
         last_at, last_served = self._last or (now, served)
         self._last = (now, served)
         elapsed = now - last_at
+        viewers = push.connected_viewers()
+        # In multiprocess mode a scrape reads every process's last value, so each process
+        # refreshes its own at every beat, not only when it happens to answer a scrape.
+        VIEWERS.set(viewers)
         return {
-            "viewers": push.connected_viewers(),
+            "viewers": viewers,
             "requests": served,
             "rate": round((served - last_served) / elapsed, 1) if elapsed > 0 else "",
             "threads": threading.active_count(),
