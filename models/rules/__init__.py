@@ -27,6 +27,11 @@ key                                                    type    content
                                                                ``last``, ``emitted``, ``ev`` (JSON, the
                                                                newest readings); absent when idle
 ``cityops:rules:active:{rule_id}``                     set     subjects with an open alert from the rule
+``cityops:rules:busy:{rule_id}``                       set     subjects whose condition is pending or open:
+                                                               only these (and subjects whose sample
+                                                               holds) have their state read
+``cityops:rules:busy:ready``                           string  the busy sets are complete (filled once
+                                                               from the state keys after an upgrade)
 ``cityops:rules:series:{rule_id}:{device_id}``         zset    rate rules: ``"{ts}:{value}"`` by ts, the
                                                                window only
 ``cityops:rules:window:{rule_id}:{subject}``           zset    video rules: events (JSON) by ts
@@ -39,7 +44,8 @@ key                                                    type    content
                                                                and ``first`` bucket: the baseline
 ``cityops:rules:seen``                                 zset    device → epoch of its newest reading
 ``cityops:rules:devices``                              hash    device → JSON (type, district, grid,
-                                                               position, ``report_period_s`` prop)
+                                                               position, ``report_period_s`` prop),
+                                                               written when it changes and every 5 min
 ``cityops:rules:tick:{n}``                             string  claimed by the worker running tick ``n``
 =====================================================  ======  ===========================================
 

@@ -62,6 +62,13 @@ WINDOW_SLACK_S = 3600
 MAX_ATTEMPTS = 12
 #: events or tickets shown as a window rule's evidence
 WINDOW_EVIDENCE = 10
+#: set once the busy sets (:func:`busy_key`) list every subject whose state is not idle
+BUSY_READY_KEY = PREFIX + "busy:ready"
+#: a device's staleness metadata is written again at least this often (seconds), so a
+#: flushed Redis learns it back without waiting for the device to change
+DEVICE_META_REFRESH_S = 300.0
+#: what staleness needs to know about a device (the JSON fields of :data:`DEVICES_KEY`)
+_META_FIELDS = ("type", "district_code", "grid_id", "lon", "lat", "period_s")
 
 DISTRICT_NAMES = {
     "511602": "广安区",
@@ -115,14 +122,29 @@ def active_key(rule_id: str) -> str:
     return f"{PREFIX}active:{rule_id}"
 
 
+def busy_key(rule_id: str) -> str:
+    """Subjects of a rule whose condition is pending or open (state not idle).
+
+    A sample that does not hold the condition changes nothing for an idle subject, so only
+    the subjects listed here (and those whose sample holds) need their state read: in a
+    normal hour almost every reading is such a no-op.
+    """
+    return f"{PREFIX}busy:{rule_id}"
+
+
 def dedup_key(rule_id: str, subject: str) -> str:
     return f"{rule_id}:{subject}"
 
 
 class RuleEngine:
-    def __init__(self, rules: RuleSet, client: redis.Redis) -> None:
+    def __init__(self, rules: RuleSet, client: redis.Redis, *, clock: Any = time.monotonic) -> None:
         self.rules = rules
         self.redis = client
+        self._clock = clock
+        #: device → (its staleness metadata as written, when): unchanged metadata is not
+        #: written again with every reading
+        self._meta_written: dict[str, tuple[tuple[Any, ...], float]] = {}
+        self._busy_checked = False
 
     # ---- batches ---------------------------------------------------------------------------
 
@@ -150,24 +172,41 @@ class RuleEngine:
         return not rule.districts or district_code in rule.districts
 
     def _remember_devices(self, observations: Sequence[Mapping[str, Any]]) -> None:
-        """Last reading time and what staleness needs to know about each device."""
+        """Last reading time and what staleness needs to know about each device.
+
+        One ZADD and at most one HSET per batch: a device's metadata is written when it
+        changed or :data:`DEVICE_META_REFRESH_S` passed, not with every reading.
+        """
         latest: dict[str, Mapping[str, Any]] = {}
         for r in observations:
             latest[r["device_id"]] = r
+        now = self._clock()
+        changed: dict[str, str] = {}
+        remembered: dict[str, tuple[tuple[Any, ...], float]] = {}
+        for device_id, r in latest.items():
+            props = r.get("props") or {}
+            meta = (
+                r.get("device_type"),
+                r.get("district_code"),
+                r.get("grid_id"),
+                r.get("lon"),
+                r.get("lat"),
+                _number(props.get("report_period_s")),
+            )
+            written = self._meta_written.get(device_id)
+            if written is None or written[0] != meta or now - written[1] >= DEVICE_META_REFRESH_S:
+                remembered[device_id] = (meta, now)
+                changed[device_id] = json.dumps(
+                    dict(zip(_META_FIELDS, meta, strict=True)), ensure_ascii=False
+                )
         with self.redis.pipeline(transaction=False) as pipe:
-            for device_id, r in latest.items():
-                pipe.zadd(SEEN_KEY, {device_id: _epoch(r["ts"])}, gt=True)
-                props = r.get("props") or {}
-                meta = {
-                    "type": r.get("device_type"),
-                    "district_code": r.get("district_code"),
-                    "grid_id": r.get("grid_id"),
-                    "lon": r.get("lon"),
-                    "lat": r.get("lat"),
-                    "period_s": _number(props.get("report_period_s")),
-                }
-                pipe.hset(DEVICES_KEY, device_id, json.dumps(meta, ensure_ascii=False))
+            # GT: a late reading never moves a device's last-seen back.
+            pipe.zadd(SEEN_KEY, {d: _epoch(r["ts"]) for d, r in latest.items()}, gt=True)
+            if changed:
+                pipe.hset(DEVICES_KEY, mapping=changed)
             pipe.execute()
+        # Only once Redis has it: a failed write is tried again with the next reading.
+        self._meta_written.update(remembered)
 
     def _threshold_samples(self, observations: Sequence[Mapping[str, Any]]) -> list[Sample]:
         out: list[Sample] = []
@@ -588,32 +627,47 @@ class RuleEngine:
         ordered = sorted(samples, key=lambda s: s.ts)
         if not ordered:
             return []
-        keys = sorted({state_key(s.rule.id, s.subject) for s in ordered})
+        self._ensure_busy_sets()
+        rule_ids = sorted({s.rule.id for s in ordered})
         for attempt in range(MAX_ATTEMPTS):
             try:
-                actions = self._judge_once(ordered, keys)
+                actions = self._judge_once(ordered, rule_ids)
             except redis.WatchError:
                 # Another worker changed one of these subjects meanwhile: judge again on its result.
                 time.sleep(random.uniform(0, 0.005 * (attempt + 1)))
                 continue
             return self._decisions(actions)
-        raise RuleStateConflict(f"rule state kept changing under {len(keys)} keys; batch not judged")
+        raise RuleStateConflict(f"rule state kept changing under {len(rule_ids)} rules; batch not judged")
 
     def _judge_once(
-        self, samples: Sequence[Sample], keys: Sequence[str]
+        self, samples: Sequence[Sample], rule_ids: Sequence[str]
     ) -> list[tuple[Sample, str, CondState]]:
         with self.redis.pipeline(transaction=True) as tx:
-            tx.watch(*keys)
-            # Read on another connection in one round trip; the WATCH above still catches
-            # any change made from now until EXEC.
+            busy_keys = [busy_key(r) for r in rule_ids]
+            tx.watch(*busy_keys)
+            # Reads go over another connection in one round trip each; the WATCHes still
+            # catch any change made from then until EXEC.
             with self.redis.pipeline(transaction=False) as read:
-                for key in keys:
-                    read.hgetall(key)
-                stored = read.execute()
+                for key in busy_keys:
+                    read.smembers(key)
+                busy = dict(zip(rule_ids, read.execute(), strict=True))
+            # Samples that do not hold their condition cannot move an idle subject: a subject
+            # that is idle and holds in none of this batch's samples is neither read nor
+            # judged; every other subject is read, watched and judged on all its samples.
+            held = {(s.rule.id, s.subject) for s in samples if s.on}
+            needed = [s for s in samples if (s.rule.id, s.subject) in held or s.subject in busy[s.rule.id]]
+            keys = sorted({state_key(s.rule.id, s.subject) for s in needed})
+            stored: list[dict[str, str]] = []
+            if keys:
+                tx.watch(*keys)
+                with self.redis.pipeline(transaction=False) as read:
+                    for key in keys:
+                        read.hgetall(key)
+                    stored = read.execute()
             before = {k: CondState.from_hash(h) for k, h in zip(keys, stored, strict=True)}
             states = dict(before)
             actions: list[tuple[Sample, str, CondState]] = []
-            for s in samples:
+            for s in needed:
                 key = state_key(s.rule.id, s.subject)
                 new, action = step(
                     states[key],
@@ -629,7 +683,14 @@ class RuleEngine:
                 if action is not None:
                     actions.append((s, action, new))
             tx.multi()
+            subjects = {state_key(s.rule.id, s.subject): (s.rule.id, s.subject) for s in needed}
             for key in keys:
+                rule_id, subject = subjects[key]
+                listed = subject in busy[rule_id]
+                if states[key].idle and listed:
+                    tx.srem(busy_key(rule_id), subject)
+                elif not states[key].idle and not listed:
+                    tx.sadd(busy_key(rule_id), subject)
                 if states[key] == before[key]:
                     continue
                 tx.delete(key)
@@ -643,6 +704,26 @@ class RuleEngine:
                     tx.sadd(active_key(s.rule.id), s.subject)
             tx.execute()
         return actions
+
+    def _ensure_busy_sets(self) -> None:
+        """List every non-idle subject in its rule's busy set once, for state written before
+        the sets existed (an upgrade): a missing member would let an open alert miss its
+        clearing sample. Repeating it is harmless, so workers starting together need no lock.
+        """
+        if self._busy_checked:
+            return
+        if not self.redis.exists(BUSY_READY_KEY):
+            prefix = f"{PREFIX}state:"
+            listed = 0
+            for key in self.redis.scan_iter(match=prefix + "*", count=1000):
+                rule_id, _, subject = key.removeprefix(prefix).partition(":")
+                if not CondState.from_hash(self.redis.hgetall(key)).idle:
+                    self.redis.sadd(busy_key(rule_id), subject)
+                    listed += 1
+            self.redis.set(BUSY_READY_KEY, "1")
+            if listed:
+                log.info("listed %d pending or open rule conditions in the busy sets", listed)
+        self._busy_checked = True
 
     def _decisions(self, actions: Sequence[tuple[Sample, str, CondState]]) -> list[Decision]:
         names = self._device_names({s.fields.get("device_id") for s, a, _ in actions if a != "clear"})

@@ -6,8 +6,17 @@ from collections.abc import Callable
 
 import fakeredis
 
-from models.rules import Clear, Draft, RuleEngine, load_rules
-from models.rules.engine import SEEN_KEY, active_key
+from models.rules import Clear, Draft, RuleEngine, load_rules, parse_rules
+from models.rules.engine import (
+    BUSY_READY_KEY,
+    DEVICE_META_REFRESH_S,
+    DEVICES_KEY,
+    SEEN_KEY,
+    active_key,
+    busy_key,
+    state_key,
+)
+from models.rules.state import CondState
 
 from .support import at, batch, reading, rule_toml, ticket, video
 
@@ -103,6 +112,65 @@ def test_readings_in_one_batch_are_judged_in_time_order(make_engine: Make) -> No
     # A reading older than the newest judged (delivered late) does not reopen anything.
     assert engine.evaluate(batch([reading("wl-1", 15, {"level": 5.5}, props=PROPS)])) == []
     assert kinds(engine.evaluate(batch([reading("wl-1", 25, {"level": 5.5}, props=PROPS)]))) == ["raise"]
+
+
+def test_idle_subjects_are_not_read_and_busy_ones_are_listed(make_engine: Make) -> None:
+    engine = make_engine(rule_toml("threshold", LEVEL.format(duration=0)))
+    assert levels(engine, [(0, 4.0)], device="wl-quiet") == []
+    # An idle subject's ordinary reading writes no state and lists nothing.
+    assert not engine.redis.exists(state_key("rule_a", "wl-quiet"))
+    assert engine.redis.smembers(busy_key("rule_a")) == set()
+    assert levels(engine, [(0, 5.0)]) == ["raise"]
+    assert engine.redis.smembers(busy_key("rule_a")) == {"wl-1"}
+    assert levels(engine, [(10, 4.0)]) == ["clear"]
+    # Cleared: idle again (only the time is kept), so no longer listed.
+    assert engine.redis.smembers(busy_key("rule_a")) == set()
+    assert CondState.from_hash(engine.redis.hgetall(state_key("rule_a", "wl-1"))).idle
+
+
+def test_a_pending_condition_is_listed_and_its_end_is_judged(make_engine: Make) -> None:
+    engine = make_engine(rule_toml("threshold", LEVEL.format(duration=120)))
+    assert levels(engine, [(0, 4.9)]) == []
+    assert engine.redis.smembers(busy_key("rule_a")) == {"wl-1"}
+    # The reading that ends it is judged although it does not hold the condition.
+    assert levels(engine, [(60, 4.0)]) == []
+    assert engine.redis.smembers(busy_key("rule_a")) == set()
+    assert levels(engine, [(130, 4.9), (200, 4.9)]) == []  # the clock started again at 130
+
+
+def test_state_from_before_the_busy_sets_still_clears(redis_client: fakeredis.FakeRedis) -> None:
+    rules = parse_rules("version = 1\n" + rule_toml("threshold", LEVEL.format(duration=0)))
+    assert kinds(
+        RuleEngine(rules, redis_client).evaluate(batch([reading("wl-1", 0, {"level": 5.0}, props=PROPS)]))
+    ) == ["raise"]
+    # As an installation upgraded with an alert open would have it: state, no busy sets.
+    redis_client.delete(busy_key("rule_a"), BUSY_READY_KEY)
+    restarted = RuleEngine(rules, redis_client)
+    decisions = restarted.evaluate(batch([reading("wl-1", 10, {"level": 4.0}, props=PROPS)]))
+    assert kinds(decisions) == ["clear"]
+    assert redis_client.get(BUSY_READY_KEY) == "1"
+
+
+def test_device_metadata_is_written_when_it_changes_or_is_due() -> None:
+    client = fakeredis.FakeRedis(decode_responses=True)
+    now = [1000.0]
+    rules = parse_rules("version = 1\n" + rule_toml("threshold", LEVEL.format(duration=0)))
+    engine = RuleEngine(rules, client, clock=lambda: now[0])
+    engine.evaluate(batch([reading("wl-1", 0, {"level": 4.0}, props=PROPS)]))
+    assert client.zscore(SEEN_KEY, "wl-1") is not None
+    assert "water_level" in client.hget(DEVICES_KEY, "wl-1")
+    client.hdel(DEVICES_KEY, "wl-1")  # e.g. lost with a flushed Redis
+    engine.evaluate(batch([reading("wl-1", 10, {"level": 4.0}, props=PROPS)]))
+    assert client.hget(DEVICES_KEY, "wl-1") is None  # unchanged and not yet due
+    engine.evaluate(batch([reading("wl-1", 20, {"level": 4.0}, props={**PROPS, "report_period_s": 30})]))
+    assert '"period_s": 30' in client.hget(DEVICES_KEY, "wl-1")  # changed: written at once
+    client.hdel(DEVICES_KEY, "wl-1")
+    now[0] += DEVICE_META_REFRESH_S
+    engine.evaluate(batch([reading("wl-1", 30, {"level": 4.0}, props={**PROPS, "report_period_s": 30})]))
+    assert client.hget(DEVICES_KEY, "wl-1") is not None  # due again
+    # Last-seen never moves back for a late reading.
+    engine.evaluate(batch([reading("wl-1", 5, {"level": 4.0}, props=PROPS)]))
+    assert client.zscore(SEEN_KEY, "wl-1") == at(30).timestamp()
 
 
 def test_two_workers_judging_the_same_condition_raise_it_once(redis_client: fakeredis.FakeRedis) -> None:
