@@ -17,6 +17,7 @@ from models.schema import Case, CaseEvent
 from tests.unit.models.test_cases import (
     OPERATOR,
     T0,
+    check_district_scope,
     check_indicators,
     check_nearby,
     check_video_dedup,
@@ -94,3 +95,10 @@ def test_two_dispatchers_at_once_one_wins(clean: sa.Engine) -> None:
     with clean.connect() as conn:
         history = [e.action for e in cases.case_history(conn, case_id)]
     assert history == ["report", "file", "dispatch"]
+
+
+def test_district_scope_matches_the_fallback(clean: sa.Engine) -> None:
+    # Rolled back: the sightings it stores would otherwise stay for the next run.
+    with clean.connect() as conn, conn.begin() as transaction:
+        check_district_scope(conn)
+        transaction.rollback()

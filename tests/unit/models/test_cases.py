@@ -486,6 +486,56 @@ def test_overdue_flags_on_a_controlled_clock(engine: sa.Engine) -> None:
         assert cases.get_case(conn, reported_only.case_id).overdue_kinds(late) == []  # type: ignore[union-attr]
 
 
+def check_district_scope(conn: sa.Connection) -> None:
+    """The urban page's reads keep one district's cases and sightings with ``district_code``
+    and the whole city without it (same expectations on every backend)."""
+    from geo.boundaries import district_geometries
+    from models.schema import VideoEvent
+
+    inside = district_geometries()["511623"].representative_point()
+    linshui = (inside.x, inside.y)
+    cases_by_district: dict[str, str] = {}
+    for at in (HOME, linshui):
+        case = new_case(conn, category="illegal_parking", at=at)  # 2 h to handle
+        cases.file_case(conn, case.case_id, actor=OPERATOR, now=T0)
+        cases.dispatch_case(conn, case.case_id, actor=OPERATOR, now=T0)
+        assert case.district_code is not None
+        cases_by_district[case.district_code] = case.case_id
+    assert set(cases_by_district) == {"511602", "511623"}
+    conn.execute(
+        sa.insert(VideoEvent.__table__),
+        [
+            video_row("s1", 0, district_code="511602", grid_id="cellA"),
+            video_row("s2", 1, district_code="511602", grid_id="cellA"),
+            video_row("s3", 2, type="garbage_overflow", district_code="511623", grid_id="cellL"),
+        ],
+    )
+    mine, other = "511623", "511602"
+    late = T0 + timedelta(hours=3)
+    since, until = T0 - timedelta(hours=1), T0 + timedelta(hours=1)
+
+    assert [c.case_id for c in cases.open_cases(conn, district_code=mine)] == [cases_by_district[mine]]
+    assert {c.case_id for c in cases.open_cases(conn)} == set(cases_by_district.values())
+    assert sum(cases.state_counts(conn, district_code=mine).values()) == 1
+    assert sum(cases.state_counts(conn).values()) == 2
+    assert [f.case_id for f in cases.overdue_cases(conn, late, district_code=mine)] == [
+        cases_by_district[mine]
+    ]
+    assert len(cases.overdue_cases(conn, late)) == 2
+    assert list(cases.indicators(conn, since, until, district_code=mine)) == [mine]
+    assert set(cases.indicators(conn, since, until)) == {mine, other}
+    by_department = cases.indicators(conn, since, until, by="department", district_code=mine)
+    assert sum(i.reported for i in by_department.values()) == 1
+    assert list(cases.open_by_district(conn, late, district_code=mine)) == [mine]
+    assert cases.open_by_district(conn, late, district_code=mine)[mine].overdue == 1
+    assert set(cases.open_by_district(conn, late)) == {mine, other}
+    assert cases.video_event_counts(conn, since, until, by="grid", district_code=mine) == {"cellL": 1}
+    assert cases.video_event_counts(conn, since, until, by="type", district_code=other) == {
+        "illegal_parking": 2
+    }
+    assert cases.video_event_counts(conn, since, until, by="grid") == {"cellA": 2, "cellL": 1}
+
+
 # ---- shared expectations on the embedded backend -------------------------------------------
 
 
@@ -502,6 +552,11 @@ def test_nearby_cases(engine: sa.Engine) -> None:
 def test_indicators_by_district_and_department(engine: sa.Engine) -> None:
     with engine.begin() as conn:
         check_indicators(conn)
+
+
+def test_reads_keep_one_district_with_district_code(engine: sa.Engine) -> None:
+    with engine.begin() as conn:
+        check_district_scope(conn)
 
 
 # ---- through the ingest pipeline ---------------------------------------------------------------
