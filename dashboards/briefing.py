@@ -338,8 +338,11 @@ def aqi_figure(b: Briefing) -> go.Figure:
             x=[console.district_name(c) for c in codes],
             y=[r.aqi if r else 0 for r in results],
             marker={"color": [r.color if r else "#cccccc" for r in results]},
-            text=[r.category if r else t("briefing.no_aqi") for r in results],
+            # A district without a valid daily index gets no bar and no label here; the
+            # table below says 数据不足 for it.
+            text=[r.category if r else "" for r in results],
             textposition="outside",
+            cliponaxis=False,
         ),
         layout=_layout(t("briefing.chart.aqi")),
     )
