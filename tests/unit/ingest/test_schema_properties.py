@@ -40,7 +40,7 @@ LAT = st.floats(30.05, 30.8)
 REASONS = {
     "unknown_topic", "too_large", "invalid_utf8", "invalid_json", "schema", "unknown_device",
     "unknown_metric", "out_of_range", "negative_value", "ts_future", "ts_past", "out_of_extent",
-    "not_supported", "illegal_transition", "unknown_ticket", "storage_refused",
+    "not_supported", "illegal_transition", "unknown_ticket", "storage_refused", "unknown_datastream",
 }  # fmt: skip
 EXAMPLES = settings(
     max_examples=60,
