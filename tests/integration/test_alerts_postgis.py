@@ -236,6 +236,13 @@ def test_live_queue_in_redis_follows_the_database(engine: sa.Engine, live: LiveS
     assert [(a.severity, a.opened_at) for a in queue] == [(a.severity, a.opened_at) for a in expected]
 
 
+def test_open_alerts_of_one_district_match_the_fallback(engine: sa.Engine, live: LiveStore) -> None:
+    from tests.unit.models.test_alerts import check_district_scope
+
+    with engine.begin() as conn:
+        check_district_scope(conn, live, f"scope-{uuid.uuid4().hex[:8]}")
+
+
 # ---- migration 0002 on PostgreSQL -----------------------------------------------------------
 
 

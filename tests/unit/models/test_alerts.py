@@ -483,6 +483,50 @@ def test_open_alerts_order_and_filters(engine: sa.Engine) -> None:
     assert huaying == [elsewhere] and critical == [critical_old, critical_new]
 
 
+# ---- district scope (shared with tests/integration/test_alerts_postgis.py) -------------------
+
+
+def check_district_scope(conn: sa.Connection, live: LiveStore, tag: str) -> None:
+    """Open alerts of one district, from the database and from the live queue, with
+    ``district_code``; every open alert without it. ``tag`` keeps the dedup keys apart."""
+    opened = [
+        alerts.raise_alert(conn, draft(key=f"{tag}-c{i}", severity="critical"), now=T0 + timedelta(seconds=i))
+        for i in range(3)
+    ]
+    # 邻水县's alerts are minor: at the end of the queue, behind the other district's.
+    linshui = [
+        alerts.raise_alert(
+            conn,
+            draft(key=f"{tag}-l{i}", severity="minor", district_code="511623", grid_id=None),
+            now=T0 + timedelta(seconds=10 + i),
+        )
+        for i in range(2)
+    ]
+    nowhere = alerts.raise_alert(
+        conn, draft(key=f"{tag}-x", severity="info", district_code=None, grid_id=None), now=T0
+    )
+    live.apply_alert_changes([*opened, *linshui, nowhere])
+    mine = [c.alert.id for c in linshui]
+    others = {c.alert.id for c in opened} | {nowhere.alert.id}
+
+    queue = [a.id for a in alerts.open_alerts(conn, district_code="511623", limit=100_000)]
+    assert set(mine) <= set(queue) and not others & set(queue)
+    everything = {a.id for a in alerts.open_alerts(conn, limit=100_000)}
+    assert set(mine) | others <= everything
+
+    # The live queue is read in slices: a district's alerts behind a full slice are found.
+    assert [a.id for a in live.open_alerts(limit=2, district_code="511623")] == mine
+    assert [a.id for a in live.open_alerts(limit=1, district_code="511623")] == mine[:1]
+    assert {a.district_code for a in live.open_alerts(limit=100, district_code="511623")} == {"511623"}
+    assert set(mine) | others <= {a.id for a in live.open_alerts(limit=100)}
+    assert len(live.open_alerts(limit=2)) == 2
+
+
+def test_open_alerts_of_one_district(engine: sa.Engine, live: LiveStore) -> None:
+    with engine.begin() as conn:
+        check_district_scope(conn, live, "scope")
+
+
 # ---- live state -----------------------------------------------------------------------------
 
 

@@ -111,3 +111,16 @@ def test_a_small_registry_is_read_in_full_every_time(monkeypatch: pytest.MonkeyP
     register(store, "aq-0", name="改名")
     assert store.devices()[0].name == "改名"
     assert full_reads == [1]
+
+
+def test_devices_of_one_district(store: LiveStore) -> None:
+    register(store, "aq-guangan")
+    store.register_device(
+        "aq-linshui",
+        {"type": "air_quality", "name": "邻水", "lon": 106.9, "lat": 30.3, "district_code": "511623"},
+    )
+    store.record_readings([reading("aq-linshui", 30.0, 0), reading("aq-guangan", 50.0, 0)], now=STAMP)
+    assert [s.device_id for s in store.devices("511623")] == ["aq-linshui"]
+    assert [s.device_id for s in store.devices("511602")] == ["aq-guangan"]
+    assert store.devices("511681") == []
+    assert [s.device_id for s in store.devices()] == ["aq-guangan", "aq-linshui"]
