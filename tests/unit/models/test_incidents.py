@@ -432,6 +432,8 @@ def test_open_incidents_highest_level_first(engine: sa.Engine) -> None:
         incidents.respond(conn, c, level="II", actor=OFFICER, now=at(3))
         incidents.respond(conn, b, level="IV", actor=OFFICER, now=at(3))
         assert [i.incident_id for i in incidents.open_incidents(conn)] == [c, b, a]
+        # One district's incidents (a district-scoped viewer's): theirs only, same order.
+        assert [i.incident_id for i in incidents.open_incidents(conn, district_code="511623")] == [c, b, a]
         assert [i.incident_id for i in incidents.open_incidents(conn, district_code="511602")] == []
 
 
