@@ -3,23 +3,34 @@ ingest lag read from the live stream, and metrics that Prometheus' own parser re
 
 from __future__ import annotations
 
+import os
+import runpy
 import socket
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import flask
+import pytest
 import sqlalchemy as sa
+from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from dashboards import push
 from dashboards.api import health, register_api
 from dashboards.context import PageContext
+from ingest import heartbeat
 from models import alerts, db
 from models.config import load_settings
 from models.live import LiveStore
+from tests.faults import wait_for
 from tests.unit.dashboards.api.conftest import Api
 from tests.unit.models.interop.test_cap import draft
+
+ROOT = Path(__file__).resolve().parents[4]
 
 
 def closed_port() -> int:
@@ -173,3 +184,122 @@ def test_database_check_uses_the_engine_given(api: Api) -> None:
     engine = sa.create_engine("sqlite:////nonexistent-dir/x.sqlite3")
     result = health.run_checks({"database": lambda: health.check_database(engine)})["database"]
     assert result.ok is False
+
+
+# ---- several web processes ------------------------------------------------------------------
+
+_WRITE = """
+import os, sys
+from dashboards.api import health
+health.VIEWERS.set(int(sys.argv[1]))
+health.REQUESTS.labels("/healthz", "GET", "200").inc(int(sys.argv[2]))
+print(os.getpid())
+"""
+_SCRAPE = """
+from prometheus_client import generate_latest
+from dashboards.api import health
+print(generate_latest(health.metrics_registry()).decode())
+"""
+
+
+def _python(code: str, env: dict[str, str], *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+    }
+
+
+def test_in_multiprocess_mode_a_scrape_adds_up_every_process(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CITYOPS_", "PROMETHEUS_"))}
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path)
+    first = int(_python(_WRITE, env, "2", "3"))
+    _python(_WRITE, env, "5", "4")
+    healthz = ("cityops_web_requests_total", (("method", "GET"), ("route", "/healthz"), ("status", "200")))
+
+    samples = _samples(_python(_SCRAPE, env))
+    assert samples[healthz] == 7
+    # The scraping process counts itself too (no streams): 2 + 5 + 0.
+    assert samples[("cityops_web_connected_viewers", ())] == 7
+
+    # gunicorn's child_exit hook: a dead worker's viewers no longer count, its requests do.
+    conf = runpy.run_path(str(ROOT / "deploy" / "gunicorn.conf.py"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+        conf["child_exit"](None, SimpleNamespace(pid=first))
+    samples = _samples(_python(_SCRAPE, env))
+    assert samples[("cityops_web_connected_viewers", ())] == 5
+    assert samples[healthz] == 7
+
+
+def test_without_the_folder_the_scrape_reads_this_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    assert health.metrics_registry() is REGISTRY
+
+
+def test_gunicorn_settings_switch_multiprocess_on_and_start_from_an_empty_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "placeholder")
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
+    conf = runpy.run_path(str(ROOT / "deploy" / "gunicorn.conf.py"))
+    made = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    assert made.is_dir() and made.name.startswith("cityops-metrics-")
+    made.rmdir()
+    assert conf["worker_class"] == "gthread" and conf["workers"] == 4
+
+    folder = tmp_path / "metrics"
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(folder))
+    runpy.run_path(str(ROOT / "deploy" / "gunicorn.conf.py"))  # a given folder is kept
+    assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == str(folder)
+    folder.mkdir()
+    (folder / "counter_4242.db").write_bytes(b"old run")
+    (folder / "notes.txt").write_text("not ours")
+    conf["on_starting"](None)
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
+
+
+def test_web_figures_count_requests_and_viewers_of_this_process() -> None:
+    ticks = iter([10.0, 12.0])
+    figures = health.WebFigures(clock=lambda: next(ticks))
+    first = figures()
+    server = flask.Flask("figures-test")
+    health.install_request_metrics(server)
+    server.add_url_rule("/x", "x", lambda: "ok")
+    client = server.test_client()
+    for _ in range(4):
+        client.get("/x")
+    stream = push.counted(iter(["data: {}\n\n", "data: {}\n\n"]))
+    next(stream)
+    try:
+        second = figures()
+    finally:
+        stream.close()
+    assert second["requests"] - first["requests"] == 4
+    assert second["rate"] == 2.0
+    assert second["viewers"] == push.connected_viewers() + 1
+    assert health.VIEWERS._value.get() == second["viewers"]  # refreshed for the next scrape
+
+
+def test_a_web_process_starts_beating_at_its_first_request(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(health, "_beat", None)
+    api.client.get("/healthz")
+    beat = health.ensure_web_heartbeat(api.context)
+    try:
+        assert health.ensure_web_heartbeat(api.context) is beat  # one per process
+        member = heartbeat.web_member()
+        assert member.endswith(f":{os.getpid()}")
+        assert wait_for(lambda: heartbeat.read_beats(api.context.live.redis, heartbeat.WEB), 5)
+        [status] = heartbeat.read_beats(api.context.live.redis, heartbeat.WEB)
+        assert (status.member, status.state) == (member, "live")
+        assert int(status.figures["pid"]) == os.getpid() and "viewers" in status.figures
+    finally:
+        beat.stop()
