@@ -136,7 +136,9 @@ def in_scope(district_code: str | None) -> bool:
 def refuse_out_of_scope(district_code: str | None, *, what: str) -> bool:
     """True, after auditing ``auth.denied`` (reason district), when the signed-in account
     asks for a record outside its district: for reads whose district comes from the
-    browser (a page's store, an id in a URL) and could be crafted."""
+    browser (a page's store, an id in a URL) and could be crafted. Call it with no database
+    connection open: the audit entry is written in its own transaction (on SQLite every
+    transaction takes the write lock)."""
     if in_scope(district_code):
         return False
     _audit_denied(current_user(), Permission.VIEW, "district", what, district_code)
@@ -320,13 +322,51 @@ def is_public(path: str, method: str) -> bool:
     return path.startswith(OPEN311_PREFIX) and method == "POST"  # its API key is the check
 
 
+#: While the database cannot be reached, a session this web process checked successfully
+#: within this long stays signed in, so open pages keep refreshing and show their degraded
+#: state instead of failing every request. Nothing can end a session meanwhile (logout,
+#: disabling an account and the idle stamp all need the database too); once it is back,
+#: every request is checked against it again.
+SESSION_OUTAGE_GRACE_S = 300.0
+_sessions_seen: dict[str, tuple[Account, float]] = {}
+_sessions_lock = threading.Lock()
+
+
+def _remember_session(token: str, account: Account | None) -> None:
+    key = users._session_key(token)  # never the token itself in memory longer than a request
+    stamp = time.monotonic()
+    with _sessions_lock:
+        if account is None:
+            _sessions_seen.pop(key, None)
+            return
+        _sessions_seen[key] = (account, stamp)
+        if len(_sessions_seen) > 10_000:  # drop what the grace no longer covers
+            for old in [k for k, (_, at) in _sessions_seen.items() if stamp - at > SESSION_OUTAGE_GRACE_S]:
+                del _sessions_seen[old]
+
+
+def _session_during_outage(token: str) -> Account | None:
+    with _sessions_lock:
+        seen = _sessions_seen.get(users._session_key(token))
+    if seen is None or time.monotonic() - seen[1] > SESSION_OUTAGE_GRACE_S:
+        return None
+    return seen[0]
+
+
 def _resolve_account() -> Account | None:
     token = flask.session.get("sid")
     if not isinstance(token, str):
         return None
     cfg = config()
-    with cfg.engine.begin() as conn:
-        check = users.check_session(conn, token, now=cfg.clock(), policy=cfg.sessions)
+    try:
+        with cfg.engine.begin() as conn:
+            check = users.check_session(conn, token, now=cfg.clock(), policy=cfg.sessions)
+    except sa.exc.OperationalError:
+        account = _session_during_outage(token)
+        if account is None:
+            raise
+        return account
+    _remember_session(token, check.account)
     if check.account is None:
         flask.g.cityops_session_end = check.ended
         flask.session.pop("sid", None)

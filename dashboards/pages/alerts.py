@@ -478,10 +478,12 @@ def show_detail(selected: int | None, _version: str | None, _bump: int | None) -
     alert_id = int(selected)
     with ctx_.engine.connect() as conn:
         alert = alert_model.get_alert(conn, alert_id)
-        if alert is None:
-            return t("console.detail_missing", id=alert_id), dash.no_update, [], []
-        if auth.refuse_out_of_scope(alert.district_code, what=f"alert.view:{alert_id}"):
-            return t("auth.denied.district"), dash.no_update, [], []
+    if alert is None:
+        return t("console.detail_missing", id=alert_id), dash.no_update, [], []
+    # Outside the read: the refusal's audit entry is a write of its own.
+    if auth.refuse_out_of_scope(alert.district_code, what=f"alert.view:{alert_id}"):
+        return t("auth.denied.district"), dash.no_update, [], []
+    with ctx_.engine.connect() as conn:
         evidence = alert_model.alert_evidence(conn, alert_id)
         events = alert_model.alert_history(conn, alert_id)
     figure = console.location_figure(

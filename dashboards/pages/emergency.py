@@ -322,6 +322,12 @@ def refresh(
     except Exception as exc:  # the database is away: the live half still shows
         log.warning("emergency page: database read failed (%s)", exc)
         return (t("emergency.degraded", reason=type(exc).__name__), *([dash.no_update] * (n_out - 1)))
+    # The picked id comes from the browser's store: another district's incident is not shown
+    # (checked once the read is over: the refusal's audit entry is a write of its own).
+    if panel_data is not None and auth.refuse_out_of_scope(
+        panel_data.detail.incident.district_code, what=f"incident.view:{shown}"
+    ):
+        panel_data = None
 
     sensors = em.sensor_rows(states, limits, props, now.timestamp())
     incident_rows = em.incident_rows(incidents, now)
@@ -369,10 +375,7 @@ def refresh(
 
 def _panel_data(conn: sa.Connection, incident_id: str, radius_m: float | None) -> em.PanelData | None:
     detail = inc.incident_view(conn, incident_id)
-    # The picked id comes from the browser's store: another district's is not shown.
-    if detail is None or auth.refuse_out_of_scope(
-        detail.incident.district_code, what=f"incident.view:{incident_id}"
-    ):
+    if detail is None:
         return None
     try:
         area = inc.affected_area(conn, incident_id, radius_m=radius_m)
