@@ -484,6 +484,29 @@ def test_a_district_officer_sees_and_acts_on_their_district_only(system) -> None
         assert auth.require("alert.act", district_code="511623") is scoped
 
 
+def test_a_district_officer_lands_on_their_district_and_is_refused_the_others(system) -> None:
+    app, engine = system
+    client = login(app, "linshui")
+    # The overview of a district-scoped account is its district's page.
+    home = client.get("/")
+    assert home.status_code == 303 and home.headers["Location"].endswith("/districts/511623")
+    assert client.get("/districts/511623").status_code == 200
+    before = len(entries(engine, "auth.denied"))
+    refused = client.get("/districts/511602")
+    body = refused.get_data(as_text=True)
+    assert refused.status_code == 403 and "邻水县" in body and "广安区" not in body
+    denied = entries(engine, "auth.denied")[: len(entries(engine, "auth.denied")) - before]
+    assert [(e.actor, e.after["reason"], e.after["district_code"]) for e in denied] == [
+        ("linshui", "district", "511602")
+    ]
+    # A city-wide account keeps the overview and every district.
+    leader = login(app, "leader")
+    assert leader.get("/").status_code == 200
+    assert leader.get("/districts/511602").status_code == 200
+    # Pages without a district in their URL open for the scoped account (their reads are scoped).
+    assert client.get("/hotline").status_code == 200
+
+
 def test_revealing_a_caller_is_for_handlers_within_their_district_and_audited(system) -> None:
     app, engine = system
     from models.schema import HotlineTicket
