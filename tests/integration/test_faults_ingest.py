@@ -143,11 +143,13 @@ class ThreadWorker:
         assert not self.thread.is_alive()
 
 
-def start_worker(services: Services, client_id: str) -> ThreadWorker:
-    """A worker in this process (its client's ack count is visible to the test)."""
+def start_worker(services: Services, client_id: str, *, shared: bool = True) -> ThreadWorker:
+    """A worker in this process (its client's ack count is visible to the test); ``shared``:
+    through the shared subscription as with several workers, else a plain one."""
     worker = IngestWorker(
         MqttClient(services.broker.url, client_id, persistent_session=True),
         IngestPipeline(services.engine, services.live, prefix=PREFIX),
+        shared=shared,
     )
     stop = threading.Event()
     thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
@@ -158,7 +160,8 @@ def start_worker(services: Services, client_id: str) -> ThreadWorker:
 
 class Publisher(threading.Thread):
     """Publishes (QoS 1) from a thread, at ``rate`` messages per second or as fast as
-    acknowledged; ``error`` is what stopped it early, if anything."""
+    acknowledged; ``error`` is what stopped it early, if anything; ``unrouted`` how many
+    the broker acknowledged with "no matching subscribers" (and so discarded)."""
 
     def __init__(
         self,
@@ -172,6 +175,7 @@ class Publisher(threading.Thread):
         self.url, self.messages, self.rate = url, messages, rate
         self.resend_on_error = resend_on_error
         self.error: BaseException | None = None
+        self.unrouted = 0
         self.start()
 
     def run(self) -> None:
@@ -182,8 +186,9 @@ class Publisher(threading.Thread):
             self.send()
 
     def send(self) -> None:
+        publisher = MqttClient(self.url, f"faults-pub-{time.monotonic_ns()}")
         try:
-            with MqttClient(self.url, f"faults-pub-{time.monotonic_ns()}") as publisher:
+            with publisher:
                 if self.rate is None:
                     publisher.publish_many(self.messages, timeout=120)
                     return
@@ -194,6 +199,8 @@ class Publisher(threading.Thread):
                     time.sleep(max(0.0, started + (i + step) / self.rate - time.monotonic()))
         except BaseException as exc:
             self.error = exc
+        finally:
+            self.unrouted += publisher.stats().unrouted
 
     def finish(self, timeout: float) -> None:
         """Wait for it; fail unless the broker acknowledged every message."""
@@ -211,15 +218,47 @@ def publish_in_background(
 # ---- broker restart ---------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=False,  # the loss is a race with the restart: some runs lose nothing
-    reason="a QoS 1 reading the broker acknowledged to the publisher can miss the worker across a "
-    "Mosquitto 2.0.11 restart (seen in two runs: 5999 of 6000 stored, the publisher had every PUBACK, the "
-    "worker received 6000 with one redelivered duplicate, and reconnecting the worker again brought "
-    "nothing); whether the broker's persistence or the client (ingest/mqtt.py) drops it is not yet known",
+class SharedSubscriptionLostInRestart(AssertionError):
+    """Readings missing, every one of them acknowledged to the publisher by the restarted
+    broker with "no matching subscribers": Mosquitto 2.0's gap, not ours (docs/mqtt.md)."""
+
+
+#: Mosquitto 2.0 writes a persistent session's plain subscriptions into its persistence file
+#: but not its shared ones (src/persist_write.c saves only each topic node's plain subscriber
+#: list). After a restart the worker's session is back without ``$share/ingest/…``; until the
+#: worker's reconnect subscribes again, the broker answers a reading's PUBLISH with PUBACK
+#: reason 0x10 and discards it. In the runs measured (docs/mqtt.md), every missing reading had
+#: that PUBACK, and the plain subscription (one worker) lost nothing.
+SHARED_SUBSCRIPTION_RESTART_GAP = (
+    "Mosquitto 2.0 does not persist shared subscriptions: readings published after its restart "
+    "and before the worker subscribes again are acknowledged with 'no matching subscribers' "
+    "and discarded (docs/mqtt.md, Broker restarts)"
 )
-def test_broker_restart_mid_stream_stores_every_qos1_message_once(services: Services) -> None:
-    running = start_worker(services, "faults-broker")
+
+
+@pytest.mark.parametrize(
+    "shared",
+    [
+        pytest.param(False, id="plain"),
+        pytest.param(
+            True,
+            id="shared",
+            marks=pytest.mark.xfail(
+                raises=SharedSubscriptionLostInRestart,
+                strict=False,  # a race with the restart: most runs lose nothing
+                reason=SHARED_SUBSCRIPTION_RESTART_GAP,
+            ),
+        ),
+    ],
+)
+def test_broker_restart_mid_stream_stores_every_qos1_message_once(services: Services, shared: bool) -> None:
+    """Every reading the broker acknowledged is stored once across a Mosquitto restart.
+
+    With the plain subscription of a single worker that is guaranteed. With the shared
+    subscription of several workers, Mosquitto 2.0 itself discards what arrives between its
+    restart and the worker's new SUBSCRIBE; only that loss, proven by the publisher's
+    "no matching subscribers" acknowledgements, is an expected failure; any other fails."""
+    running = start_worker(services, "faults-broker", shared=shared)
     register(services.broker.url, services.engine)
     try:
         total = 6000
@@ -230,10 +269,23 @@ def test_broker_restart_mid_stream_stores_every_qos1_message_once(services: Serv
         restarted_at = stored(services.engine)
         assert restarted_at < total, "the restart happened mid-stream"
         sender.finish(90)  # the publisher got every PUBACK, across the restart
-        assert wait_for(lambda: stored(services.engine) >= total, 60), (
-            f"{stored(services.engine)} of {total}; {running.worker.client.stats()}\n"
-            + services.broker.log.read_text(errors="replace")[-3000:]
+        # Everything the broker routed to a subscription arrives, whatever else happened.
+        assert wait_for(lambda: stored(services.engine) >= total - sender.unrouted, 60), (
+            f"{stored(services.engine)} of {total} ({sender.unrouted} unrouted); "
+            f"{running.worker.client.stats()}\n" + services.broker.log.read_text(errors="replace")[-3000:]
         )
+        if not wait_for(lambda: stored(services.engine) >= total, 5 if sender.unrouted else 30):
+            missing = total - stored(services.engine)
+            if shared and 0 < missing <= sender.unrouted:
+                raise SharedSubscriptionLostInRestart(
+                    f"{missing} of {total} readings missing; the broker acknowledged {sender.unrouted} "
+                    "to the publisher with 'no matching subscribers' after its restart"
+                )
+            raise AssertionError(
+                f"{missing} of {total} readings missing ({sender.unrouted} unrouted); "
+                f"{running.worker.client.stats()}"
+            )
+        assert sender.unrouted == 0 or shared, "a plain subscription survives the restart"
         time.sleep(1.0)  # a duplicate would arrive within this
         assert observations(services.engine) == (total, total)
         assert running.worker.client.stats().reconnects >= 1
