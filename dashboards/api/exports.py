@@ -113,7 +113,7 @@ def blueprint(context: PageContext) -> flask.Blueprint:
             return _refusal(exc)
         now = auth.now()
         try:
-            parsed = br.parse_day(day[:10] if len(day) <= 10 else "x", now)
+            parsed = br.parse_day(day[:32], now)
         except ValueError:
             return _error(400, "bad_request", t("briefing.bad_date", value=day[:20]))
         briefing = br.read_briefing(context, parsed, district_code=account.district_code, now=now)
