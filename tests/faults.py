@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ingest.broker import free_port, port_is_free
@@ -285,3 +285,107 @@ class IngestProcess:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
+
+
+class CityopsProcess:
+    """One ``cityops`` command (``web``, ``simulate`` …) as its own process group with its own
+    log, pointed at private services by ``env`` (the caller's ``CITYOPS_*`` are not passed on)."""
+
+    def __init__(self, workdir: Path, env: dict[str, str], args: Sequence[str], name: str) -> None:
+        self.workdir = workdir
+        self.env = env
+        self.args = list(args)
+        self.name = name
+        self.log = workdir / f"{name}.log"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self._process is not None
+        return self._process.pid
+
+    def start(self) -> CityopsProcess:
+        binary = Path(sys.executable).with_name("cityops")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CITYOPS_")} | self.env
+        with self.log.open("ab") as log:
+            self._process = subprocess.Popen(
+                [str(binary), *self.args], env=env, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+        return self
+
+    def alive(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL, like a container whose host went away: no clean shutdown of anything."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(5)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
+
+
+class WebProcess(CityopsProcess):
+    """``cityops web`` (the web tier alone) on a port that stays the same across restarts, as
+    a load balancer's backend address does."""
+
+    def __init__(self, workdir: Path, env: dict[str, str], port: int | None = None) -> None:
+        self.port = port or free_port()
+        super().__init__(workdir, env | {"CITYOPS_PORT": str(self.port)}, ["web"], "web")
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 90.0) -> WebProcess:
+        """Start and wait until ``/healthz`` answers (the port may still be in TIME_WAIT)."""
+        import urllib.request
+
+        super().start()
+
+        def answers() -> bool:
+            if not self.alive():
+                raise RuntimeError(f"cityops web exited: {self.output()}")
+            try:
+                with urllib.request.urlopen(self.base_url + "/healthz", timeout=2) as response:
+                    return response.status == 200
+            except OSError:
+                return False
+
+        if not wait_for(answers, timeout, interval=0.25):
+            raise RuntimeError(f"cityops web did not answer on {self.port}: {self.output()}")
+        return self
+
+
+def simulator(workdir: Path, env: dict[str, str], rate: float, seed: int = 1) -> CityopsProcess:
+    """``cityops simulate`` at ``rate`` messages a second (the everyday feed)."""
+    return CityopsProcess(workdir, env, ["simulate", "--rate", str(rate), "--seed", str(seed)], "simulate")
+
+
+def add_account(env: dict[str, str], username: str, role: str, password: str) -> None:
+    """``cityops users add`` against the database in ``env``, as an operator creates one."""
+    binary = Path(sys.executable).with_name("cityops")
+    full = {k: v for k, v in os.environ.items() if not k.startswith("CITYOPS_")} | env
+    done = subprocess.run(
+        [str(binary), "users", "add", username, "--role", role, "--password-stdin"],
+        input=password.encode(), env=full, capture_output=True, timeout=120, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"users add failed: {done.stderr.decode(errors='replace')[-2000:]}")

@@ -1,0 +1,253 @@
+"""The web tier under faults, in a real browser: the production layout (``cityops web`` alone,
+an ingest worker, the simulator, PostgreSQL + PostGIS, Redis, Mosquitto), every service a
+private instance from tests/faults.py so breaking it disturbs nothing else.
+
+- The web worker is SIGKILLed and started again on the same port: the open page shows the
+  lost-connection notice, then clears it, reopens its event stream and shows new data —
+  without a reload.
+- PostgreSQL goes away: the open pages say what is missing instead of failing, keep their
+  live half and their event stream, and recover without a reload when it is back. The
+  outage here is short (``CITYOPS_FAULT_WEB_PG_OUTAGE_S``, 20 s): pages ask the database on
+  every refresh, so 20 s already spans more than one refresh of each page and the behaviour
+  is the same at 60 s; ingest's one-minute outage is proven in
+  tests/integration/test_faults_ingest.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from dashboards.i18n import t
+from tests.browser import support
+from tests.browser.support import chromium, severe_errors, sign_in, wait_until
+from tests.faults import (
+    CityopsProcess,
+    FaultyMosquitto,
+    IngestProcess,
+    PrivatePostgres,
+    PrivateRedis,
+    WebProcess,
+    add_account,
+    simulator,
+)
+
+pytestmark = [pytest.mark.browser, pytest.mark.real_services]
+
+#: The simulator's rate: enough that every page has something new every second.
+FEED_RATE = 40.0
+#: How long PostgreSQL stays away (see the module docstring).
+PG_OUTAGE_S = float(os.environ.get("CITYOPS_FAULT_WEB_PG_OUTAGE_S", "20"))
+#: Generous: two loaded cores, a web process starting cold, Chromium.
+PATIENCE_S = 90
+#: What the browser logs while the server it talks to is down or cut off mid-stream. Only
+#: allowed while a fault is on; before and after it the console must stay clean.
+OUTAGE_NOISE = (
+    "ERR_CONNECTION_REFUSED",
+    "ERR_CONNECTION_RESET",
+    "ERR_EMPTY_RESPONSE",
+    "ERR_INCOMPLETE_CHUNKED_ENCODING",
+    "ERR_NETWORK_CHANGED",
+    # Dash's renderer, for a callback whose request found no server.
+    "Callback failed: the server did not respond.",
+)
+LIVE_STATE = "return window.cityopsLive && window.cityopsLive.state"
+STREAM_OPEN = (
+    "const s = window.cityopsLive && window.cityopsLive.state;"
+    "return !!(s && s.connected === true && s.source && s.source.readyState === 1);"
+)
+#: Set on ``window`` before a fault: still there afterwards means the page was not reloaded.
+MARKER = "window.__cityopsResilienceMarker"
+
+
+@dataclass
+class Stack:
+    postgres: PrivatePostgres
+    redis: PrivateRedis
+    broker: FaultyMosquitto
+    ingest: IngestProcess
+    feed: CityopsProcess
+    web: WebProcess
+
+    def url(self, path: str) -> str:
+        return self.web.base_url + path
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    workdir = tmp_path_factory.mktemp("resilience")
+    postgres = PrivatePostgres().start()
+    cache = PrivateRedis(workdir).start()
+    broker = FaultyMosquitto(workdir / "mqtt").start()
+    env = {
+        "CITYOPS_MQTT_URL": broker.url,
+        "CITYOPS_REDIS_URL": cache.url,
+        "CITYOPS_DATABASE_URL": postgres.url,
+        "CITYOPS_DATA_DIR": str(workdir / "var"),
+        "CITYOPS_SECRET_KEY": secrets.token_urlsafe(48),
+        "CITYOPS_LOG_LEVEL": "INFO",
+    }
+    account = {"username": "duty.resilience", "password": secrets.token_urlsafe(18)}
+    ingest = feed = web = None
+    try:
+        add_account(env, account["username"], "leader", account["password"])
+        ingest = IngestProcess(workdir, env | {"CITYOPS_WORKER_ID": "resilience-1"}).start()
+        feed = simulator(workdir, env, FEED_RATE).start()
+        web = WebProcess(workdir, env).start()
+        # sign_in() reads the account for a base URL from a file, as the demo writes it.
+        accounts = workdir / "accounts.json"
+        accounts.write_text(json.dumps({"leader": account}), encoding="utf-8")
+        support._ACCOUNT_FILES[web.base_url] = accounts
+        yield Stack(postgres, cache, broker, ingest, feed, web)
+    finally:
+        for process in (web, feed, ingest):
+            if process is not None:
+                process.stop()
+        if web is not None:
+            support._ACCOUNT_FILES.pop(web.base_url, None)
+        broker.stop()
+        cache.stop()
+        postgres.remove()
+
+
+@pytest.fixture
+def browser(stack: Stack) -> Iterator[Any]:
+    driver = chromium()
+    try:
+        sign_in(driver, stack.url("/"), "leader")
+        yield driver
+    finally:
+        driver.quit()
+
+
+def console_errors(driver: Any, allowed: tuple[str, ...] = ()) -> list[str]:
+    return [e for e in severe_errors(driver) if not any(a in e for a in allowed)]
+
+
+def text_of(driver: Any, element_id: str) -> str:
+    return driver.find_element("id", element_id).text
+
+
+def notice_shown(driver: Any) -> bool:
+    notice = driver.find_element("id", "shell-conn")
+    return notice.is_displayed() and t("shell.disconnected", "zh") in notice.text
+
+
+def open_live_page(driver: Any, url: str, ready_id: str) -> None:
+    """Open ``url``, wait for its first data and its event stream, mark the window."""
+
+    def drawn() -> bool:
+        return wait_until(lambda: text_of(driver, ready_id) not in ("", "—"), PATIENCE_S / 2)
+
+    driver.get(url)
+    if not drawn():  # a web process that just started can miss a page's first callbacks
+        driver.refresh()  # (before any fault: the no-reload checks start below)
+        assert drawn(), f"{driver.current_url}: {driver.find_element('tag name', 'body').text[:800]}"
+    assert wait_until(lambda: driver.execute_script(STREAM_OPEN), PATIENCE_S), "event stream open"
+    driver.execute_script(f"{MARKER} = performance.timeOrigin;")
+
+
+def not_reloaded(driver: Any) -> bool:
+    return driver.execute_script(f"return {MARKER} === performance.timeOrigin;") is True
+
+
+def newest_note_ms(driver: Any) -> float:
+    note = driver.execute_script(LIVE_STATE)["lastNote"]
+    return float(note["received_ms"]) if note else 0.0
+
+
+def test_an_open_page_reconnects_by_itself_after_the_web_worker_is_killed(stack: Stack, browser: Any) -> None:
+    driver = browser
+    open_live_page(driver, stack.url("/"), "kpi-messages-hour")
+    readings = "return window.cityopsLive.state.lastNote.versions.observations || 0"
+    assert wait_until(lambda: driver.execute_script(readings) > 0, PATIENCE_S), "readings announced"
+    assert console_errors(driver) == []
+    assert not notice_shown(driver)
+
+    stack.web.kill()
+    assert not stack.web.alive()
+    assert wait_until(lambda: notice_shown(driver), 30), text_of(driver, "shell-conn")
+    assert wait_until(lambda: driver.execute_script(LIVE_STATE)["connected"] is False, 30), "stream lost"
+
+    stack.web.start()  # same port, like a supervisor restarting the worker
+    restarted_ms = time.time() * 1000
+    assert wait_until(lambda: not notice_shown(driver), PATIENCE_S), text_of(driver, "shell-conn")
+    assert wait_until(lambda: driver.execute_script(STREAM_OPEN), PATIENCE_S), "stream open again"
+    # New notes arrive on the new stream, and the page draws new data from them.
+    assert wait_until(lambda: newest_note_ms(driver) > restarted_ms, PATIENCE_S), "notes after the restart"
+    before = text_of(driver, "kpi-messages-hour")
+    assert wait_until(lambda: text_of(driver, "kpi-messages-hour") != before, PATIENCE_S), before
+    assert not_reloaded(driver), "the page recovered without a reload"
+    errors = console_errors(driver, OUTAGE_NOISE)
+    assert errors == [], "\n".join(errors)
+    assert t("shell.disconnected", "zh") not in text_of(driver, "shell-conn")
+
+
+@pytest.fixture
+def second_browser(stack: Stack) -> Iterator[Any]:
+    driver = chromium()
+    try:
+        sign_in(driver, stack.url("/"), "leader")
+        yield driver
+    finally:
+        driver.quit()
+
+
+def test_open_pages_show_the_degraded_state_while_postgresql_is_away(
+    stack: Stack, browser: Any, second_browser: Any
+) -> None:
+    overview, hotline = browser, second_browser
+    open_live_page(overview, stack.url("/"), "kpi-devices-online")
+    open_live_page(hotline, stack.url("/hotline"), "hotline-status")
+    database_missing = t("vital.database_degraded", "zh", reason="")
+    hotline_missing = t("hotline.degraded", "zh", reason="")
+    assert database_missing not in text_of(overview, "overview-status")
+    assert hotline_missing not in text_of(hotline, "hotline-status")
+    assert console_errors(overview) == [] and console_errors(hotline) == []
+
+    stack.postgres.stop()
+    outage_started = time.monotonic()
+    try:
+        # Each page says what is missing, on its next refresh (timer or push).
+        assert wait_until(lambda: database_missing in text_of(overview, "overview-status"), PATIENCE_S), (
+            text_of(overview, "overview-status")
+        )
+        assert wait_until(lambda: hotline_missing in text_of(hotline, "hotline-status"), PATIENCE_S), text_of(
+            hotline, "hotline-status"
+        )
+        # The live half of the overview (Redis) still shows figures, not dashes.
+        assert text_of(overview, "kpi-devices-online") not in ("", "—")
+        # Hold the outage for its whole length: the pages keep saying so, the event stream
+        # (Redis) stays open, the server stays reachable, and nothing fails in the browser.
+        while time.monotonic() - outage_started < PG_OUTAGE_S:
+            for driver in (overview, hotline):
+                assert driver.execute_script(STREAM_OPEN), driver.execute_script(LIVE_STATE)
+                assert not notice_shown(driver)
+            time.sleep(1)
+        assert database_missing in text_of(overview, "overview-status")
+        assert hotline_missing in text_of(hotline, "hotline-status")
+        for driver in (overview, hotline):
+            body = driver.find_element("tag name", "body").text
+            assert "Internal Server Error" not in body and "Traceback" not in body
+            assert console_errors(driver) == []
+    finally:
+        stack.postgres.start()
+
+    # Back: the next refreshes read the database again, on the same page.
+    assert wait_until(lambda: database_missing not in text_of(overview, "overview-status"), PATIENCE_S), (
+        text_of(overview, "overview-status")
+    )
+    assert wait_until(lambda: hotline_missing not in text_of(hotline, "hotline-status"), PATIENCE_S), text_of(
+        hotline, "hotline-status"
+    )
+    for driver in (overview, hotline):
+        assert not_reloaded(driver)
+        assert driver.execute_script(STREAM_OPEN)
+        assert console_errors(driver) == []
