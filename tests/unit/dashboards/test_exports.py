@@ -256,3 +256,52 @@ def test_export_links_for_those_who_may_export() -> None:
     assert hidden.hidden is True and not getattr(hidden, "children", None)
     with pytest.raises(KeyError):
         exports.export_href("nothing", "csv")
+
+
+def test_repeat_clusters_as_the_hotline_page_groups_them(ctx) -> None:
+    hour = timedelta(hours=1)
+    add_ticket(ctx.engine, "T-A", NOW - 5 * hour, GUANG_AN)
+    add_ticket(ctx.engine, "T-B", NOW - 4 * hour, GUANG_AN, repeat_of="T-A", state="merged")
+    add_ticket(ctx.engine, "T-C", NOW - 3 * hour, GUANG_AN, likely_repeat_of="T-B")
+    add_ticket(ctx.engine, "T-X", NOW - 2 * hour, LINSHUI)
+    add_ticket(ctx.engine, "T-Y", NOW - hour, LINSHUI, likely_repeat_of="T-X")
+
+    rows = read(ctx, "tickets-repeats").rows
+    assert [r[:6] for r in rows] == [
+        ("T-A", "噪声扰民", "广安区", 3, 1, 1),
+        ("T-X", "噪声扰民", "邻水县", 2, 0, 1),
+    ]
+    assert rows[0][6] == NOW - 3 * hour
+    assert [r[0] for r in read(ctx, "tickets-repeats", scope=LINSHUI).rows] == ["T-X"]
+
+
+def test_daily_aqi_of_yesterday_per_district(ctx) -> None:
+    from models.air_quality import day_hours
+    from models.schema import ObservationHourly
+    from models.standards import aqi
+
+    yesterday = datetime(2026, 11, 24).date()
+    with ctx.engine.begin() as conn:
+        conn.execute(
+            sa.insert(ObservationHourly.__table__),
+            [
+                {
+                    "device_id": "aq-1",
+                    "metric": "pm25",
+                    "hour": hour,
+                    "district_code": GUANG_AN,
+                    "count": 1,
+                    "sum": 40.0,
+                    "min": 40.0,
+                    "max": 40.0,
+                    "last_ts": hour,
+                    "last_value": 40.0,
+                }
+                for hour in day_hours(yesterday)
+            ],
+        )
+    expected = aqi.daily_from_hourly({"pm25": [40.0] * 24}, on=yesterday)
+    rows = {r[0]: r for r in read(ctx, "daily-aqi").rows}
+    assert rows["广安区"][1:4] == (expected.aqi, expected.category, "PM2.5")
+    assert rows["邻水县"][1:3] == (None, "数据不足")
+    assert [r[0] for r in read(ctx, "daily-aqi", scope=LINSHUI).rows] == ["邻水县"]
