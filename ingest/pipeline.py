@@ -65,6 +65,8 @@ DEAD_LETTER_TOPIC_CHARS = 256
 #: Anything else (connection lost, database down) is retried whole: nothing is wrong with
 #: the messages then.
 DATA_REFUSED = (sa.exc.DataError, sa.exc.IntegrityError)
+#: Stored readings read (and locked) per statement when SensorThings metrics join them.
+MERGE_CHUNK = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -510,39 +512,55 @@ class IngestPipeline:
     ) -> list[dict[str, Any]]:
         """Add the rows' new metrics to the readings stored at their device and instant.
 
-        The stored row is locked while its metrics are read and written (PostgreSQL: FOR
-        UPDATE; SQLite has one writer), so two workers adding two metrics to one instant
-        both keep theirs. Rows are taken in one order by every worker, against deadlocks.
+        The stored rows are locked while their metrics are read and written (PostgreSQL:
+        FOR UPDATE; SQLite has one writer), so two workers adding two metrics to one
+        instant both keep theirs; they are locked in one order by every worker, against
+        deadlocks. One read and one write per chunk, not per row: measured, a statement
+        pair per observation made merging ten times slower than inserting.
         Returns each changed reading with all its metrics, as the live state keeps it.
         """
         t = schema.Observation.__table__
+        ordered = sorted(rows, key=lambda r: (r["device_id"], r["ts"]))
         merged: list[dict[str, Any]] = []
         added_only: list[dict[str, Any]] = []
-        for row in sorted(rows, key=lambda r: (r["device_id"], r["ts"])):
-            stored = conn.execute(
-                sa.select(t.c.id, t.c.metrics)
-                .where(t.c.device_id == row["device_id"], t.c.ts == row["ts"])
+        updates: list[dict[str, Any]] = []
+        for start in range(0, len(ordered), MERGE_CHUNK):
+            chunk = ordered[start : start + MERGE_CHUNK]
+            found = conn.execute(
+                sa.select(t.c.id, t.c.device_id, t.c.ts, t.c.metrics)
+                .where(sa.tuple_(t.c.device_id, t.c.ts).in_([(r["device_id"], r["ts"]) for r in chunk]))
+                .order_by(t.c.device_id, t.c.ts)
                 .with_for_update()
-            ).first()
-            if stored is None:
-                # Refused for its msg_id alone: that @iot.id is another reading's, a redelivery.
-                result.duplicates["observations"] += len(row["metrics"])
-                continue
-            existing = dict(stored.metrics or {})
-            added = {k: v for k, v in row["metrics"].items() if k not in existing}
-            result.duplicates["observations"] += len(row["metrics"]) - len(added)
-            if not added:
-                continue
-            metrics = existing | added
-            conn.execute(t.update().where(t.c.id == stored.id).values(metrics=metrics))
-            result.stored["observations"] += len(added)
-            added_only.append({**row, "metrics": added})
-            merged.append(
-                {
-                    **row,
-                    "metrics": metrics,
-                    "derived": derive(row["device_type"], row["props"], metrics, row["ts"]),
-                }
+            ).all()
+            stored = {(f.device_id, f.ts): f for f in found}
+            for row in chunk:
+                hit = stored.get((row["device_id"], row["ts"]))
+                if hit is None:
+                    # Refused for its msg_id alone: that @iot.id is another reading's, a redelivery.
+                    result.duplicates["observations"] += len(row["metrics"])
+                    continue
+                existing = dict(hit.metrics or {})
+                added = {k: v for k, v in row["metrics"].items() if k not in existing}
+                result.duplicates["observations"] += len(row["metrics"]) - len(added)
+                if not added:
+                    continue
+                metrics = existing | added
+                updates.append({"row_id": hit.id, "new_metrics": metrics})
+                result.stored["observations"] += len(added)
+                added_only.append({**row, "metrics": added})
+                merged.append(
+                    {
+                        **row,
+                        "metrics": metrics,
+                        "derived": derive(row["device_type"], row["props"], metrics, row["ts"]),
+                    }
+                )
+        if updates:
+            conn.execute(
+                t.update()
+                .where(t.c.id == sa.bindparam("row_id"))
+                .values(metrics=sa.bindparam("new_metrics", type_=t.c.metrics.type)),
+                updates,
             )
         # The hourly roll-up counts only the metrics added, as an insert counts only new rows.
         upsert_hourly(conn, hourly_deltas(added_only))
