@@ -482,3 +482,25 @@ def test_without_a_mapping_every_observation_is_an_unknown_datastream(
     assert p.datastreams == DatastreamMap()
     result = p.process([sta(42, {"result": 1, "phenomenonTime": at()})])
     assert [r.reason for r in result.rejected] == ["unknown_datastream"]
+
+
+def test_metrics_join_stored_readings_across_chunks(
+    pipeline: IngestPipeline, engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("ingest.pipeline.MERGE_CHUNK", 2)
+    minutes = range(5)
+    assert (
+        pipeline.process([sta(42, {"result": 30 + m, "phenomenonTime": at(m)}) for m in minutes]).stored[
+            "observations"
+        ]
+        == 5
+    )
+    second = pipeline.process(
+        [sta("ds-pm10", {"result": 60 + m, "phenomenonTime": at(m)}) for m in reversed(minutes)]
+        + [sta(42, {"result": 1, "phenomenonTime": at(3)})]  # already there: a duplicate
+    )
+    assert second.stored["observations"] == 5 and second.duplicates["observations"] == 1
+    assert [r["metrics"] for r in readings(engine)] == [
+        {"pm25": 30.0 + m, "pm10": 60.0 + m} for m in reversed(minutes)
+    ]
+    assert hourly(engine) == {"pm25": 5, "pm10": 5}
