@@ -37,7 +37,6 @@ import os
 import re
 import secrets
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -89,6 +88,10 @@ class Figures:
     ms: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     errors: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: when each viewer had its page on screen (monotonic)
+    loaded_at: list[float] = field(default_factory=list)
+    #: (start, ms) of every refresh, to tell the steady state from the arrival
+    refreshes: list[tuple[float, float]] = field(default_factory=list)
 
     def took(self, kind: str, ms: float) -> None:
         with self.lock:
@@ -224,6 +227,8 @@ def viewer(base: str, account: dict[str, str], path: str, figures: Figures, dead
     try:
         page = PageViewer(_Served(base, figures), account)  # login form, sign-in, layout, dependencies
         _timings, props = first_render(page, path)  # page HTML, router, load callbacks
+        with figures.lock:
+            figures.loaded_at.append(time.monotonic())
     except (AssertionError, requests.RequestException, StopIteration, ValueError) as exc:
         figures.failed("page load", f"{type(exc).__name__}: {str(exc)[:60]}")
         return
@@ -249,7 +254,9 @@ def viewer(base: str, account: dict[str, str], path: str, figures: Figures, dead
             last = time.monotonic()
             try:
                 with kind("refresh callback"):
-                    measure_update(page, spec, props)
+                    timed, _ = measure_update(page, spec, props)
+                with figures.lock:
+                    figures.refreshes.append((last, timed.ms))
             except (AssertionError, requests.RequestException, ValueError):
                 pass  # counted by the client; the browser would try again at the next push
     finally:
@@ -350,6 +357,14 @@ def own_system(workers: int, rate: float, workdir: Path) -> Iterator[tuple[str, 
             finally:
                 for process in reversed(processes):
                     _end(process)
+                # What the web tier itself said: workers killed or restarted, errors.
+                said = Counter(
+                    m.group(0)
+                    for line in logs["gunicorn"].read_text(errors="replace").splitlines()
+                    for m in [re.search(r"WORKER TIMEOUT|Booting worker|Traceback|ERROR", line)]
+                    if m
+                )
+                print(f"gunicorn log: {dict(said)}", flush=True)
     finally:
         for process in processes:
             _end(process)
@@ -382,6 +397,8 @@ def tier_metrics(base: str) -> dict[str, float]:
 class Run:
     figures: Figures
     viewers: int
+    #: monotonic time of the first viewer's arrival
+    started: float
     elapsed_s: float
     #: open event streams over every web worker, per ``/metrics`` shortly before the end
     streams_at_end: float | None
@@ -411,7 +428,12 @@ def load(base: str, account: dict[str, str], viewers: int, duration: float, ramp
             print("some viewers did not finish within 60 s of the deadline", flush=True)
             break
         time.sleep(0.5)
-    return Run(figures, viewers, time.monotonic() - started, streams)
+    return Run(figures, viewers, started, time.monotonic() - started, streams)
+
+
+def _row(name: str, values: list[float], failed: int) -> str:
+    cells = [f"{percentile(values, q):,.0f}" for q in (0.5, 0.95, 1.0)] if values else ["–"] * 3
+    return f"| {name} | {len(values):,} | {failed} | " + " | ".join(cells) + " |"
 
 
 def report(run: Run) -> str:
@@ -429,8 +451,11 @@ def report(run: Run) -> str:
         if name != "event stream: first event":
             total += len(values)
         errors += failed
-        cells = [f"{percentile(values, q):,.0f}" for q in (0.5, 0.95, 1.0)] if values else ["–"] * 3
-        lines.append(f"| {name} | {len(values):,} | {failed} | " + " | ".join(cells) + " |")
+        lines.append(_row(name, values, failed))
+    # Steady state: refreshes begun once every viewer that got its page had it on screen.
+    all_loaded = max(figures.loaded_at, default=float("inf"))
+    steady = [ms for started, ms in figures.refreshes if started >= all_loaded]
+    lines.append(_row("refresh callback, all pages loaded", steady, 0))
     reasons = {k: dict(v) for k, v in figures.errors.items() if v}
     refreshes = figures.ms.get("refresh callback", [])
     streams = "–" if run.streams_at_end is None else f"{run.streams_at_end:.0f}"
@@ -439,9 +464,10 @@ def report(run: Run) -> str:
         f"{run.viewers} viewers ({', '.join(PAGES)} alternately), {elapsed:.0f} s, "
         f"{total:,} requests ({total / elapsed:.1f}/s), {errors} errors"
         + (f": {json.dumps(reasons)}" if reasons else ""),
-        f"refreshes per viewer per minute: {len(refreshes) / run.viewers / (elapsed / 60):.1f}"
-        + (f" (mean {statistics.fmean(refreshes):,.0f} ms)" if refreshes else "")
-        + f"; open streams on /metrics 5 s before the end: {streams}",
+        f"pages on screen: {len(figures.loaded_at)} of {run.viewers}, the last after "
+        f"{(all_loaded - run.started) if figures.loaded_at else float('nan'):.0f} s; "
+        f"refreshes per viewer per minute: {len(refreshes) / run.viewers / (elapsed / 60):.1f}; "
+        f"open streams on /metrics 5 s before the end: {streams}",
     ]
     return "\n".join(lines)
 
