@@ -411,15 +411,15 @@ def _draw(b: Briefing, family: str | None) -> bytes:
     rc_font = {"family": [family, "DejaVu Sans"] if family else ["DejaVu Sans"]}
     fig = Figure(figsize=PNG_SIZE_IN, dpi=PNG_DPI, facecolor="white")
     FigureCanvasAgg(fig)
-    grid = fig.add_gridspec(4, 2, height_ratios=[0.32, 1.2, 1.1, 1.1], hspace=0.4, wspace=0.3)
+    grid = fig.add_gridspec(4, 2, height_ratios=[0.2, 1.0, 1.1, 1.1], hspace=0.38, wspace=0.3)
     grid.update(left=0.08, right=0.96, top=0.95, bottom=0.05)
 
     head = fig.add_subplot(grid[0, :])
     head.axis("off")
-    head.text(0, 0.85, title_text(b), fontsize=17, fontweight="bold", fontfamily=rc_font["family"])
+    head.text(0, 0.75, title_text(b), fontsize=17, fontweight="bold", fontfamily=rc_font["family"])
     head.text(
         0,
-        0.35,
+        0.05,
         t("briefing.made_at", at=f"{b.made_at.astimezone(CITY_TZ):%Y-%m-%d %H:%M}"),
         fontsize=9,
         color="#555555",
@@ -461,13 +461,26 @@ def _draw(b: Briefing, family: str | None) -> bytes:
 
     codes = list(b.aqi_by_district)
     results = [b.aqi_by_district[c] for c in codes]
+    ax = fig.add_subplot(grid[2, 0])
     bars(
-        fig.add_subplot(grid[2, 0]),
+        ax,
         t("briefing.chart.aqi"),
         [console.district_name(c) for c in codes],
         [r.aqi if r else 0 for r in results],
         [r.color if r else "#cccccc" for r in results],
     )
+    # The index on each bar; a dash where a district has no valid day (not a zero).
+    for i, r in enumerate(results):
+        ax.text(
+            i,
+            r.aqi if r else 0,
+            str(r.aqi) if r else "—",
+            ha="center",
+            va="bottom",
+            fontsize=7.5,
+            color="#333333" if r else "#888888",
+            fontfamily=rc_font["family"],
+        )
     ax = fig.add_subplot(grid[2, 1])
     bars(
         ax,
