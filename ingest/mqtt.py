@@ -321,6 +321,8 @@ class _BufferedPahoClient(paho.Client):
         self._read_buffer = bytearray()
         #: Called on the network thread with the decoded PUBLISH packets of one read.
         self.on_publishes: Callable[[list[_Publish]], None] | None = None
+        #: Called right after a (re)connect queued its CONNECT, before any answer.
+        self.on_connect_sent: Callable[[], None] | None = None
         #: Generation of the connection that acknowledgements may go out on; 0 from the
         #: moment a reconnect starts until its CONNACK names the next one.
         self.connection = 0
@@ -342,7 +344,10 @@ class _BufferedPahoClient(paho.Client):
             self.connection = 0
         # A new connection starts a new byte stream: a partial packet of the old one is void.
         self._read_buffer = bytearray()
-        return super().reconnect()
+        rc = super().reconnect()
+        if rc == MQTTErrorCode.MQTT_ERR_SUCCESS and self.on_connect_sent is not None:
+            self.on_connect_sent()
+        return rc
 
     def send_raw(self, command: int, data: bytes, connection: int) -> MQTTErrorCode:
         """Queue ready-encoded packets (e.g. many PUBACKs) for the network thread to write,
@@ -627,6 +632,7 @@ class MqttClient:
         client.on_message = self._on_message
         client.on_publish = self._on_publish
         client.on_publishes = self._on_publishes
+        client.on_connect_sent = self._subscribe_behind_connect
         self._client = client
 
     @property
@@ -917,6 +923,8 @@ class MqttClient:
             client._max_inflight_messages = min(PUBLISH_MAX_INFLIGHT, int(server_receive_max))
         # Resubscribe on *every* connect: a broker restart (or an embedded broker, which
         # keeps sessions only in memory) forgets subscriptions even for persistent sessions.
+        # Usually they went out right behind CONNECT already (_subscribe_behind_connect);
+        # this covers a subscribe() made meanwhile. Subscribing again only replaces them.
         if subscriptions:
             self._send_subscribe(subscriptions)
         self._connected_since = time.time()
@@ -928,6 +936,22 @@ class MqttClient:
             self.client_id,
             flags.session_present,
         )
+
+    def _subscribe_behind_connect(self) -> None:
+        """The subscriptions, queued right behind the CONNECT of a (re)connect.
+
+        Mosquitto 2.0 does not keep shared subscriptions across its restart, and until they
+        are back it acknowledges readings to their devices as "no matching subscribers" and
+        discards them (docs/mqtt.md, Broker restarts). Waiting for CONNACK, and for the
+        messages of the session that the broker sends right behind it, leaves that gap open
+        for milliseconds; sent with CONNECT (MQTT 5 allows packets before CONNACK, and a
+        broker refusing the connection must ignore them) the SUBSCRIBE is the broker's next
+        packet from this client.
+        """
+        with self._lock:
+            subscriptions = list(self._subscriptions.items())
+        if subscriptions:
+            self._send_subscribe(subscriptions)
 
     def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:
         self.last_error = f"cannot reach {self.args.address}"

@@ -279,3 +279,47 @@ def test_single_ack_goes_out_on_its_own_connection_only(wired: Wired) -> None:
         wired.paho.send_raw(0x40, b"\x40\x02\x02\x01", message.connection) == MQTTErrorCode.MQTT_ERR_NO_CONN
     )
     assert not wired.paho._out_packet
+
+
+def _packets(data: bytes) -> list[tuple[int, bytes]]:
+    """(first byte, body) of each complete MQTT packet in ``data``; a partial one is left out."""
+    packets, pos = [], 0
+    while pos < len(data):
+        length, shift, i = 0, 0, pos + 1
+        while i < len(data):
+            byte = data[i]
+            i += 1
+            length |= (byte & 0x7F) << shift
+            shift += 7
+            if byte < 0x80:
+                break
+        else:
+            break
+        if i + length > len(data):
+            break
+        packets.append((data[pos], data[i : i + length]))
+        pos = i + length
+    return packets
+
+
+def test_subscriptions_go_out_right_behind_connect_before_any_connack() -> None:
+    """After a broker restart that forgot the shared subscriptions, the broker's next packet
+    from the worker after CONNECT must be its SUBSCRIBE, not wait for CONNACK."""
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    client = MqttClient(f"mqtt://127.0.0.1:{port}", "early", persistent_session=True)
+    client.subscribe("cityops/v1/sensors/+/obs", shared_group="ingest")
+    try:
+        client._client.connect("127.0.0.1", port, clean_start=False)  # no network thread: writes at once
+        peer, _ = server.accept()
+        peer.settimeout(5)
+        data = b""
+        while len(_packets(data)) < 2:
+            data += peer.recv(4096)
+        (connect, _), (subscribe, body) = _packets(data)[:2]
+        assert (connect, subscribe) == (0x10, 0x82)
+        assert b"$share/ingest/cityops/v1/sensors/+/obs" in body
+        peer.close()
+    finally:
+        client._client._sock_close()
+        server.close()
