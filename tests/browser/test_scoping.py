@@ -103,5 +103,9 @@ def test_a_district_officer_sees_his_district_only(system: tuple[RunningSystem, 
     )
     assert districts == {"邻水县"}, districts
     assert "范围：邻水县" in driver.find_element(By.CSS_SELECTOR, ".scope-badge").text
+    # The overview's link in the header, followed inside the app, opens 邻水县's page too.
+    driver.find_element(By.CSS_SELECTOR, ".shell-nav a[href='/']").click()
+    assert wait_until(lambda: driver.current_url.endswith(f"/districts/{MINE}"), 30), driver.current_url
+    assert wait_until(lambda: "邻水县" in driver.find_element(By.ID, "district-name").text, 30)
     # The refused page's own 403 is logged by the browser; nothing else may be.
     assert [e for e in severe_errors(driver) if "/districts/511602" not in e] == []
