@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install lint services bench fuzz clean
+.PHONY: demo test install lint services bench fuzz soak clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,15 @@ fuzz: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[fuzz]"
 	$(PY) tools/fuzz_ingest.py ingest -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=var/fuzz/
 	$(PY) tools/fuzz_ingest.py open311 -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=var/fuzz/
+
+## make soak: the production layout (private PostgreSQL/PostGIS, Redis, Mosquitto, one ingest
+## worker, gunicorn) under the simulator at SOAK_RATE msgs/s with SOAK_VIEWERS headless
+## Chromium viewers for SOAK_SECONDS; samples every 30 s into var/soak/, fails when memory grows.
+SOAK_SECONDS ?= 3600
+SOAK_RATE ?= 2000
+SOAK_VIEWERS ?= 10
+soak: $(STAMP)
+	$(PY) bench/soak.py --seconds $(SOAK_SECONDS) --rate $(SOAK_RATE) --viewers $(SOAK_VIEWERS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

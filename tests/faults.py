@@ -74,6 +74,10 @@ class FaultyMosquitto(PrivateMosquitto):
         process, self._process = self._process, None
         _end(process, signal.SIGKILL)
 
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
 
 class PrivateRedis:
     """A redis-server of our own without persistence: a restart loses everything, as a
@@ -88,6 +92,10 @@ class PrivateRedis:
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
 
     def start(self, timeout: float = 10.0) -> PrivateRedis:
         binary = shutil.which("redis-server") or shutil.which("redis-server", path="/usr/sbin:/usr/local/bin")
@@ -179,6 +187,11 @@ class PrivatePostgres:
     @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        """The postmaster's: its backends are its children (see :func:`tree_rss_kib`)."""
+        return self._process.pid if self._process is not None else None
 
     def _accepts(self) -> bool:
         import psycopg
@@ -287,6 +300,44 @@ class IngestProcess:
         return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
 
 
+def process_tree(pid: int) -> set[int]:
+    """``pid`` and all its descendants, from ``/proc``."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+    tree, frontier = {pid}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        children = [child for child, ppid in parents.items() if ppid == parent and child not in tree]
+        tree.update(children)
+        frontier.extend(children)
+    return tree
+
+
+def tree_rss_kib(pid: int) -> tuple[int, int]:
+    """(resident KiB, processes) of ``pid`` and all its descendants. Shared pages count once
+    per process, as ``ps`` shows them: a sum, not unique memory."""
+    total = alive = 0
+    for member in process_tree(pid):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{member}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+                    alive += 1
+    return total, alive
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by ``pid`` and its living descendants."""
+    ticks = 0
+    for member in process_tree(pid):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 class CityopsProcess:
     """One ``cityops`` command (``web``, ``simulate`` …) as its own process group with its own
     log, pointed at private services by ``env`` (the caller's ``CITYOPS_*`` are not passed on)."""
@@ -356,13 +407,15 @@ class WebProcess(CityopsProcess):
 
     def start(self, timeout: float = 90.0) -> WebProcess:
         """Start and wait until ``/healthz`` answers (the port may still be in TIME_WAIT)."""
-        import urllib.request
-
         super().start()
+        return self._wait_answering(timeout)
+
+    def _wait_answering(self, timeout: float) -> WebProcess:
+        import urllib.request
 
         def answers() -> bool:
             if not self.alive():
-                raise RuntimeError(f"cityops web exited: {self.output()}")
+                raise RuntimeError(f"the web tier exited: {self.output()}")
             try:
                 with urllib.request.urlopen(self.base_url + "/healthz", timeout=2) as response:
                     return response.status == 200
@@ -370,7 +423,7 @@ class WebProcess(CityopsProcess):
                 return False
 
         if not wait_for(answers, timeout, interval=0.25):
-            raise RuntimeError(f"cityops web did not answer on {self.port}: {self.output()}")
+            raise RuntimeError(f"the web tier did not answer on {self.port}: {self.output()}")
         return self
 
 

@@ -1,0 +1,479 @@
+"""Soak run: the production layout under a steady feed and open screens for a long time.
+
+    make soak [SOAK_SECONDS=3600] [SOAK_RATE=2000] [SOAK_VIEWERS=10]
+    .venv/bin/python bench/soak.py [--seconds 3600] [--rate 2000] [--viewers 10]
+                                   [--sample-every 30] [--warmup S] [--web-workers 2]
+
+What runs, each a real service on free loopback ports and never the shared ones
+(tests/faults.py): a throw-away PostgreSQL 15 + PostGIS cluster (initdb in a temporary
+folder, migrated; fsync off, as a test cluster), a Redis without persistence, Mosquitto
+with production's deploy/mosquitto.conf; one ``cityops ingest`` worker; ``cityops simulate
+--rate RATE``; the web tier as production runs it (gunicorn with deploy/gunicorn.conf.py,
+``--web-workers`` threaded workers); ``--viewers`` headless Chromium viewers signed in
+with an account made by ``cityops users add``, each switching between ``/`` and ``/wall``
+every ``--view-seconds`` (the pages stay open in between and follow the server push).
+
+Every ``--sample-every`` seconds a row goes to ``var/soak/soak-<start>.csv``: the resident
+memory (RSS, KiB, a process and all its descendants, summed as ``ps`` shows them) of
+each part; Redis ``used_memory`` and the length of every capped stream; rows stored per
+second (``observations`` + ``video_events`` inserts, from PostgreSQL's statistics); and
+the arrival latency of the newest readings in Redis: stream entry time (the XADD, after
+the database commit) − the reading's ``ts`` (set by the simulator when it builds the
+reading; a tick's readings are spread over the second before they are published, so up
+to 1 s of it is the simulator's own batching), p50 / p95 of the last 500 entries.
+
+Verdict (exit status 1 when it fails), after a warm-up (default: a fifth of the run, at
+most 5 minutes; caches fill, the device map is read once, Chromium settles):
+
+- memory is flat: for every part, RSS at the end ≤ RSS at the end of the warm-up
+  + max(20 %, 50 MB) (:data:`RSS_GROWTH_FRACTION`, :data:`RSS_GROWTH_FLOOR_KIB`);
+- Redis stays within its caps: every ``cityops:stream:*`` no longer than
+  ``STREAM_MAXLEN`` + :data:`STREAM_SLACK` (trimming is approximate, by whole nodes), and
+  ``used_memory`` at the end ≤ warm-up value + max(20 %, 20 MB).
+
+Latency is reported per interval, not judged: on the shared 2-core machine it follows the
+other work more than the system.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import json
+import os
+import secrets
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+# Runnable as a plain script from the repository root or from bench/.
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import redis  # noqa: E402
+import sqlalchemy as sa  # noqa: E402
+
+from models.db import create_engine_for  # noqa: E402
+from models.live import STREAM_MAXLEN  # noqa: E402
+from tests.browser import support  # noqa: E402
+from tests.faults import (  # noqa: E402
+    CityopsProcess,
+    FaultyMosquitto,
+    IngestProcess,
+    PrivatePostgres,
+    PrivateRedis,
+    WebProcess,
+    add_account,
+    simulator,
+    tree_cpu_s,
+    tree_rss_kib,
+    wait_for,
+)
+
+OUT_DIR = ROOT / "var" / "soak"
+RSS_GROWTH_FRACTION = 0.20
+RSS_GROWTH_FLOOR_KIB = 50 * 1024
+REDIS_GROWTH_FLOOR_BYTES = 20 * 1024 * 1024
+#: Approximate trimming (``MAXLEN ~``) removes whole stream nodes (100 entries by default).
+STREAM_SLACK = 200
+#: What each viewer shows, in turn.
+VIEWER_PAGES = ("/", "/wall")
+
+
+class GunicornWeb(WebProcess):
+    """The web tier as deployed: gunicorn with the project's settings, threaded workers."""
+
+    def __init__(self, workdir: Path, env: dict[str, str], workers: int) -> None:
+        super().__init__(workdir, env)
+        self.workers = workers
+
+    def start(self, timeout: float = 120.0) -> GunicornWeb:
+        gunicorn = Path(sys.executable).with_name("gunicorn")
+        self.args = [
+            "-c", str(ROOT / "deploy" / "gunicorn.conf.py"), "-w", str(self.workers),
+            "-b", f"127.0.0.1:{self.port}", "--access-logfile", "/dev/null", "app:server",
+        ]  # fmt: skip
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CITYOPS_")} | self.env
+        with self.log.open("ab") as log:
+            self._process = subprocess.Popen(
+                [str(gunicorn), *self.args], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+        return self._wait_answering(timeout)
+
+
+@dataclass
+class Viewer:
+    """One headless Chromium signed in, switching pages; counts what went wrong."""
+
+    number: int
+    base_url: str
+    view_seconds: float
+    stop: threading.Event
+    driver: Any = None
+    loads: int = 0
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def pid(self) -> int | None:
+        with contextlib.suppress(AttributeError):
+            return self.driver.service.process.pid  # chromedriver: Chromium is its child
+        return None
+
+    def run(self) -> None:
+        try:
+            self.driver = support.chromium()
+            for attempt in range(3):  # a sign-in on a machine this busy may time out once
+                try:
+                    support.sign_in(self.driver, self.base_url + "/", "leader")
+                    break
+                except AssertionError as exc:
+                    if attempt == 2:
+                        raise RuntimeError(f"viewer {self.number} could not sign in") from exc
+            turn = self.number  # viewers start on different pages
+            while not self.stop.is_set():
+                path = VIEWER_PAGES[turn % len(VIEWER_PAGES)]
+                turn += 1
+                self.driver.get(self.base_url + path)
+                self.loads += 1
+                if not support.wait_until(lambda: self.driver.execute_script(_STREAM_OPEN), 60):
+                    self.failures.append(f"{datetime.now(UTC):%H:%M:%S} {path}: no event stream within 60 s")
+                self.stop.wait(self.view_seconds)
+        except Exception as exc:  # a viewer that dies is a finding, not a crash of the run
+            self.failures.append(f"viewer {self.number} stopped: {type(exc).__name__}: {exc}"[:300])
+        finally:
+            if self.driver is not None:
+                with contextlib.suppress(Exception):
+                    self.driver.quit()
+
+
+_STREAM_OPEN = (
+    "const s = window.cityopsLive && window.cityopsLive.state;"
+    "return !!(s && s.connected === true && s.source && s.source.readyState === 1);"
+)
+
+
+@dataclass
+class Sample:
+    at: datetime
+    elapsed_s: float
+    rss_kib: dict[str, int]
+    processes: dict[str, int]
+    cpu_share: dict[str, float]
+    redis_used_bytes: int
+    streams: dict[str, int]
+    stored_rows: int
+    stored_per_s: float
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    load1: float
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def arrival_latencies_ms(client: redis.Redis, count: int = 500) -> list[float]:
+    """Stream entry time − reading ``ts`` of the newest ``count`` readings in Redis."""
+    out = []
+    for entry_id, fields in client.xrevrange("cityops:stream:observations", count=count):
+        with contextlib.suppress(KeyError, ValueError):
+            ts = datetime.fromisoformat(fields["ts"]).timestamp() * 1000
+            out.append(int(entry_id.split("-")[0]) - ts)
+    return out
+
+
+def stored_rows(engine: sa.Engine) -> int:
+    query = sa.text(
+        "SELECT coalesce(sum(n_tup_ins), 0) FROM pg_stat_user_tables"
+        " WHERE relname IN ('observations', 'video_events')"
+    )
+    with engine.connect() as conn:
+        return int(conn.execute(query).scalar_one())
+
+
+class Sampler:
+    def __init__(
+        self,
+        parts: dict[str, Callable[[], int | None]],
+        cache: redis.Redis,
+        engine: sa.Engine,
+        csv_path: Path,
+    ) -> None:
+        self.parts = parts
+        self.cache = cache
+        self.engine = engine
+        self.csv_path = csv_path
+        self.samples: list[Sample] = []
+        self.started = time.monotonic()
+        self._last: tuple[float, int] | None = None
+        self._cpu: dict[str, tuple[float, float]] = {}
+
+    def take(self) -> Sample:
+        rss: dict[str, int] = {}
+        processes: dict[str, int] = {}
+        cpu_share: dict[str, float] = {}
+        for name, pid_of in self.parts.items():
+            pid = pid_of()
+            rss[name], processes[name] = tree_rss_kib(pid) if pid else (0, 0)
+            used, at = (tree_cpu_s(pid) if pid else 0.0), time.monotonic()
+            before = self._cpu.get(name)
+            # Cores used since the last sample (1.0 = one core busy the whole interval).
+            cpu_share[name] = max(0.0, (used - before[0]) / (at - before[1])) if before else 0.0
+            self._cpu[name] = (used, at)
+        streams = {
+            key.removeprefix("cityops:stream:"): int(self.cache.xlen(key))
+            for key in self.cache.scan_iter(match="cityops:stream:*", _type="stream")
+        }
+        rows = stored_rows(self.engine)
+        now = time.monotonic()
+        rate = (rows - self._last[1]) / (now - self._last[0]) if self._last else 0.0
+        self._last = (now, rows)
+        latencies = arrival_latencies_ms(self.cache)
+        with open("/proc/loadavg") as f:
+            load1 = float(f.read().split()[0])
+        sample = Sample(
+            datetime.now(UTC),
+            now - self.started,
+            rss,
+            processes,
+            cpu_share,
+            int(self.cache.info("memory")["used_memory"]),
+            streams,
+            rows,
+            rate,
+            percentile(latencies, 0.50) if latencies else None,
+            percentile(latencies, 0.95) if latencies else None,
+            load1,
+        )
+        self.samples.append(sample)
+        self._write(sample)
+        return sample
+
+    def _write(self, s: Sample) -> None:
+        row = {
+            "time_utc": s.at.isoformat(timespec="seconds"),
+            "elapsed_s": round(s.elapsed_s),
+            **{f"rss_kib_{k}": v for k, v in s.rss_kib.items()},
+            **{f"procs_{k}": v for k, v in s.processes.items()},
+            **{f"cores_{k}": round(v, 2) for k, v in s.cpu_share.items()},
+            "redis_used_bytes": s.redis_used_bytes,
+            **{
+                f"xlen_{k}": s.streams.get(k, 0)
+                for k in ("observations", "video", "tickets", "alerts", "dead")
+            },
+            "stored_rows": s.stored_rows,
+            "stored_per_s": round(s.stored_per_s, 1),
+            "latency_p50_ms": "" if s.latency_p50_ms is None else round(s.latency_p50_ms),
+            "latency_p95_ms": "" if s.latency_p95_ms is None else round(s.latency_p95_ms),
+            "load1": s.load1,
+        }
+        new = not self.csv_path.exists()
+        with self.csv_path.open("a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(row))
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    lines: list[str]
+    failures: list[str]
+
+
+def judge(samples: Sequence[Sample], warmup_s: float) -> Verdict:
+    settled = [s for s in samples if s.elapsed_s >= warmup_s] or list(samples)
+    base, end = settled[0], samples[-1]
+    lines = [
+        f"{'part':<12} {'procs':>5} {'start MB':>9} {'warm MB':>9} {'end MB':>9} {'max MB':>9} {'growth':>8}",
+    ]
+    failures: list[str] = []
+    for name in end.rss_kib:
+        start_kib = samples[0].rss_kib.get(name, 0)
+        warm, last = base.rss_kib.get(name, 0), end.rss_kib.get(name, 0)
+        peak = max(s.rss_kib.get(name, 0) for s in samples)
+        growth = last - warm
+        lines.append(
+            f"{name:<12} {end.processes.get(name, 0):>5} {start_kib / 1024:>9.0f} {warm / 1024:>9.0f}"
+            f" {last / 1024:>9.0f} {peak / 1024:>9.0f} {growth / 1024:>+7.0f}M"
+        )
+        allowed = max(RSS_GROWTH_FRACTION * warm, RSS_GROWTH_FLOOR_KIB)
+        if growth > allowed:
+            failures.append(
+                f"{name}: RSS grew {growth / 1024:.0f} MB after warm-up (allowed {allowed / 1024:.0f})"
+            )
+    redis_allowed = max(RSS_GROWTH_FRACTION * base.redis_used_bytes, REDIS_GROWTH_FLOOR_BYTES)
+    lines.append(
+        f"redis used_memory: start {samples[0].redis_used_bytes / 2**20:.1f} MB, warm"
+        f" {base.redis_used_bytes / 2**20:.1f} MB, end {end.redis_used_bytes / 2**20:.1f} MB,"
+        f" max {max(s.redis_used_bytes for s in samples) / 2**20:.1f} MB"
+    )
+    if end.redis_used_bytes - base.redis_used_bytes > redis_allowed:
+        failures.append(
+            f"redis used_memory grew {(end.redis_used_bytes - base.redis_used_bytes) / 2**20:.1f} MB"
+        )
+    longest = {k: max(s.streams.get(k, 0) for s in samples) for k in end.streams}
+    lines.append("longest streams: " + ", ".join(f"{k} {v:,}" for k, v in sorted(longest.items())))
+    for name, length in longest.items():
+        if length > STREAM_MAXLEN + STREAM_SLACK:
+            failures.append(f"stream {name} reached {length:,} entries (cap {STREAM_MAXLEN:,})")
+    lines.append("")
+    lines.append(f"{'elapsed':>8} {'stored/s':>9} {'p50 ms':>8} {'p95 ms':>8} {'load':>6}")
+    for s in samples:
+        p50 = "–" if s.latency_p50_ms is None else f"{s.latency_p50_ms:,.0f}"
+        p95 = "–" if s.latency_p95_ms is None else f"{s.latency_p95_ms:,.0f}"
+        lines.append(f"{s.elapsed_s:>7.0f}s {s.stored_per_s:>9,.0f} {p50:>8} {p95:>8} {s.load1:>6.1f}")
+    rates = [s.stored_per_s for s in settled if s.stored_per_s > 0]
+    if rates:
+        lines.append(
+            f"stored rows/s after warm-up: median {statistics.median(rates):,.0f},"
+            f" min {min(rates):,.0f}, max {max(rates):,.0f}"
+        )
+    return Verdict(lines, failures)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=float(os.environ.get("SOAK_SECONDS", 3600)))
+    parser.add_argument("--rate", type=float, default=float(os.environ.get("SOAK_RATE", 2000)))
+    parser.add_argument("--viewers", type=int, default=int(os.environ.get("SOAK_VIEWERS", 10)))
+    parser.add_argument("--sample-every", type=float, default=30.0)
+    parser.add_argument("--warmup", type=float, default=None, help="seconds (default: a fifth, ≤ 300)")
+    parser.add_argument("--view-seconds", type=float, default=120.0, help="each viewer's time per page")
+    parser.add_argument("--web-workers", type=int, default=2)
+    args = parser.parse_args(argv)
+    warmup = args.warmup if args.warmup is not None else min(300.0, args.seconds / 5)
+    needed = ("mosquitto", "redis-server") + (("chromium", "chromedriver") if args.viewers else ())
+    for tool in needed:
+        if not (shutil.which(tool) or shutil.which(tool, path="/usr/sbin:/usr/local/bin")):
+            print(f"soak: {tool} is not installed (make test installs the services)", file=sys.stderr)
+            return 2
+
+    started = datetime.now(UTC)
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    workdir = OUT_DIR / f"run-{started:%Y%m%dT%H%M%SZ}"
+    workdir.mkdir()
+    csv_path = OUT_DIR / f"soak-{started:%Y%m%dT%H%M%SZ}.csv"
+    print(f"soak: {args.seconds:.0f} s at {args.rate:.0f} msgs/s, {args.viewers} viewers → {csv_path}")
+
+    postgres = PrivatePostgres().start()
+    cache = PrivateRedis(workdir).start()
+    broker = FaultyMosquitto(workdir / "mqtt").start()
+    env = {
+        "CITYOPS_MQTT_URL": broker.url,
+        "CITYOPS_REDIS_URL": cache.url,
+        "CITYOPS_DATABASE_URL": postgres.url,
+        "CITYOPS_DATA_DIR": str(workdir / "var"),
+        "CITYOPS_SECRET_KEY": secrets.token_urlsafe(48),
+        "CITYOPS_LOG_LEVEL": "WARNING",
+        "CITYOPS_WORKER_ID": "soak-1",
+    }
+    account = {"username": "soak.viewer", "password": secrets.token_urlsafe(18)}
+    add_account(env, account["username"], "leader", account["password"])
+    ingest = IngestProcess(workdir, env).start()
+    feed: CityopsProcess = simulator(workdir, env, args.rate, seed=7)
+    web = GunicornWeb(workdir, env, args.web_workers)
+    stop = threading.Event()
+    viewers: list[Viewer] = []
+    threads: list[threading.Thread] = []
+    engine = create_engine_for(postgres.url)
+    client = redis.Redis.from_url(cache.url, decode_responses=True)
+    early_exit: list[str] = []
+    try:
+        web.start()
+        feed.start()
+        accounts = workdir / "accounts.json"
+        accounts.write_text(json.dumps({"leader": account}), encoding="utf-8")
+        support._ACCOUNT_FILES[web.base_url] = accounts
+        for number in range(args.viewers):
+            viewer = Viewer(number, web.base_url, args.view_seconds, stop)
+            viewers.append(viewer)
+            threads.append(threading.Thread(target=viewer.run, name=f"viewer-{number}", daemon=True))
+            threads[-1].start()
+        parts: dict[str, Callable[[], int | None]] = {
+            "ingest": lambda: ingest.pid if ingest.alive() else None,
+            "simulator": lambda: feed.pid if feed.alive() else None,
+            "web": lambda: web.pid if web.alive() else None,
+            "postgres": lambda: postgres.pid,
+            "redis": lambda: cache.pid,
+            "mosquitto": lambda: broker.pid,
+        }
+        for viewer in viewers:
+            parts[f"viewer-{viewer.number}"] = lambda v=viewer: v.pid
+        sampler = Sampler(parts, client, engine, csv_path)
+        wait_for(lambda: bool(client.exists("cityops:stream:observations")), 60, interval=1)
+        end_at = time.monotonic() + args.seconds
+        next_at = time.monotonic()
+        interrupted = False
+
+        def interrupt(*_: object) -> None:
+            nonlocal interrupted
+            interrupted = True
+
+        signal.signal(signal.SIGINT, interrupt)
+        signal.signal(signal.SIGTERM, interrupt)
+        while not interrupted:
+            s = sampler.take()
+            viewers_mb = sum(v for k, v in s.rss_kib.items() if k.startswith("viewer-")) / 1024
+            print(
+                f"{s.elapsed_s:6.0f}s stored {s.stored_per_s:7,.0f}/s  p50 {s.latency_p50_ms or 0:7,.0f} ms"
+                f"  p95 {s.latency_p95_ms or 0:7,.0f} ms  ingest {s.rss_kib['ingest'] / 1024:5.0f} MB"
+                f"  web {s.rss_kib['web'] / 1024:5.0f} MB  viewers {viewers_mb:6.0f} MB"
+                f"  redis {s.redis_used_bytes / 2**20:5.1f} MB  load {s.load1:.1f}  cores "
+                + " ".join(f"{k} {v:.2f}" for k, v in s.cpu_share.items() if not k.startswith("viewer-"))
+                + f" viewers {sum(v for k, v in s.cpu_share.items() if k.startswith('viewer-')):.2f}",
+                flush=True,
+            )
+            early_exit = [
+                n for n, p in (("ingest", ingest), ("simulator", feed), ("web", web)) if not p.alive()
+            ]
+            if early_exit:
+                print(f"soak: exited early: {', '.join(early_exit)}", file=sys.stderr)
+                break
+            if time.monotonic() >= end_at:
+                break
+            next_at += args.sample_every
+            while time.monotonic() < min(next_at, end_at) and not interrupted:
+                time.sleep(0.5)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+        engine.dispose()
+        for part in (feed, web, ingest, broker, cache):
+            with contextlib.suppress(Exception):
+                part.stop()
+        postgres.remove()
+
+    verdict = judge(sampler.samples, warmup)
+    print(f"\nsoak {started:%Y-%m-%d %H:%M} UTC, {args.seconds:.0f} s asked, rate {args.rate:.0f} msgs/s,")
+    print(f"{args.viewers} viewers, warm-up {warmup:.0f} s; samples in {csv_path}\n")
+    print("\n".join(verdict.lines))
+    loads = sum(v.loads for v in viewers)
+    viewer_failures = [f for v in viewers for f in v.failures]
+    print(f"\nviewer page loads: {loads}; viewer problems: {len(viewer_failures)}")
+    for failure in viewer_failures[:20]:
+        print("  " + failure)
+    failures = verdict.failures + [f"{name} exited before the end" for name in early_exit]
+    if failures:
+        print("\nFAILED: " + "; ".join(failures))
+        return 1
+    print(f"\nmemory flat within max({RSS_GROWTH_FRACTION:.0%}, {RSS_GROWTH_FLOOR_KIB // 1024} MB) per part;")
+    print(f"Redis within its caps (streams ≤ {STREAM_MAXLEN:,} + {STREAM_SLACK})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
