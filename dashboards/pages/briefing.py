@@ -18,6 +18,7 @@ from dash import Input, Output, clientside_callback, dcc, html
 
 from dashboards import auth, console, context
 from dashboards import briefing as br
+from dashboards.exports import export_links
 from dashboards.i18n import t
 from models.clock import CITY_TZ
 from models.users import Permission
@@ -41,8 +42,17 @@ def _table(heads: list[str], rows: list[list[Any]], class_name: str = "") -> htm
     )
 
 
-def _section(title: str, *children: Any) -> html.Section:
-    return html.Section([html.H2(title), *children], className="panel briefing-section")
+def _section(title: str, *children: Any, links: html.Div | None = None) -> html.Section:
+    """A titled part of the briefing; ``links`` downloads the day's records behind it."""
+    head = html.Div(
+        [html.H2(title), links] if links is not None else [html.H2(title)], className="panel-head"
+    )
+    return html.Section([head, *children], className="panel briefing-section")
+
+
+def _day_links(dataset: str, b: br.Briefing) -> html.Div:
+    day = f"{b.day:%Y-%m-%d}"
+    return html.Div(export_links(dataset, since=day, until=day), className="no-print")
 
 
 def alerts_section(b: br.Briefing) -> html.Section:
@@ -61,6 +71,7 @@ def alerts_section(b: br.Briefing) -> html.Section:
             ],
             className="briefing-pair",
         ),
+        links=_day_links("alert-history", b),
     )
 
 
@@ -107,7 +118,9 @@ def tickets_section(b: br.Briefing) -> html.Section:
         )
     if tk.on_time is None:
         children.append(html.P(t("briefing.city_only"), className="eco-muted"))
-    return _section(t("briefing.tickets"), html.Div(children, className="briefing-pair"))
+    return _section(
+        t("briefing.tickets"), html.Div(children, className="briefing-pair"), links=_day_links("tickets", b)
+    )
 
 
 def cases_section(b: br.Briefing) -> html.Section:

@@ -52,6 +52,13 @@ def test_a_leader_reads_and_prints_todays_briefing(system: str) -> None:
         assert "新增告警" in labels and "12345受理" in labels
         png = driver.find_element(By.ID, "briefing-png")
         assert png.get_attribute("href").endswith(f"/api/briefing/{today:%Y-%m-%d}.png")
+        day_links = [
+            e.get_attribute("href") for e in driver.find_elements(By.CSS_SELECTOR, ".briefing-section a")
+        ]
+        assert any(
+            f"/api/export/alert-history.xlsx?since={today:%Y-%m-%d}&until={today:%Y-%m-%d}" in h
+            for h in day_links
+        ), day_links
 
         # Printed, the controls and the platform's header are gone; the sheet stays.
         driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": "print"})
