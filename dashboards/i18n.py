@@ -816,6 +816,10 @@ STRINGS: dict[str, dict[str, str]] = {
         "zh": "区县账号只能按区县导出案件指标",
         "en": "A district account exports case indicators by district only",
     },
+    "export.unavailable": {
+        "zh": "数据暂不可用，请稍后重试（{reason}）",
+        "en": "The data is unavailable for the moment; try again shortly ({reason})",
+    },
     "export.dataset.alerts": {"zh": "未处置告警", "en": "Open alerts"},
     "export.dataset.alert_history": {"zh": "告警记录", "en": "Alert history"},
     "export.dataset.tickets_recent": {"zh": "12345最新工单", "en": "12345 newest orders"},

@@ -90,7 +90,11 @@ def blueprint(context: PageContext) -> flask.Blueprint:
             # Indicators by department are city-wide figures: models.cases.indicators has
             # no district filter, so a district account gets them by district only.
             return _error(403, "forbidden", t("export.department_scoped"))
-        table = exports.read_table(context, spec, query, now)
+        try:
+            table = exports.read_table(context, spec, query, now)
+        except Exception as exc:  # Redis or the database away: a clear 503, nothing audited
+            log.warning("export %s: read failed (%s)", dataset, type(exc).__name__)
+            return _error(503, "unavailable", t("export.unavailable", reason=type(exc).__name__))
         body = exports.render(table, fmt)  # type: ignore[arg-type]
         _audit(
             account,
@@ -116,7 +120,11 @@ def blueprint(context: PageContext) -> flask.Blueprint:
             parsed = br.parse_day(day[:32], now)
         except ValueError:
             return _error(400, "bad_request", t("briefing.bad_date", value=day[:20]))
-        briefing = br.read_briefing(context, parsed, district_code=account.district_code, now=now)
+        try:
+            briefing = br.read_briefing(context, parsed, district_code=account.district_code, now=now)
+        except Exception as exc:
+            log.warning("briefing PNG: read failed (%s)", type(exc).__name__)
+            return _error(503, "unavailable", t("export.unavailable", reason=type(exc).__name__))
         body = br.render_png(briefing)
         _audit(
             account,

@@ -10,6 +10,7 @@ sees its district's briefing. Printing and downloading are exports: the page nee
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from typing import Any
 
@@ -22,6 +23,8 @@ from dashboards.exports import export_links
 from dashboards.i18n import t
 from models.clock import CITY_TZ
 from models.users import Permission
+
+log = logging.getLogger(__name__)
 
 GRAPH_CONFIG = {"displayModeBar": False, "staticPlot": True, "responsive": True}
 
@@ -208,17 +211,19 @@ def layout(date: str | None = None, **_query: str) -> html.Div:
     try:
         day = br.parse_day(date, now)
     except ValueError:
-        return html.Div(
-            [
-                html.H1(t("briefing.title")),
-                html.P(t("briefing.bad_date", value=(date or "")[:20]), role="alert"),
-            ],
-            className="page briefing",
-        )
+        return _message(t("briefing.bad_date", value=(date or "")[:20]))
     account = auth.current_user()
     district = account.district_code if account is not None else None
-    b = br.read_briefing(context.current(), day, district_code=district, now=now)
+    try:
+        b = br.read_briefing(context.current(), day, district_code=district, now=now)
+    except Exception as exc:  # the database is away: say so instead of an error page
+        log.warning("briefing page: read failed (%s)", type(exc).__name__)
+        return _message(t("export.unavailable", reason=type(exc).__name__))
     return briefing_view(b)
+
+
+def _message(text: str) -> html.Div:
+    return html.Div([html.H1(t("briefing.title")), html.P(text, role="alert")], className="page briefing")
 
 
 clientside_callback(

@@ -207,3 +207,17 @@ def test_the_briefing_page_is_for_those_who_may_export(system) -> None:
     viewer = login(app, "viewer")
     assert viewer.get("/briefing", headers={"Accept": "text/html"}).status_code == 403
     assert login(app, "leader").get("/briefing", headers={"Accept": "text/html"}).status_code == 200
+
+
+def test_a_store_that_is_away_gives_503_and_no_audit_entry(system, monkeypatch: pytest.MonkeyPatch) -> None:
+    app, engine = system
+    client = login(app, "operator")
+    before = len(trail(engine, "export"))
+
+    def away(*_args: object, **_kwargs: object) -> None:
+        raise ConnectionError("Redis is restarting")
+
+    monkeypatch.setattr(exports, "read_table", away)
+    response = client.get("/api/export/alerts.csv")
+    assert response.status_code == 503 and "ConnectionError" in response.get_json()["message"]
+    assert len(trail(engine, "export")) == before
