@@ -86,6 +86,7 @@ class AlertFigures:
     raised_by_severity: dict[str, int]
     raised_by_domain: dict[str, int]
     closed_by_severity: dict[str, int]
+    closed_by_domain: dict[str, int]
 
     @property
     def raised(self) -> int:
@@ -177,6 +178,9 @@ def read_alerts(conn: sa.Connection, window: DayWindow, district_code: str | Non
         ),
         closed_by_severity=_every(
             SEVERITIES, _counts(conn, table, "resolved_at", "severity", window, district_code)
+        ),
+        closed_by_domain=_every(
+            console.DOMAINS, _counts(conn, table, "resolved_at", "domain", window, district_code)
         ),
     )
 
@@ -499,13 +503,15 @@ def _draw(b: Briefing, family: str | None) -> bytes:
     ax.legend(fontsize=8, frameon=False, prop={"family": rc_font["family"], "size": 8})
 
     domains = list(b.alerts.raised_by_domain)
+    ax = fig.add_subplot(grid[3, 0])
     bars(
-        fig.add_subplot(grid[3, 0]),
+        ax,
         t("briefing.chart.domains"),
         [console.domain_label(d) for d in domains],
         [b.alerts.raised_by_domain[d] for d in domains],
         BAR_PRINT,
     )
+    ax.plot(range(len(domains)), [b.alerts.closed_by_domain[d] for d in domains], "o", color="#333333")
     hours = b.tickets.by_hour
     ax = fig.add_subplot(grid[3, 1])
     if hours is not None:

@@ -937,7 +937,10 @@ STRINGS: dict[str, dict[str, str]] = {
         "zh": "告警新增与解除（按级别）",
         "en": "Alerts raised and resolved by severity",
     },
-    "briefing.chart.domains": {"zh": "新增告警（按领域）", "en": "Alerts raised by domain"},
+    "briefing.chart.domains": {
+        "zh": "告警新增与解除（按领域）",
+        "en": "Alerts raised and resolved by domain",
+    },
     "briefing.chart.tickets": {"zh": "12345分时受理量", "en": "12345 orders by hour"},
     # ---- end of exports and the daily briefing ------------------------------------------------
 }

@@ -64,13 +64,16 @@ def alerts_section(b: br.Briefing) -> html.Section:
         for s in br.SEVERITIES
     ]
     rows.append([t("export.total"), b.alerts.raised, b.alerts.closed])
-    domains = [[console.domain_label(d), n] for d, n in b.alerts.raised_by_domain.items()]
+    domains = [
+        [console.domain_label(d), n, b.alerts.closed_by_domain[d]]
+        for d, n in b.alerts.raised_by_domain.items()
+    ]
     return _section(
         t("briefing.alerts"),
         html.Div(
             [
                 _table([t("console.col.severity"), t("briefing.raised"), t("briefing.closed")], rows),
-                _table([t("console.filter.domain"), t("briefing.raised")], domains),
+                _table([t("console.filter.domain"), t("briefing.raised"), t("briefing.closed")], domains),
             ],
             className="briefing-pair",
         ),

@@ -77,6 +77,7 @@ def test_alerts_at_the_edges_of_the_day(ctx) -> None:
     assert city.alerts.raised_by_severity == {"critical": 1, "major": 1, "minor": 1, "info": 0}
     assert city.alerts.raised_by_domain["emergency"] == 2 and city.alerts.raised_by_domain["urban"] == 1
     assert city.alerts.closed_by_severity == {"critical": 1, "major": 0, "minor": 0, "info": 0}
+    assert city.alerts.closed_by_domain["emergency"] == 1 and sum(city.alerts.closed_by_domain.values()) == 1
     scoped = br.read_briefing(ctx, DAY, district_code=LINSHUI, now=NOW)
     assert scoped.alerts.raised == 1 and scoped.alerts.closed == 0
     assert scoped.area_name == "邻水县" and list(scoped.aqi_by_district) == [LINSHUI]
