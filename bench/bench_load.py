@@ -60,7 +60,7 @@ ROOT = BENCH.parent
 sys.path[:0] = [str(ROOT), str(BENCH)]
 
 import requests  # noqa: E402
-from bench_ingest import BenchMosquitto  # noqa: E402
+from bench_ingest import BenchMosquitto, cpu_seconds, process_tree, rss_kb  # noqa: E402
 from bench_pages import Viewer as PageViewer  # noqa: E402
 from bench_pages import first_render, fresh_database, measure_update, update_spec  # noqa: E402
 
@@ -315,9 +315,9 @@ def _end(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def own_system(workers: int, rate: float, workdir: Path) -> Iterator[tuple[str, dict[str, str]]]:
+def own_system(workers: int, rate: float, workdir: Path) -> Iterator[tuple[str, dict[str, str], int]]:
     """Database, Redis, Mosquitto, one ingest worker, the simulator and gunicorn; yields the
-    base URL and a viewer account."""
+    base URL, a viewer account and the gunicorn master's pid."""
     import redis
 
     from ingest.broker import free_port
@@ -376,7 +376,7 @@ def own_system(workers: int, rate: float, workdir: Path) -> Iterator[tuple[str, 
                 time.sleep(1)
             print(f"system up: {client.zcard('cityops:devices:last_seen')} devices live, {base}", flush=True)
             try:
-                yield base, account
+                yield base, account, processes[-1].pid
             finally:
                 for process in reversed(processes):
                     _end(process)
@@ -425,10 +425,29 @@ class Run:
     elapsed_s: float
     #: open event streams over every web worker, per ``/metrics`` shortly before the end
     streams_at_end: float | None
+    #: (monotonic time, CPU seconds of the web tier's processes so far), every half second
+    cpu: list[tuple[float, float]] = field(default_factory=list)
+    #: resident memory of the web tier's processes near the end (KiB)
+    rss_kib: int = 0
+
+    def cpu_between(self, start: float, end: float) -> float | None:
+        inside = [c for t, c in self.cpu if start <= t <= end]
+        return inside[-1] - inside[0] if len(inside) >= 2 else None
+
+
+def web_cpu(master: int | None) -> float:
+    return sum(cpu_seconds(p) for p in process_tree(master)) if master else 0.0
 
 
 def load(
-    base: str, account: dict[str, str], viewers: int, duration: float, ramp: float, *, sign_in_first: bool
+    base: str,
+    account: dict[str, str],
+    viewers: int,
+    duration: float,
+    ramp: float,
+    *,
+    sign_in_first: bool,
+    master: int | None = None,
 ) -> Run:
     figures = Figures()
     pages: list[PageViewer | None] = [None] * viewers
@@ -457,14 +476,18 @@ def load(
         time.sleep(max(0.0, started + ramp * i / max(1, viewers) - time.monotonic()))
         thread.start()
     streams = None
+    cpu = [(time.monotonic(), web_cpu(master))]
+    rss = 0
     while any(t.is_alive() for t in threads):
         if streams is None and time.monotonic() > deadline - 5:
             streams = tier_metrics(base).get("viewers")
+            rss = sum(rss_kb(p) for p in process_tree(master)) if master else 0
+        cpu.append((time.monotonic(), web_cpu(master)))
         if time.monotonic() > deadline + 60:
             print("some viewers did not finish within 60 s of the deadline", flush=True)
             break
         time.sleep(0.5)
-    return Run(figures, viewers, started, time.monotonic() - started, streams)
+    return Run(figures, viewers, started, time.monotonic() - started, streams, cpu if master else [], rss)
 
 
 def _row(name: str, values: list[float], failed: int) -> str:
@@ -505,6 +528,23 @@ def report(run: Run) -> str:
         f"refreshes per viewer per minute: {len(refreshes) / run.viewers / (elapsed / 60):.1f}; "
         f"open streams on /metrics 5 s before the end: {streams}",
     ]
+    if run.cpu:
+        whole = run.cpu[-1][1] - run.cpu[0][1]
+        line = (
+            f"web tier (gunicorn master + workers): {whole:,.0f} CPU s over the run "
+            f"({whole / elapsed:.2f} cores), {run.rss_kib / 1024:,.0f} MB resident near the end"
+        )
+        deadline = run.started + elapsed
+        steady_cpu = run.cpu_between(all_loaded, deadline)
+        in_window = [ms for started, ms in figures.refreshes if started >= all_loaded]
+        if steady_cpu is not None and in_window:
+            window = deadline - all_loaded
+            line += (
+                f"; all pages loaded: {steady_cpu / window:.2f} cores for {len(in_window)} refreshes "
+                f"in {window:.0f} s = {steady_cpu / len(in_window) * 1000:,.0f} ms CPU per refresh "
+                "(streams and keep-alives included)"
+            )
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -539,9 +579,15 @@ def main(argv: list[str] | None = None) -> None:
         )
     else:
         workdir = Path(tempfile.mkdtemp(prefix="cityops-bench-load-"))
-        with own_system(args.workers, args.rate, workdir) as (base, account):
+        with own_system(args.workers, args.rate, workdir) as (base, account, master):
             run = load(
-                base, account, args.viewers, args.duration, args.ramp, sign_in_first=args.sign_in_first
+                base,
+                account,
+                args.viewers,
+                args.duration,
+                args.ramp,
+                sign_in_first=args.sign_in_first,
+                master=master,
             )
         shutil.rmtree(workdir, ignore_errors=True)
     print(f"load after: {Path('/proc/loadavg').read_text().strip()}")
