@@ -24,6 +24,12 @@ key                                      type    content
                                                  severity rank × 10¹³ + opened_at (epoch ms)
 ``cityops:alert:{id}``                   hash    an alert's public fields (see ``LiveAlert``)
 ``cityops:alerts:audible``               set     ids of unacknowledged critical/major alerts
+``cityops:alerts:open:{district_code}``  zset    one district's part of ``cityops:alerts:open``
+                                                 (same members and scores)
+``cityops:alerts:version``               string  bumped with every change to the queue, the
+                                                 alert hashes or the audible set
+``cityops:alerts:indexed_at``            string  when the per-district queues were built from
+                                                 the queue (absent: read the queue itself)
 =======================================  ======  ==============================================
 """
 
@@ -78,6 +84,16 @@ ALERTS_OPEN_KEY = KEY_PREFIX + "alerts:open"
 #: acknowledgement anywhere silences every console at once.
 ALERTS_AUDIBLE_KEY = KEY_PREFIX + "alerts:audible"
 ALERT_SCORE_STEP = 10**13
+#: Changes with every write to the queue, the alert hashes or the audible set, in the same
+#: MULTI: a web process keeps what it read and reads again only when this moved, so a
+#: refresh with an unchanged queue costs one round trip instead of a hash per alert.
+ALERTS_VERSION_KEY = KEY_PREFIX + "alerts:version"
+#: Set (epoch ns) when the per-district queues were built from the whole queue (by
+#: rebuild_alerts, or by the first scoped read of a store written before they existed);
+#: while it is absent a scoped read walks the city queue. Also part of the cache token,
+#: so a version counter that starts again after Redis lost everything is not mistaken for
+#: the one read before.
+ALERTS_INDEXED_KEY = KEY_PREFIX + "alerts:indexed_at"
 #: An alert that left the queue keeps its hash this long, for pages showing "just closed".
 ALERT_ENDED_TTL_S = 24 * 3600
 
@@ -133,6 +149,11 @@ def counter_key(name: str, hour: datetime) -> str:
 
 def alert_key(alert_id: int | str) -> str:
     return f"{KEY_PREFIX}alert:{alert_id}"
+
+
+def alerts_district_key(district_code: str) -> str:
+    """One district's open queue: the members of ``cityops:alerts:open`` in that district."""
+    return f"{ALERTS_OPEN_KEY}:{district_code}"
 
 
 def alert_queue_score(severity: str, opened_at: datetime) -> float:
@@ -264,6 +285,16 @@ def alert_hash(alert: AlertView) -> dict[str, str]:
 
 
 @dataclass(slots=True)
+class _AlertCache:
+    """One process's reads of the alert queue, valid while the queue's token is unchanged."""
+
+    token: tuple[str, str]
+    #: (limit, district_code) → the queue as read
+    queues: dict[tuple[int, str | None], list[LiveAlert]]
+    audible: frozenset[int] | None = None
+
+
+@dataclass(slots=True)
 class _DeviceCache:
     """One process's copy of the device states, as of its last read (see LiveStore.devices)."""
 
@@ -306,6 +337,8 @@ class LiveStore:
         self._readings_script = client.register_script(_RECORD_READINGS_LUA)
         self._devices_lock = threading.Lock()
         self._devices_cache: _DeviceCache | None = None
+        self._alerts_lock = threading.Lock()
+        self._alerts_cache: _AlertCache | None = None
 
     # ---- writes (ingest) -------------------------------------------------------------
 
@@ -601,11 +634,17 @@ class LiveStore:
 
         def write(pipe: redis.client.Pipeline) -> int:
             # Immediate mode after WATCH: these reads see the current values.
-            stored = [pipe.hget(key, "version") for key in keys]
-            fresh = [c for c, v in zip(ordered, stored, strict=True) if v is None or int(v) < c.alert.version]
+            stored = [pipe.hmget(key, "version", "district_code") for key in keys]
+            fresh = [
+                (c, district or None)
+                for c, (v, district) in zip(ordered, stored, strict=True)
+                if v is None or int(v) < c.alert.version
+            ]
             pipe.multi()
-            for change in fresh:
-                self._queue_alert(pipe, change.alert)
+            if fresh:
+                pipe.incr(ALERTS_VERSION_KEY)
+            for change, district in fresh:
+                self._queue_alert(pipe, change.alert, district)
                 note = _alert_note(change)
                 pipe.xadd(stream_key("alerts"), note, maxlen=STREAM_MAXLEN, approximate=True)
                 pipe.publish(UPDATES_CHANNEL, json.dumps({"kind": "alert", **note}, ensure_ascii=False))
@@ -613,14 +652,26 @@ class LiveStore:
 
         return self.redis.transaction(write, *keys, value_from_callable=True)
 
-    def _queue_alert(self, pipe: redis.client.Pipeline, alert: AlertView) -> None:
+    def _queue_alert(
+        self, pipe: redis.client.Pipeline, alert: AlertView, stored_district: str | None = None
+    ) -> None:
+        """The writes of one alert's change (inside the caller's MULTI, which also bumps
+        ``cityops:alerts:version``); ``stored_district`` is the district its hash held."""
         key = alert_key(alert.id)
+        member = str(alert.id)
         pipe.hset(key, mapping=alert_hash(alert))
+        if stored_district and stored_district != alert.district_code:
+            pipe.zrem(alerts_district_key(stored_district), member)
         if alert.in_queue:
             pipe.persist(key)
-            pipe.zadd(ALERTS_OPEN_KEY, {str(alert.id): alert_queue_score(alert.severity, alert.opened_at)})
+            score = alert_queue_score(alert.severity, alert.opened_at)
+            pipe.zadd(ALERTS_OPEN_KEY, {member: score})
+            if alert.district_code:
+                pipe.zadd(alerts_district_key(alert.district_code), {member: score})
         else:
-            pipe.zrem(ALERTS_OPEN_KEY, str(alert.id))
+            pipe.zrem(ALERTS_OPEN_KEY, member)
+            if alert.district_code:
+                pipe.zrem(alerts_district_key(alert.district_code), member)
             pipe.expire(key, ALERT_ENDED_TTL_S)
         if alert.audible:
             pipe.sadd(ALERTS_AUDIBLE_KEY, str(alert.id))
@@ -628,47 +679,129 @@ class LiveStore:
             pipe.srem(ALERTS_AUDIBLE_KEY, str(alert.id))
 
     def open_alerts(self, limit: int = 200, district_code: str | None = None) -> list[LiveAlert]:
-        """The console queue: most severe first, then oldest first. With ``district_code``
-        the first ``limit`` alerts of that district: the queue is read in slices of
-        ``limit`` until enough are found (the queue has no per-district index)."""
+        """The console queue: most severe first, then oldest first; with ``district_code``
+        the first ``limit`` alerts of that district.
+
+        A process keeps what it read per (limit, district) and answers again from it while
+        the queue's token (``cityops:alerts:version`` and ``cityops:alerts:indexed_at``,
+        both changed in the MULTI of every write) is unchanged: one GET instead of a hash
+        per alert. The token is read before the queue, so a write landing in between
+        only makes the next call read again.
+        """
         size = max(limit, 1)
+        token = self._alerts_token()
+        if token is not None:
+            with self._alerts_lock:
+                cache = self._alerts_cache
+                if cache is not None and cache.token == token:
+                    kept = cache.queues.get((size, district_code))
+                    if kept is not None:
+                        return list(kept)
+        if district_code is None:
+            found = self._read_alerts(self.redis.zrange(ALERTS_OPEN_KEY, 0, size - 1))
+        elif token is not None and token[1]:
+            found = self._read_alerts(self.redis.zrange(alerts_district_key(district_code), 0, size - 1))
+        else:
+            found = self._open_alerts_walk(size, district_code)
+            if token is not None:
+                self._index_alerts_by_district()
+        if token is not None:
+            with self._alerts_lock:
+                cache = self._alerts_cache_for(token)
+                cache.queues[(size, district_code)] = found
+        return list(found)
+
+    def _alerts_token(self) -> tuple[str, str] | None:
+        """What the cached queue reads are valid for; None while the store has no version
+        yet (written before it existed, or just flushed): nothing is kept then."""
+        version, indexed = self.redis.mget(ALERTS_VERSION_KEY, ALERTS_INDEXED_KEY)
+        return None if version is None else (version, indexed or "")
+
+    def _alerts_cache_for(self, token: tuple[str, str]) -> _AlertCache:
+        """The cache of ``token``, emptied first if it held another one (call under the lock)."""
+        if self._alerts_cache is None or self._alerts_cache.token != token:
+            self._alerts_cache = _AlertCache(token, {})
+        return self._alerts_cache
+
+    def _read_alerts(self, ids: list[str]) -> list[LiveAlert]:
+        with self.redis.pipeline(transaction=False) as pipe:
+            for alert_id in ids:
+                pipe.hgetall(alert_key(alert_id))
+            rows = pipe.execute()
+        return [LiveAlert.from_hash(row) for row in rows if row]
+
+    def _open_alerts_walk(self, size: int, district_code: str) -> list[LiveAlert]:
+        """A district's first ``size`` alerts without the per-district queues: the city
+        queue read in slices of ``size`` until enough are found."""
         found: list[LiveAlert] = []
         start = 0
         while len(found) < size:
             ids = self.redis.zrange(ALERTS_OPEN_KEY, start, start + size - 1)
             if not ids:
                 break
-            with self.redis.pipeline(transaction=False) as pipe:
-                for alert_id in ids:
-                    pipe.hgetall(alert_key(alert_id))
-                rows = pipe.execute()
-            alerts = (LiveAlert.from_hash(row) for row in rows if row)
-            found.extend(a for a in alerts if district_code is None or a.district_code == district_code)
-            if district_code is None or len(ids) < size:
+            found.extend(a for a in self._read_alerts(ids) if a.district_code == district_code)
+            if len(ids) < size:
                 break
             start += size
         return found[:size]
+
+    def _index_alerts_by_district(self) -> None:
+        """Build the per-district queues from the city queue, for a store whose queue was
+        written before they existed (new writes keep them up to date from then on).
+
+        WATCHes the queue and the version, which every write changes, so a write landing
+        meanwhile makes this give up; the next scoped read tries again."""
+        try:
+            with self.redis.pipeline(transaction=True) as pipe:
+                pipe.watch(ALERTS_OPEN_KEY, ALERTS_VERSION_KEY)
+                pairs = pipe.zrange(ALERTS_OPEN_KEY, 0, -1, withscores=True)
+                districts = [pipe.hget(alert_key(alert_id), "district_code") for alert_id, _ in pairs]
+                stale = list(pipe.scan_iter(match=alerts_district_key("*"), count=1000))
+                pipe.multi()
+                if stale:
+                    pipe.delete(*stale)
+                for (alert_id, score), district in zip(pairs, districts, strict=True):
+                    if district:
+                        pipe.zadd(alerts_district_key(district), {alert_id: score})
+                pipe.set(ALERTS_INDEXED_KEY, str(time.time_ns()))
+                pipe.execute()
+        except redis.WatchError:
+            pass
 
     def alert(self, alert_id: int) -> LiveAlert | None:
         row = self.redis.hgetall(alert_key(alert_id))
         return LiveAlert.from_hash(row) if row else None
 
     def audible_alerts(self) -> set[int]:
-        """Ids of the alerts that make the consoles ring."""
-        return {int(v) for v in self.redis.smembers(ALERTS_AUDIBLE_KEY)}
+        """Ids of the alerts that make the consoles ring (kept like :meth:`open_alerts`)."""
+        token = self._alerts_token()
+        if token is not None:
+            with self._alerts_lock:
+                cache = self._alerts_cache
+                if cache is not None and cache.token == token and cache.audible is not None:
+                    return set(cache.audible)
+        audible = frozenset(int(v) for v in self.redis.smembers(ALERTS_AUDIBLE_KEY))
+        if token is not None:
+            with self._alerts_lock:
+                self._alerts_cache_for(token).audible = audible
+        return set(audible)
 
     def rebuild_alerts(self, conn: Connection) -> int:
         """Reload the queue, hashes and audible set from the database (after Redis lost them).
 
-        One MULTI, so a console never sees a half-built queue. Returns the alerts loaded.
+        One MULTI, so a console never sees a half-built queue; the per-district queues are
+        built with it and the version moves. Returns the alerts loaded.
         """
         from models.alerts import OPEN_STATES, open_alerts
 
         alerts = open_alerts(conn, states=OPEN_STATES, limit=100_000)
+        districts = list(self.redis.scan_iter(match=alerts_district_key("*"), count=1000))
         with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(ALERTS_OPEN_KEY, ALERTS_AUDIBLE_KEY)
+            pipe.delete(ALERTS_OPEN_KEY, ALERTS_AUDIBLE_KEY, *districts)
+            pipe.incr(ALERTS_VERSION_KEY)
             for alert in alerts:
                 self._queue_alert(pipe, alert)
+            pipe.set(ALERTS_INDEXED_KEY, str(time.time_ns()))
             pipe.publish(
                 UPDATES_CHANNEL, json.dumps({"kind": "alert", "action": "rebuild", "n": len(alerts)})
             )

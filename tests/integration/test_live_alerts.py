@@ -1,0 +1,53 @@
+"""The live alert queue's version, per-district queues and per-process reads on a real Redis.
+
+The scenarios of tests/unit/models/test_live_alerts.py, run against Redis itself (MULTI,
+WATCH and SCAN as Redis does them, not as the embedded store imitates them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+import sqlalchemy as sa
+
+from models import db
+from models.live import LiveStore
+from tests.unit.models.test_live_alerts import SCENARIOS, unchanged_queue_is_not_read_again
+
+pytestmark = pytest.mark.real_services
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[sa.Engine]:
+    # The alerts' database side is not under test here: the embedded one is enough.
+    url = f"sqlite:///{tmp_path / 'cityops.sqlite3'}"
+    db.upgrade_database(url)
+    engine = db.create_engine_for(url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def live(redis_url: str) -> Iterator[LiveStore]:
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    client.flushdb()
+    store = LiveStore(client)
+    assert store._scripts, "a real Redis"
+    try:
+        yield store
+    finally:
+        client.flushdb()
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.__name__)
+def test_scenario(scenario: Callable[..., None], engine: sa.Engine, live: LiveStore) -> None:
+    scenario(engine, live)
+
+
+def test_unchanged_queue_is_not_read_again(
+    engine: sa.Engine, live: LiveStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unchanged_queue_is_not_read_again(engine, live, monkeypatch)
