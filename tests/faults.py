@@ -190,7 +190,7 @@ class PrivatePostgres:
 
     @property
     def pid(self) -> int | None:
-        """The postmaster's: its backends are its children (see :func:`tree_rss_kib`)."""
+        """The postmaster's: its backends are its children (see :func:`tree_memory_kib`)."""
         return self._process.pid if self._process is not None else None
 
     def _accepts(self) -> bool:
@@ -315,17 +315,21 @@ def process_tree(pid: int) -> set[int]:
     return tree
 
 
-def tree_rss_kib(pid: int) -> tuple[int, int]:
-    """(resident KiB, processes) of ``pid`` and all its descendants. Shared pages count once
-    per process, as ``ps`` shows them: a sum, not unique memory."""
-    total = alive = 0
+def tree_memory_kib(pid: int) -> tuple[int, int, int]:
+    """(RSS KiB, PSS KiB, processes) of ``pid`` and all its descendants. RSS counts shared
+    pages once per process, as ``ps`` shows them (PostgreSQL's shared buffers once per
+    backend that touched them); PSS splits each shared page among its sharers, so the sum
+    is the memory the tree really holds."""
+    rss = pss = alive = 0
     for member in process_tree(pid):
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{member}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            for line in Path(f"/proc/{member}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Rss:"):
+                    rss += int(line.split()[1])
                     alive += 1
-    return total, alive
+                elif line.startswith("Pss:"):
+                    pss += int(line.split()[1])
+    return rss, pss, alive
 
 
 def tree_cpu_s(pid: int) -> float:
