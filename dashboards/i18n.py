@@ -943,6 +943,12 @@ STRINGS: dict[str, dict[str, str]] = {
     },
     "briefing.chart.tickets": {"zh": "12345分时受理量", "en": "12345 orders by hour"},
     # ---- end of exports and the daily briefing ------------------------------------------------
+    # ---- capped tables at city scale (the full lists are exports) ------------------------------
+    "eco.rows_shown": {
+        "zh": "显示最差的 {shown} 个（共 {total} 个）",
+        "en": "Worst {shown} shown (of {total})",
+    },
+    # ---- end of capped tables -------------------------------------------------------------------
 }
 
 
