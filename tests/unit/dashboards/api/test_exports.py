@@ -8,6 +8,7 @@ import dataclasses
 import io
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,6 +29,39 @@ PASSWORD = "correct horse battery"
 #: 10:00 on 25 November 2026 in Guang'an.
 NOW = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
 GUANG_AN, LINSHUI = "511602", "511623"
+
+
+@contextmanager
+def dash_globals_kept() -> Iterator[None]:
+    """Dash moves the callbacks registered at import into the first app that serves a
+    request. This module's app is built before test_auth's in a full run: give the
+    callbacks back afterwards, so the next app gets them all too."""
+    from dash import _callback
+
+    kept = (
+        list(_callback.GLOBAL_CALLBACK_LIST),
+        dict(_callback.GLOBAL_CALLBACK_MAP),
+        list(_callback.GLOBAL_INLINE_SCRIPTS),
+        dict(_callback.GLOBAL_API_PATHS),
+    )
+    try:
+        yield
+    finally:
+        for target, saved in zip(
+            (
+                _callback.GLOBAL_CALLBACK_LIST,
+                _callback.GLOBAL_CALLBACK_MAP,
+                _callback.GLOBAL_INLINE_SCRIPTS,
+                _callback.GLOBAL_API_PATHS,
+            ),
+            kept,
+            strict=True,
+        ):
+            target.clear()
+            if isinstance(target, list):
+                target.extend(saved)
+            else:
+                target.update(saved)
 
 
 @pytest.fixture(scope="module")
@@ -67,9 +101,12 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dash.Dash
                     "state": "registered",
                 },
             )
+    # The pages (and their callbacks) are imported inside create_app; the first request
+    # moves the callbacks into this app.
     app = create_app(settings, live=LiveStore(fakeredis.FakeRedis(decode_responses=True)), engine=engine)
-    app.server.test_client().get("/login")
-    yield app, engine
+    with dash_globals_kept():
+        app.server.test_client().get("/login")
+        yield app, engine
     engine.dispose()
 
 
