@@ -42,6 +42,11 @@ WATER_COLOURS: Mapping[str, str] = {
 }
 #: AQI above this is a polluted hour (HJ 633: level 3 轻度污染 and worse).
 AQI_EXCEEDANCE = 100
+#: Rows a screen shows: the worst air stations, and each river's worst sections. At city
+#: scale there are about a thousand stations and hundreds of sections; every row sent on
+#: every refresh kept the browser busy for tens of seconds (the full lists are exports).
+STATION_ROWS = 25
+SECTION_ROWS = 12
 
 _DISTRICT_NAMES = {d.code: d.name for d in DISTRICTS}
 
@@ -185,6 +190,22 @@ class RiverPanel:
     share_good: float | None
     assessment: water.RiverAssessment | None
     fresh: Freshness
+
+
+def worst_sections(sections: Sequence[WaterSection], limit: int = SECTION_ROWS) -> list[WaterSection]:
+    """The ``limit`` sections to list: worst live class first (those worse than their target
+    before others of the same class), then silent ones, then by name."""
+    ranked = sorted(
+        sections,
+        key=lambda s: (
+            s.grade is None,
+            -water.GRADES.index(s.grade) if s.grade is not None else 0,
+            not s.worse_than_target,
+            s.name,
+            s.device_id,
+        ),
+    )
+    return ranked[: max(0, limit)]
 
 
 def river_panels(sections: Sequence[WaterSection]) -> list[RiverPanel]:

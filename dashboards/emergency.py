@@ -19,7 +19,6 @@ larger when over a threshold of the alert rules.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -31,6 +30,7 @@ from dash import Patch, html
 
 from dashboards import theme
 from dashboards.console import WARNING_HEX, city_time, clean_comment, district_name, duration_text
+from dashboards.drawn import signature
 from dashboards.ecology import Freshness
 from dashboards.i18n import current_language, t
 from dashboards.urban import CITY_CENTRE, feed_freshness
@@ -554,29 +554,20 @@ class MapModel:
         return None if self.selection is None else self.selection.incident.incident_id
 
 
-def _sig(*parts: Iterable[Any]) -> str:
-    digest = hashlib.sha1()
-    for part in parts:
-        for item in part:
-            digest.update(repr(item).encode())
-            digest.update(b"\n")
-    return digest.hexdigest()[:16]
-
-
 def map_signatures(model: MapModel) -> dict[str, str]:
     """One signature per trace group, and one for the selection (view, rings)."""
-    resources = _sig((r.resource_id, r.kind, r.lon, r.lat) for r in model.resources)
-    alerts = _sig((a.id, a.severity, a.lon, a.lat, a.title) for a in model.alerts)
-    incidents = _sig(
+    resources = signature((r.resource_id, r.kind, r.lon, r.lat) for r in model.resources)
+    alerts = signature((a.id, a.severity, a.lon, a.lat, a.title) for a in model.alerts)
+    incidents = signature(
         [model.selected_id],
         ((i.incident_id, i.level, i.state, i.lon, i.lat, i.title) for i in model.incidents),
     )
     selection = model.selection
     return {
         "resources": resources,
-        "sensors": _sig((s.device_id, s.status, s.lon, s.lat, value_text(s)) for s in model.sensors),
+        "sensors": signature((s.device_id, s.status, s.lon, s.lat, value_text(s)) for s in model.sensors),
         "alerts": alerts,
-        "nearest": _sig(
+        "nearest": signature(
             []
             if selection is None
             else [(k, h[0].resource_id) for k, h in selection.nearest.items() if h]
@@ -584,7 +575,7 @@ def map_signatures(model: MapModel) -> dict[str, str]:
         ),
         "incidents": incidents,
         "selected": model.selected_id or "",
-        "area": _sig([] if selection is None else selection.rings),
+        "area": signature([] if selection is None else selection.rings),
     }
 
 

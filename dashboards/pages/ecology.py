@@ -14,11 +14,12 @@ from typing import Any
 import dash
 import plotly.graph_objects as go
 import sqlalchemy as sa
-from dash import Input, Output, callback, dcc, html
+from dash import Input, Output, Patch, State, callback, dcc, html
 
 from dashboards import auth, context, push, theme
 from dashboards import district as drill
 from dashboards import ecology as eco
+from dashboards.drawn import changed_only, content_signature, signature
 from dashboards.i18n import t
 from dashboards.pages.overview import CITY_CENTRE, aqi_badge
 from geo.boundaries import DISTRICTS, districts_geojson
@@ -52,6 +53,8 @@ def layout(**_query: str) -> html.Div:
         children=[
             dcc.Interval(id="eco-tick", interval=REFRESH_MS),
             LIVE.store(),
+            # Signatures of what this browser shows (dashboards.drawn): a refresh sends the rest.
+            dcc.Store(id="eco-drawn"),
             drill.scope_badge(auth.scope_district()),
             html.Div(id="eco-status", className="status-line"),
             html.Div(
@@ -172,7 +175,53 @@ def _grade_badge(grade: str | None, fresh: eco.Freshness) -> html.Span:
 # ---- panels ---------------------------------------------------------------------------------
 
 
+def _map_points(stations: list[eco.AirStation], sections: list[eco.WaterSection]) -> dict[str, list[Any]]:
+    """What the map's two point layers show that changes with readings: colours and hover text
+    of the sections (trace 1) and of the stations (trace 2)."""
+    return {
+        "section_colours": [eco.WATER_COLOURS[s.grade] if s.grade else theme.OFFLINE for s in sections],
+        "section_text": [f"{s.name}：{s.grade + '类' if s.grade else age_text(s.fresh)}" for s in sections],
+        "station_colours": [s.color or theme.OFFLINE for s in stations],
+        "station_text": [
+            f"{s.name}：AQI {s.aqi} {s.category}" if s.aqi is not None else f"{s.name}：{age_text(s.fresh)}"
+            for s in stations
+        ],
+    }
+
+
+def map_signatures(stations: list[eco.AirStation], sections: list[eco.WaterSection]) -> dict[str, str]:
+    """``places``: which points the map shows, where; ``values``: their colours and texts."""
+    places = signature(
+        ((s.device_id, s.lon, s.lat) for s in sections), ((s.device_id, s.lon, s.lat) for s in stations)
+    )
+    return {"places": places, "values": signature(_map_points(stations, sections).items())}
+
+
+def map_output(
+    stations: list[eco.AirStation], sections: list[eco.WaterSection], drawn: Mapping[str, str] | None
+) -> tuple[Any, dict[str, str]]:
+    """The map for a refresh of a browser whose map was drawn with ``drawn`` (signatures):
+    the whole figure when the points differ, a ``Patch`` of colours and texts when only
+    those changed, ``no_update`` when nothing did; and the signatures now drawn."""
+    # Points in a fixed order (the stations come worst first, which moves with every
+    # reading), so that a patch of colours lands on the same points.
+    stations = sorted(stations, key=lambda s: s.device_id)
+    now_drawn = map_signatures(stations, sections)
+    if not drawn or drawn.get("places") != now_drawn["places"]:
+        return map_figure(stations, sections), now_drawn
+    if drawn.get("values") == now_drawn["values"]:
+        return dash.no_update, now_drawn
+    points = _map_points(stations, sections)
+    patch = Patch()
+    patch["data"][1]["marker"]["color"] = points["section_colours"]
+    patch["data"][1]["customdata"] = points["section_text"]
+    patch["data"][2]["marker"]["color"] = points["station_colours"]
+    patch["data"][2]["customdata"] = points["station_text"]
+    return patch, now_drawn
+
+
 def map_figure(stations: list[eco.AirStation], sections: list[eco.WaterSection]) -> go.Figure:
+    points = _map_points(stations, sections)
     fig = go.Figure()
     # Districts as clickable, nearly transparent areas under the points: a click opens the
     # district's page (dashboards.district.link_map_to_districts).
@@ -194,11 +243,8 @@ def map_figure(stations: list[eco.AirStation], sections: list[eco.WaterSection])
             lon=[s.lon for s in sections],
             lat=[s.lat for s in sections],
             mode="markers",
-            marker={
-                "size": 15,
-                "color": [eco.WATER_COLOURS[s.grade] if s.grade else theme.OFFLINE for s in sections],
-            },
-            customdata=[f"{s.name}：{s.grade + '类' if s.grade else age_text(s.fresh)}" for s in sections],
+            marker={"size": 15, "color": points["section_colours"]},
+            customdata=points["section_text"],
             hovertemplate="%{customdata}<extra></extra>",
         )
     )
@@ -207,13 +253,8 @@ def map_figure(stations: list[eco.AirStation], sections: list[eco.WaterSection])
             lon=[s.lon for s in stations],
             lat=[s.lat for s in stations],
             mode="markers",
-            marker={"size": 11, "color": [s.color or theme.OFFLINE for s in stations]},
-            customdata=[
-                f"{s.name}：AQI {s.aqi} {s.category}"
-                if s.aqi is not None
-                else f"{s.name}：{age_text(s.fresh)}"
-                for s in stations
-            ],
+            marker={"size": 11, "color": points["station_colours"]},
+            customdata=points["station_text"],
             hovertemplate="%{customdata}<extra></extra>",
         )
     )
@@ -236,11 +277,22 @@ def map_figure(stations: list[eco.AirStation], sections: list[eco.WaterSection])
     return fig
 
 
-def station_table(stations: list[eco.AirStation]) -> html.Table:
+def _rows_note(shown: int, total: int) -> list[html.Div]:
+    """Under a capped table: how many of how many (none when every row is shown)."""
+    return (
+        [html.Div(t("eco.rows_shown", shown=shown, total=total), className="eco-muted")]
+        if shown < total
+        else []
+    )
+
+
+def station_table(stations: list[eco.AirStation], limit: int = eco.STATION_ROWS) -> html.Div:
+    """The worst ``limit`` stations (``stations`` come worst first), and how many there are."""
     keys = ("eco.col.station", "eco.col.district", "eco.col.aqi", "eco.col.category", "eco.col.primary")
     head = html.Tr([html.Th(t(k)) for k in (*keys, "eco.col.age")])
     body = []
-    for s in stations:
+    shown = stations[: max(0, limit)]
+    for s in shown:
         if s.aqi is None:
             cells = [html.Td(_age_span(s.fresh), colSpan=3), html.Td(_age_span(s.fresh))]
         else:
@@ -248,7 +300,8 @@ def station_table(stations: list[eco.AirStation]) -> html.Table:
             primary = _pollutants(s.primary) if s.primary else t("eco.none_primary")
             cells = [html.Td(badge), html.Td(s.category), html.Td(primary), html.Td(_age_span(s.fresh))]
         body.append(html.Tr([html.Td(s.name), html.Td(s.district), *cells], className="eco-station-row"))
-    return html.Table([html.Thead(head), html.Tbody(body)], className="data-table eco-table")
+    table = html.Table([html.Thead(head), html.Tbody(body)], className="data-table eco-table")
+    return html.Div([table, *_rows_note(len(shown), len(stations))])
 
 
 def river_panel(panel: eco.RiverPanel) -> html.Div:
@@ -272,7 +325,7 @@ def river_panel(panel: eco.RiverPanel) -> html.Div:
                 html.Td(f"{s.target}类", className="eco-muted"),
             ]
         )
-        for s in panel.sections
+        for s in eco.worst_sections(panel.sections)
     ]
     head = html.Tr(
         [html.Th(t(k)) for k in ("eco.col.section", "eco.col.district", "eco.col.grade", "eco.col.target")]
@@ -289,6 +342,7 @@ def river_panel(panel: eco.RiverPanel) -> html.Div:
             ),
             html.Div(verdict, className="eco-verdict"),
             html.Table([html.Thead(head), html.Tbody(rows)], className="data-table eco-table"),
+            *_rows_note(len(rows), len(panel.sections)),
         ],
     )
 
@@ -431,10 +485,12 @@ def noise_hourly(
     Output("eco-daily-title", "children"),
     Output("eco-daily", "children"),
     Output("eco-exceed", "children"),
+    Output("eco-drawn", "data"),
     Input("eco-tick", "n_intervals"),
     LIVE.input,
+    State("eco-drawn", "data"),
 )
-def refresh(_n: int | None, _live: dict | None) -> tuple:
+def refresh(_n: int | None, _live: dict | None, drawn: dict[str, Any] | None = None) -> tuple:
     ctx = context.current()
     now = time.time()
     now_dt = datetime.fromtimestamp(now, UTC)
@@ -453,7 +509,7 @@ def refresh(_n: int | None, _live: dict | None) -> tuple:
             today_start = next(h for h in hours if h.astimezone(CITY_TZ).date() == today)
             noise_rows = noise_hourly(conn, today_start, scope)
     except Exception as exc:  # the page shows the degraded state instead of an error
-        return (t("eco.degraded", reason=type(exc).__name__), *([dash.no_update] * 12))
+        return (t("eco.degraded", reason=type(exc).__name__), *([dash.no_update] * 13))
 
     stations = eco.air_stations(states, now)
     sections = eco.water_sections(states, props, now)
@@ -474,24 +530,49 @@ def refresh(_n: int | None, _live: dict | None) -> tuple:
     )
     air_fresh = eco.newest([s.fresh.age_s for s in stations])
     all_fresh = eco.newest([s.fresh.age_s for s in stations] + [s.fresh.age_s for s in sections])
-    return (
-        t("eco.status", at=f"{now_dt.astimezone(CITY_TZ):%H:%M:%S}"),
-        map_figure(stations, sections),
-        _age_span(all_fresh),
-        station_table(stations),
-        _age_span(air_fresh),
-        [river_panel(p) for p in rivers],
-        noise_table(zones),
-        _age_span(eco.newest([z.fresh.age_s for z in zones])),
-        hourly_figure(hours[last_24], {c: s[last_24] for c, s in series.items()}),
-        hourly_age,
-        t("eco.daily", day=f"{yesterday:%m-%d}"),
-        daily_table(daily, polluted),
-        exceed_panel(
+    drawn = drawn or {}
+    figure, map_drawn = map_output(stations, sections, drawn.get("map"))
+    hourly_series = {c: s[last_24] for c, s in series.items()}
+    hourly_sig = signature(hours[last_24], sorted(hourly_series.items()))
+    # Panels other than the two figures: sent when their content differs from what this
+    # browser shows (dashboards.drawn); most refreshes change a few ages and values.
+    panels: dict[str, Any] = {
+        "map_age": _age_span(all_fresh),
+        "stations": station_table(stations),
+        "stations_age": _age_span(air_fresh),
+        "rivers": [river_panel(p) for p in rivers],
+        "noise": noise_table(zones),
+        "noise_age": _age_span(eco.newest([z.fresh.age_s for z in zones])),
+        "hourly_age": hourly_age,
+        "daily_title": t("eco.daily", day=f"{yesterday:%m-%d}"),
+        "daily": daily_table(daily, polluted),
+        "exceed": exceed_panel(
             sum(polluted.values()),
             sum(1 for s in sections if s.worse_than_target),
             eco.noise_exceedance_hours(noise_rows, props),
         ),
+    }
+    sent, signatures = changed_only(
+        panels, {name: content_signature(value) for name, value in panels.items()}, drawn.get("panels")
+    )
+    hourly = (
+        dash.no_update if drawn.get("hourly") == hourly_sig else hourly_figure(hours[last_24], hourly_series)
+    )
+    return (
+        t("eco.status", at=f"{now_dt.astimezone(CITY_TZ):%H:%M:%S}"),
+        figure,
+        sent["map_age"],
+        sent["stations"],
+        sent["stations_age"],
+        sent["rivers"],
+        sent["noise"],
+        sent["noise_age"],
+        hourly,
+        sent["hourly_age"],
+        sent["daily_title"],
+        sent["daily"],
+        sent["exceed"],
+        {"map": map_drawn, "hourly": hourly_sig, "panels": signatures},
     )
 
 

@@ -191,3 +191,19 @@ def test_every_ecology_string_has_chinese_and_english() -> None:
     keys = [k for k in STRINGS if k.startswith(("eco.", "nav.ecology"))]
     assert len(keys) > 30
     assert all(STRINGS[k]["zh"] and STRINGS[k]["en"] for k in keys)
+
+
+def test_worst_sections_are_listed_first_and_capped() -> None:
+    props = {f"w{i}": {"river": "嘉陵江", "target_class": "III"} for i in range(6)}
+    states = [
+        state("w0", "water_quality", derived={"grade": "II"}),
+        state("w1", "water_quality", derived={"grade": "劣V"}),
+        state("w2", "water_quality", derived={"grade": "IV"}),
+        state("w3", "water_quality", seen_ago=None, derived={"grade": "V"}),  # silent: no live class
+        state("w4", "water_quality", derived={"grade": "IV"}),
+        state("w5", "water_quality", derived={"grade": "I"}),
+    ]
+    sections = eco.water_sections(states, props, NOW)
+    assert [s.device_id for s in eco.worst_sections(sections, 10)] == ["w1", "w2", "w4", "w0", "w5", "w3"]
+    assert [s.device_id for s in eco.worst_sections(sections, 2)] == ["w1", "w2"]
+    assert eco.worst_sections(sections, 0) == []
