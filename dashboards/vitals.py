@@ -20,7 +20,7 @@ from dashboards.console import DOMAINS, SEVERITIES
 from geo.boundaries import DISTRICTS
 from models.cases import OpenCases, open_by_district
 from models.clock import CITY_TZ
-from models.live import DeviceState, LiveAlert, LiveStore
+from models.live import OFFLINE_AFTER_S, DeviceState, LiveAlert, LiveStore
 from models.standards import aqi
 from models.standards.aqi import AqiResult
 from models.tickets import DistrictTickets, SatisfactionStats, district_counts
@@ -51,36 +51,52 @@ class OverviewSnapshot:
 
 
 def summarise(states: list[DeviceState], now: float | None = None) -> OverviewSnapshot:
-    """Reduce the live device states to the overview's figures (pure, unit-tested)."""
+    """Reduce the live device states to the overview's figures (pure, unit-tested).
+
+    One pass over the states, grouped by district on the way: at 10,000 devices a pass
+    per district (and an online check per device per pass) was most of a refresh."""
     now = time.time() if now is None else now
-    online = [s for s in states if s.online(now)]
-    pm25 = [s.metrics["pm25"] for s in online if s.type == "air_quality" and "pm25" in s.metrics]
-    seen = [s.last_seen for s in states if s.last_seen is not None]
+    by_district: dict[str | None, list[DeviceState]] = {}
+    online_by_district: dict[str | None, list[DeviceState]] = {}
+    online: list[DeviceState] = []
+    for s in states:
+        by_district.setdefault(s.district_code, []).append(s)
+        if s.last_seen is not None and now - s.last_seen <= OFFLINE_AFTER_S:  # DeviceState.online
+            online.append(s)
+            online_by_district.setdefault(s.district_code, []).append(s)
     rows = []
     for d in DISTRICTS:
-        mine = [s for s in states if s.district_code == d.code]
-        mine_online = [s for s in mine if s.online(now)]
-        air = [s.metrics["pm25"] for s in mine_online if s.type == "air_quality" and "pm25" in s.metrics]
-        mine_seen = [s.last_seen for s in mine if s.last_seen is not None]
+        mine = by_district.get(d.code, [])
+        mine_online = online_by_district.get(d.code, [])
         rows.append(
             DistrictFigures(
                 d.code,
                 d.name,
                 len(mine),
                 len(mine_online),
-                round(fmean(air), 1) if air else None,
+                _mean_pm25(mine_online),
                 area_aqi(mine_online, now),
-                (now - max(mine_seen)) if mine_seen else None,
+                _newest_age(mine, now),
             )
         )
     return OverviewSnapshot(
         devices=len(states),
         online=len(online),
-        pm25_city=round(fmean(pm25), 1) if pm25 else None,
+        pm25_city=_mean_pm25(online),
         aqi_city=area_aqi(online, now),
-        newest_reading_age_s=(now - max(seen)) if seen else None,
+        newest_reading_age_s=_newest_age(states, now),
         districts=tuple(rows),
     )
+
+
+def _mean_pm25(online: list[DeviceState]) -> float | None:
+    pm25 = [s.metrics["pm25"] for s in online if s.type == "air_quality" and "pm25" in s.metrics]
+    return round(fmean(pm25), 1) if pm25 else None
+
+
+def _newest_age(states: list[DeviceState], now: float) -> float | None:
+    seen = [s.last_seen for s in states if s.last_seen is not None]
+    return (now - max(seen)) if seen else None
 
 
 def area_aqi(states: list[DeviceState], now: float) -> AqiResult | None:
