@@ -294,7 +294,12 @@ def refresh_gauges(context: PageContext) -> None:
         lag = ingest_lag_s(context.live.redis)
     except (redis.RedisError, OSError):
         # No figure is better than a stale one: the series disappear until Redis is back.
-        OPEN_ALERTS.clear()
+        # In multiprocess mode the files keep the last values, so they are marked unknown.
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            for severity in SEVERITY_RANK:
+                OPEN_ALERTS.labels(severity).set(float("nan"))
+        else:
+            OPEN_ALERTS.clear()
         INGEST_LAG.set(float("nan"))
         return
     for severity, n in counts.items():
