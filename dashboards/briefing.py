@@ -19,7 +19,7 @@ import io
 import logging
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -109,10 +109,9 @@ class TicketFigures:
     received: int
     closed: int
     satisfaction: ticket_model.SatisfactionStats
-    #: City-wide only: the model's rates and volumes have no district filter (None when scoped).
-    on_time: ticket_model.OnTimeRates | None = None
-    by_hour: dict[str, int] | None = None
-    top_categories: list[tuple[str, int]] = field(default_factory=list)
+    on_time: ticket_model.OnTimeRates
+    by_hour: dict[str, int]
+    top_categories: list[tuple[str, int]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,9 +198,9 @@ def read_tickets(
     per_district = ticket_model.district_counts(conn, window.start, window.end, now=at)
     figures = vitals.tickets_for(per_district, district_code)
     closed_counts = _counts(conn, HotlineTicket.__table__, "closed_at", "state", window, district_code)
-    if district_code is not None:
-        return TicketFigures(figures.registered, sum(closed_counts.values()), figures.satisfaction)
-    categories = ticket_model.volumes(conn, window.start, window.end, by="category")
+    categories = ticket_model.volumes(
+        conn, window.start, window.end, by="category", district_code=district_code
+    )
     ordered = list(categories.items())
     top = ordered[:TOP_CATEGORIES]
     if rest := sum(n for _, n in ordered[TOP_CATEGORIES:]):
@@ -210,8 +209,10 @@ def read_tickets(
         received=figures.registered,
         closed=sum(closed_counts.values()),
         satisfaction=figures.satisfaction,
-        on_time=ticket_model.on_time_rates(conn, window.start, window.end, now=at),
-        by_hour=ticket_model.volumes(conn, window.start, window.end, by="hour"),
+        on_time=ticket_model.on_time_rates(
+            conn, window.start, window.end, now=at, district_code=district_code
+        ),
+        by_hour=ticket_model.volumes(conn, window.start, window.end, by="hour", district_code=district_code),
         top_categories=top,
     )
 
@@ -219,9 +220,9 @@ def read_tickets(
 def read_cases(
     conn: sa.Connection, window: DayWindow, district_code: str | None, at: datetime
 ) -> case_model.CaseIndicators:
-    per_district = case_model.indicators(conn, window.start, window.end, by="district", now=at)
-    if district_code is not None:
-        per_district = {k: v for k, v in per_district.items() if k == district_code}
+    per_district = case_model.indicators(
+        conn, window.start, window.end, by="district", now=at, district_code=district_code
+    )
     return ub.total_indicators(per_district, district_code or "all")
 
 
@@ -282,7 +283,7 @@ def key_figures(b: Briefing) -> list[tuple[str, str]]:
         (t("briefing.kpi.incidents_closed"), f"{b.incidents.closed:,}"),
         (t("briefing.kpi.tickets_received"), f"{b.tickets.received:,}"),
         (t("briefing.kpi.tickets_closed"), f"{b.tickets.closed:,}"),
-        (t("briefing.kpi.on_time_close"), rate_text(on_time.close.rate) if on_time else "—"),
+        (t("briefing.kpi.on_time_close"), rate_text(on_time.close.rate)),
         (t("briefing.kpi.satisfaction"), rate_text(b.tickets.satisfaction.rate)),
         (t("briefing.kpi.cases_reported"), f"{b.cases.reported:,}"),
         (t("briefing.kpi.cases_closed"), f"{b.cases.closed:,}"),
@@ -352,10 +353,8 @@ def aqi_figure(b: Briefing) -> go.Figure:
     )
 
 
-def tickets_figure(b: Briefing) -> go.Figure | None:
+def tickets_figure(b: Briefing) -> go.Figure:
     hours = b.tickets.by_hour
-    if hours is None:
-        return None
     return go.Figure(
         go.Bar(x=list(hours), y=list(hours.values()), marker={"color": BAR_PRINT}),
         layout=_layout(t("briefing.chart.tickets"), xaxis={"title": {"text": t("briefing.hour")}}),
@@ -363,7 +362,7 @@ def tickets_figure(b: Briefing) -> go.Figure | None:
 
 
 def briefing_figures(b: Briefing) -> list[go.Figure]:
-    return [f for f in (aqi_figure(b), alerts_figure(b), tickets_figure(b)) if f is not None]
+    return [aqi_figure(b), alerts_figure(b), tickets_figure(b)]
 
 
 # ---- the PNG (matplotlib, on the server) --------------------------------------------------------
@@ -513,18 +512,13 @@ def _draw(b: Briefing, family: str | None) -> bytes:
     )
     ax.plot(range(len(domains)), [b.alerts.closed_by_domain[d] for d in domains], "o", color="#333333")
     hours = b.tickets.by_hour
-    ax = fig.add_subplot(grid[3, 1])
-    if hours is not None:
-        bars(
-            ax,
-            t("briefing.chart.tickets"),
-            [h if int(h) % 3 == 0 else "" for h in hours],
-            list(hours.values()),
-            BAR_PRINT,
-        )
-    else:
-        ax.axis("off")
-        ax.text(0.5, 0.5, t("briefing.city_only"), ha="center", fontsize=9, fontfamily=rc_font["family"])
+    bars(
+        fig.add_subplot(grid[3, 1]),
+        t("briefing.chart.tickets"),
+        [h if int(h) % 3 == 0 else "" for h in hours],
+        list(hours.values()),
+        BAR_PRINT,
+    )
 
     out = io.BytesIO()
     fig.savefig(out, format="png", dpi=PNG_DPI, facecolor="white")

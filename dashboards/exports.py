@@ -246,8 +246,8 @@ def _rating(value: str | None) -> str:
 
 def _recent_tickets(ctx: PageContext, q: ExportQuery, now: datetime) -> list[tuple[Any, ...]]:
     with ctx.engine.connect() as conn:
-        recent = ticket_model.recent_tickets(conn, RECENT_ORDERS)
-    return [_ticket_row(v) for v in recent if _keep(v.district_code, q)]
+        recent = ticket_model.recent_tickets(conn, RECENT_ORDERS, district_code=q.district_code)
+    return [_ticket_row(v) for v in recent]
 
 
 def _period_tickets(ctx: PageContext, q: ExportQuery, now: datetime) -> list[tuple[Any, ...]]:
@@ -264,7 +264,7 @@ def _period_tickets(ctx: PageContext, q: ExportQuery, now: datetime) -> list[tup
 
 def _overdue_tickets(ctx: PageContext, q: ExportQuery, now: datetime) -> list[tuple[Any, ...]]:
     with ctx.engine.connect() as conn:
-        flags = [f for f in ticket_model.overdue(conn, now) if _keep(f.district_code, q)]
+        flags = ticket_model.overdue(conn, now, district_code=q.district_code)
     return [
         (
             r.ticket_id,
@@ -285,11 +285,7 @@ def _repeat_clusters(ctx: PageContext, q: ExportQuery, now: datetime) -> list[tu
     # The page's window and grouping; a district account's clusters are built from its
     # district's orders only.
     with ctx.engine.connect() as conn:
-        links = [
-            link
-            for link in ticket_model.repeat_links(conn, now - hl.RATES_WINDOW)
-            if _keep(link.district_code, q)
-        ]
+        links = ticket_model.repeat_links(conn, now - hl.RATES_WINDOW, district_code=q.district_code)
     return [
         (c.root, c.category, c.district, c.size, c.confirmed, c.likely, c.last)
         for c in hl.repeat_clusters(links, limit=ROW_CAP + 1)
@@ -298,7 +294,7 @@ def _repeat_clusters(ctx: PageContext, q: ExportQuery, now: datetime) -> list[tu
 
 def _open_cases(ctx: PageContext, q: ExportQuery, now: datetime) -> list[tuple[Any, ...]]:
     with ctx.engine.connect() as conn:
-        cases = [c for c in case_model.open_cases(conn, limit=ROW_CAP + 1) if _keep(c.district_code, q)]
+        cases = case_model.open_cases(conn, limit=ROW_CAP + 1, district_code=q.district_code)
     return [
         (
             r.case_id,
@@ -329,9 +325,9 @@ def _rate_cells(ind: case_model.CaseIndicators) -> tuple[Any, ...]:
 
 def _case_indicators(ctx: PageContext, q: ExportQuery, now: datetime) -> list[tuple[Any, ...]]:
     with ctx.engine.connect() as conn:
-        per_key = case_model.indicators(conn, q.since, q.until, by=q.by, now=min(now, q.until))
-    if q.district_code is not None:
-        per_key = {k: v for k, v in per_key.items() if k == q.district_code}
+        per_key = case_model.indicators(
+            conn, q.since, q.until, by=q.by, now=min(now, q.until), district_code=q.district_code
+        )
     # The page's order: most cases first, then the total of the rows shown.
     ordered = sorted(per_key.values(), key=lambda i: (-i.reported, i.key))
     rows = [(_district(i.key) if q.by == "district" else i.key, *_rate_cells(i)) for i in ordered]

@@ -812,10 +812,6 @@ STRINGS: dict[str, dict[str, str]] = {
         "zh": "分组方式应为 district 或 department：{value}",
         "en": "Group by district or department, not {value}",
     },
-    "export.department_scoped": {
-        "zh": "区县账号只能按区县导出案件指标",
-        "en": "A district account exports case indicators by district only",
-    },
     "export.unavailable": {
         "zh": "数据暂不可用，请稍后重试（{reason}）",
         "en": "The data is unavailable for the moment; try again shortly ({reason})",
@@ -923,10 +919,6 @@ STRINGS: dict[str, dict[str, str]] = {
     },
     "briefing.tickets": {"zh": "12345热线", "en": "12345 hotline"},
     "briefing.satisfaction_detail": {"zh": "{rate}（已评价 {n} 件）", "en": "{rate} ({n} rated)"},
-    "briefing.city_only": {
-        "zh": "按时率、分类与分时统计为全市口径，区县日报不含",
-        "en": "On-time rates, categories and hours are city-wide figures, not in a district briefing",
-    },
     "briefing.cases": {"zh": "城市管理案件", "en": "Urban management cases"},
     "briefing.item": {"zh": "指标", "en": "Figure"},
     "briefing.value": {"zh": "数值", "en": "Value"},

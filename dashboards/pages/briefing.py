@@ -105,12 +105,9 @@ def tickets_section(b: br.Briefing) -> html.Section:
     facts = [
         [t("briefing.kpi.tickets_received"), f"{tk.received:,}"],
         [t("briefing.kpi.tickets_closed"), f"{tk.closed:,}"],
+        [t("hotline.rate.accept"), br.rate_text(tk.on_time.accept.rate)],
+        [t("hotline.rate.close"), br.rate_text(tk.on_time.close.rate)],
     ]
-    if tk.on_time is not None:
-        facts += [
-            [t("hotline.rate.accept"), br.rate_text(tk.on_time.accept.rate)],
-            [t("hotline.rate.close"), br.rate_text(tk.on_time.close.rate)],
-        ]
     facts.append(
         [
             t("briefing.kpi.satisfaction"),
@@ -122,8 +119,6 @@ def tickets_section(b: br.Briefing) -> html.Section:
         children.append(
             _table([t("hotline.col.category"), t("briefing.count")], [list(p) for p in tk.top_categories])
         )
-    if tk.on_time is None:
-        children.append(html.P(t("briefing.city_only"), className="eco-muted"))
     return _section(
         t("briefing.tickets"), html.Div(children, className="briefing-pair"), links=_day_links("tickets", b)
     )

@@ -127,7 +127,9 @@ def test_hotline_figures_of_the_day(ctx) -> None:
     assert sum(b.tickets.by_hour.values()) == 3
     assert dict(b.tickets.top_categories) == {"噪声扰民": 2, "道路破损": 1}
     scoped = br.read_briefing(ctx, DAY, district_code=LINSHUI, now=NOW)
-    assert scoped.tickets.received == 1 and scoped.tickets.on_time is None and scoped.tickets.by_hour is None
+    # A district's briefing: its own orders in every figure.
+    assert scoped.tickets.received == 1 and sum(scoped.tickets.by_hour.values()) == 1
+    assert scoped.tickets.by_hour["05"] == 1 and dict(scoped.tickets.top_categories) == {"噪声扰民": 1}
 
 
 def test_daily_aqi_per_district_from_the_hourly_rollups(ctx) -> None:
