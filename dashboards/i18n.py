@@ -191,7 +191,7 @@ STRINGS: dict[str, dict[str, str]] = {
     "system.not_ready": {"zh": "异常", "en": "not ready"},
     "system.dep.broker": {"zh": "MQTT 消息服务器", "en": "MQTT broker"},
     "system.dep.redis": {"zh": "实时状态库（Redis）", "en": "Live state (Redis)"},
-    "system.dep.database": {"zh": "数据库（PostgreSQL）", "en": "Database (PostgreSQL)"},
+    "system.dep.database": {"zh": "数据库", "en": "Database"},
     "system.dep.ingest_lag": {"zh": "数据接入延迟", "en": "Ingest lag"},
     # ---- end of /admin/system -------------------------------------------------------------------
     # ---- vital signs shared by the overview, the district pages and the wall ------------------

@@ -99,7 +99,7 @@ def test_readiness_names_each_dependency_and_shows_a_red_one(system: Any) -> Non
     with language("zh"):
         table = text(system.readiness_table(results))
     assert "MQTT 消息服务器" in table and "正常" in table
-    assert "数据库（PostgreSQL）" in table and "异常" in table and "connection refused" in table
+    assert "数据库" in table and "异常" in table and "connection refused" in table
 
 
 @pytest.fixture
