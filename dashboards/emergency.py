@@ -62,6 +62,9 @@ NEAREST_PER_KIND = 3
 RADII_M: tuple[float, ...] = spatial.AREA_RADII_M
 #: Things inside the area listed per kind (the count says how many there are in all).
 AREA_LIST_ROWS = 8
+#: Open critical/major alerts listed (as many as the sensor table's rows): at city scale
+#: there are over a thousand, and every row was sent and drawn on every refresh.
+ALERT_LIST_ROWS = 40
 MAP_HEIGHT_PX = 640
 #: Close enough to see streets' scale around an incident, with the 5 km ring in view.
 INCIDENT_ZOOM = 11.2
@@ -767,9 +770,13 @@ def incident_list(rows: Sequence[IncidentRow], selected: str | None) -> html.Div
     )
 
 
-def alert_list(rows: Sequence[AlertRow], now: datetime) -> html.Div | html.Table:
+def alert_list(rows: Sequence[AlertRow], now: datetime, limit: int = ALERT_LIST_ROWS) -> html.Div:
+    """The first ``limit`` open critical/major alerts (queue order: most severe, then oldest)
+    and, when there are more, how many; the whole queue is on ``/alerts`` and its export."""
     if not rows:
         return html.Div(t("emergency.alerts_none"), className="eco-muted")
+    total = len(rows)
+    rows = rows[: max(0, limit)]
     keys = (
         "console.col.severity",
         "console.col.title",
@@ -808,9 +815,14 @@ def alert_list(rows: Sequence[AlertRow], now: datetime) -> html.Div | html.Table
                 **{"data-alert-id": str(r.id)},
             )
         )
-    return html.Table(
+    table = html.Table(
         [html.Thead(html.Tr([html.Th(t(k)) for k in keys])), html.Tbody(body)],
         className="data-table em-table",
+    )
+    if len(rows) == total:
+        return html.Div([table])
+    return html.Div(
+        [table, html.Div(t("console.queue_count", shown=len(rows), total=total), className="eco-muted")]
     )
 
 

@@ -29,7 +29,9 @@ from dashboards import auth, context, push
 from dashboards import district as drill
 from dashboards import emergency as em
 from dashboards.console import COMMENT_MAX, OFFICER_NAME_MAX, city_time, clean_officer_name
+from dashboards.drawn import changed_only, content_signature
 from dashboards.ecology import Freshness
+from dashboards.exports import export_links
 from dashboards.i18n import t
 from dashboards.pages.alerts import current_actor, current_address
 from dashboards.pages.urban import age_span, panel, panel_class
@@ -129,6 +131,7 @@ def layout(**_query: str) -> html.Div:
                                 t("emergency.incidents"),
                                 html.Div(id="emergency-incidents", className="em-scroll"),
                                 age_id="emergency-incidents-age",
+                                extra=export_links("incidents"),
                             ),
                             panel(
                                 "emergency-alerts-panel",
@@ -163,6 +166,7 @@ def layout(**_query: str) -> html.Div:
                                 t("emergency.sensors"),
                                 html.Div(id="emergency-sensors"),
                                 age_id="emergency-sensors-age",
+                                extra=export_links("sensors"),
                             ),
                         ],
                     ),
@@ -294,7 +298,7 @@ def refresh(
     selected: str | None,
     radius: str | None,
     _bump: int | None,
-    drawn: dict[str, str] | None,
+    drawn: dict[str, Any] | None,
     officer: str | None,
 ) -> tuple:
     pc = context.current()
@@ -350,6 +354,21 @@ def refresh(
     # The incident and alert lists are read now from the database and the live queue.
     read_now = Freshness(0.0, False)
     freshness = (read_now, read_now, sensors_fresh, sensors_fresh, read_now)
+    # The lists and the incident panel are sent when their content differs from what this
+    # browser shows (signatures kept with the map's in ``emergency-map-drawn``).
+    panels = {
+        "incidents": em.incident_list(
+            incident_rows, panel_data.detail.incident.incident_id if panel_data else None
+        ),
+        "alerts": em.alert_list(alert_rows, now),
+        "sensors": em.sensor_table(sensors),
+        "incident": em.incident_panel(panel_data, now) if panel_data else t("emergency.pick"),
+    }
+    sent, panel_drawn = changed_only(
+        panels,
+        {name: content_signature(value) for name, value in panels.items()},
+        (drawn or {}).get("panels"),
+    )
     return (
         t("emergency.live", at=city_time(now, now)),
         f"{counts.total:,}",
@@ -357,12 +376,12 @@ def refresh(
         html.Span(f"{len(critical):,}", className="em-over" if any(a.can_open for a in critical) else ""),
         html.Span(f"{over:,}", className="em-over" if over else ""),
         f"{len(resources):,}",
-        em.incident_list(incident_rows, panel_data.detail.incident.incident_id if panel_data else None),
-        em.alert_list(alert_rows, now),
+        sent["incidents"],
+        sent["alerts"],
         dash.no_update if figure is None else figure,
-        now_drawn,
-        em.sensor_table(sensors),
-        em.incident_panel(panel_data, now) if panel_data else t("emergency.pick"),
+        {**now_drawn, "panels": panel_drawn},
+        sent["sensors"],
+        sent["incident"],
         *(a not in enabled for a in em.PANEL_ACTIONS),
         panel_data is None or panel_data.detail.incident.state == inc.IncidentState.CLOSED,
         *(
