@@ -3,7 +3,10 @@
 Each runs on a free loopback port in a temporary folder of its own, so breaking it never
 disturbs the shared services on 1883/6379/5432 or another test. They extend
 tests/services.py's :class:`PrivateMosquitto` with the same start/stop/restart/kill
-methods for Mosquitto, Redis and a throw-away PostgreSQL cluster with PostGIS.
+methods for Mosquitto, Redis and a throw-away PostgreSQL cluster with PostGIS. The
+cityops processes pointed at them (``cityops ingest``, ``web``, ``simulate``) run in
+process groups of their own, so a test can SIGKILL one like a lost container; the
+``tree_*`` helpers read a process tree's memory and CPU from ``/proc`` (bench/soak.py).
 """
 
 from __future__ import annotations
