@@ -22,6 +22,8 @@ from dash import Input, Output, State, callback, clientside_callback, ctx, dcc, 
 
 from dashboards import auth, console, context, push
 from dashboards import district as drill
+from dashboards.drawn import changed_only, content_signature
+from dashboards.exports import export_links
 from dashboards.i18n import LANGUAGES, t
 from geo.boundaries import DISTRICTS, city_bounds
 from models import alerts as alert_model
@@ -117,6 +119,8 @@ def layout(**_query: str) -> html.Div:
             dcc.Store(id="console-bump", storage_type="memory", data=0),
             dcc.Store(id="console-init", storage_type="memory", data=1),
             dcc.Store(id="console-keys", storage_type="memory"),
+            # Signature of the queue table this browser shows (dashboards.drawn).
+            dcc.Store(id="console-queue-drawn", storage_type="memory"),
             html.Audio(id="console-audio", src=ALARM_SOUND, loop=True, preload="auto"),
             html.Div(
                 className="console-top",
@@ -163,6 +167,7 @@ def layout(**_query: str) -> html.Div:
                                 children=[
                                     html.H2(t("console.queue")),
                                     html.Div(id="console-queue-count", className="console-count"),
+                                    export_links("alerts"),
                                 ],
                             ),
                             html.Div(id="console-queue", className="console-queue"),
@@ -412,6 +417,7 @@ def _now() -> datetime:
     Output("console-live", "data"),
     Output("console-version", "data"),
     Output("console-status", "children"),
+    Output("console-queue-drawn", "data"),
     Input("console-tick", "n_intervals"),
     LIVE.input,
     Input("console-filter-domain", "value"),
@@ -420,6 +426,7 @@ def _now() -> datetime:
     Input("console-filter-state", "value"),
     Input("console-selected", "data"),
     State("console-version", "data"),
+    State("console-queue-drawn", "data"),
 )
 def refresh_queue(
     _n: int | None,
@@ -430,6 +437,7 @@ def refresh_queue(
     state: str | None,
     selected: int | None,
     shown_version: str | None,
+    drawn: dict[str, str] | None = None,
 ) -> tuple:
     live = context.current().live
     now = _now()
@@ -441,7 +449,7 @@ def refresh_queue(
         current = live.alert(int(selected)) if selected is not None else None
     except Exception as exc:  # Redis away: say so, keep the last queue on screen
         message = t("console.degraded", reason=type(exc).__name__)
-        return dash.no_update, dash.no_update, dash.no_update, dash.no_update, message
+        return dash.no_update, dash.no_update, dash.no_update, dash.no_update, message, dash.no_update
     shown = console.filter_alerts(alerts, console.Filters.of(domain, severity, district, state))
     rows = console.queue_rows(shown, now, audible)
     # The detail reloads from the database only when the selected alert changed.
@@ -452,12 +460,17 @@ def refresh_queue(
         "audible": sorted(audible),
         "ids": [r.id for r in rows],
     }
+    # The table travels only when it differs from the one on screen (most refreshes of a
+    # queue of hundreds change nothing in it).
+    table = queue_table(rows, selected)
+    sent, now_drawn = changed_only({"queue": table}, {"queue": content_signature(table)}, drawn)
     return (
-        queue_table(rows, selected),
+        sent["queue"],
         t("console.queue_count", shown=len(rows), total=len(alerts)),
         live_data,
         dash.no_update if version == shown_version else version,
         t("console.live", at=console.city_time(now, now)),
+        now_drawn,
     )
 
 

@@ -19,6 +19,7 @@ from dashboards import auth, context, push
 from dashboards import district as drill
 from dashboards import ecology as eco
 from dashboards.district import district_label
+from dashboards.exports import export_links
 from dashboards.i18n import t
 from dashboards.pages.overview import (
     SEVERITY_COLOURS,
@@ -92,6 +93,7 @@ def layout(code: str | None = None, **_query: str) -> html.Div:
                     html.H1(t("district.title", name=district_label(d)), id="district-name"),
                     html.Span(d.code, className="district-code"),
                     drill.scope_badge(scope),
+                    export_links("districts", district=d.code),
                     html.Div(id="district-status", className="status-line"),
                 ],
             ),

@@ -20,6 +20,7 @@ from dashboards import auth, context, push, theme
 from dashboards import district as drill
 from dashboards import ecology as eco
 from dashboards.drawn import changed_only, content_signature, signature
+from dashboards.exports import export_links
 from dashboards.i18n import t
 from dashboards.pages.overview import CITY_CENTRE, aqi_badge
 from geo.boundaries import DISTRICTS, districts_geojson
@@ -38,8 +39,12 @@ MAP_HEIGHT_PX = 400
 DISTRICT_LINE_COLOURS = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#CC79A7")
 
 
-def _panel(title_key: str, body_id: str, *, age_id: str | None = None, **title: str) -> html.Div:
+def _panel(
+    title_key: str, body_id: str, *, age_id: str | None = None, export: str | None = None, **title: str
+) -> html.Div:
     head = [html.H2(t(title_key, **title) if title else t(title_key))]
+    if export:
+        head.append(export_links(export))
     if age_id:
         head.append(html.Span(id=age_id, className="eco-age"))
     return html.Div(
@@ -81,6 +86,7 @@ def layout(**_query: str) -> html.Div:
                             html.Div(
                                 [
                                     html.H2(t("eco.stations")),
+                                    export_links("air-stations"),
                                     html.Span(id="eco-stations-age", className="eco-age"),
                                 ],
                                 className="panel-head",
@@ -91,8 +97,9 @@ def layout(**_query: str) -> html.Div:
                     html.Div(
                         className="stack",
                         children=[
+                            html.Div(export_links("water-sections"), className="eco-export-row"),
                             html.Div(id="eco-rivers", className="stack"),
-                            _panel("eco.noise", "eco-noise", age_id="eco-noise-age"),
+                            _panel("eco.noise", "eco-noise", age_id="eco-noise-age", export="noise"),
                         ],
                     ),
                 ],
@@ -117,7 +124,13 @@ def layout(**_query: str) -> html.Div:
                     ),
                     html.Div(
                         className="panel",
-                        children=[html.H2(id="eco-daily-title"), html.Div(id="eco-daily")],
+                        children=[
+                            html.Div(
+                                [html.H2(id="eco-daily-title"), export_links("daily-aqi")],
+                                className="panel-head",
+                            ),
+                            html.Div(id="eco-daily"),
+                        ],
                     ),
                     _panel("eco.exceed", "eco-exceed"),
                 ],

@@ -19,6 +19,7 @@ from dashboards import district as drill
 from dashboards import hotline as hl
 from dashboards import urban as ub
 from dashboards.console import city_time, duration_text
+from dashboards.exports import export_links
 from dashboards.i18n import t
 from dashboards.pages.urban import age_span, panel, panel_class
 from models import tickets as ticket_model
@@ -69,6 +70,7 @@ def layout(**_query: str) -> html.Div:
                         t("hotline.stream"),
                         html.Div(id="hotline-stream", className="hotline-scroll"),
                         age_id="hotline-stream-age",
+                        extra=export_links("tickets-recent"),
                     ),
                     panel(
                         "hotline-map-panel",
@@ -115,12 +117,14 @@ def layout(**_query: str) -> html.Div:
                         t("hotline.overdue"),
                         html.Div(id="hotline-overdue", className="hotline-scroll-short"),
                         age_id="hotline-overdue-age",
+                        extra=export_links("tickets-overdue"),
                     ),
                     panel(
                         "hotline-repeats-panel",
                         t("hotline.repeats"),
                         html.Div(id="hotline-repeats", className="hotline-scroll-short"),
                         age_id="hotline-repeats-age",
+                        extra=export_links("tickets-repeats"),
                     ),
                 ],
             ),

@@ -19,6 +19,7 @@ from dashboards import district as drill
 from dashboards import urban as ub
 from dashboards.console import city_time
 from dashboards.ecology import Freshness
+from dashboards.exports import export_links
 from dashboards.i18n import t
 from dashboards.pages.ecology import age_text
 from models import cases as case_model
@@ -109,6 +110,7 @@ def layout(**_query: str) -> html.Div:
                         t("urban.cases"),
                         html.Div(id="urban-cases", className="urban-scroll"),
                         age_id="urban-cases-age",
+                        extra=export_links("cases"),
                     ),
                 ],
             ),
@@ -120,12 +122,19 @@ def layout(**_query: str) -> html.Div:
                         html.Span(id="urban-ind-title"),
                         html.Div(id="urban-indicators"),
                         age_id="urban-ind-age",
-                        extra=dcc.RadioItems(
-                            id="urban-ind-by",
-                            options=[{"label": t(f"urban.by.{k}"), "value": k} for k in INDICATOR_BY],
-                            value="district",
-                            inline=True,
-                            className="indicator-switch urban-switch",
+                        extra=html.Div(
+                            [
+                                dcc.RadioItems(
+                                    id="urban-ind-by",
+                                    options=[{"label": t(f"urban.by.{k}"), "value": k} for k in INDICATOR_BY],
+                                    value="district",
+                                    inline=True,
+                                    className="indicator-switch urban-switch",
+                                ),
+                                # Follows the switch: by district or by department.
+                                html.Div(export_links("case-indicators"), id="urban-ind-export"),
+                            ],
+                            className="urban-ind-tools",
                         ),
                     ),
                     panel(
@@ -293,6 +302,12 @@ def refresh(_n: int | None, _live: dict | None, by_value: str | None, drawn: dic
         *(panel_class(f) for f in freshness),
         *(age_span(f) for f in freshness),
     )
+
+
+@callback(Output("urban-ind-export", "children"), Input("urban-ind-by", "value"))
+def indicator_export(by_value: str | None) -> html.Div:
+    """The indicators' download follows the switch: by district or by department."""
+    return export_links("case-indicators", by="department" if by_value == "department" else "district")
 
 
 dash.register_page(

@@ -49,6 +49,7 @@ READ_ONLY_CALLBACKS = frozenset(
         "dashboards.pages.hotline.refresh",
         "dashboards.pages.overview.refresh",
         "dashboards.pages.urban.refresh",
+        "dashboards.pages.urban.indicator_export",
         "dashboards.pages.wall.refresh",
     }
 )

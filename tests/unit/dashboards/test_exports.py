@@ -305,3 +305,41 @@ def test_daily_aqi_of_yesterday_per_district(ctx) -> None:
     assert rows["广安区"][1:4] == (expected.aqi, expected.category, "PM2.5")
     assert rows["邻水县"][1:3] == (None, "数据不足")
     assert [r[0] for r in read(ctx, "daily-aqi", scope=LINSHUI).rows] == ["邻水县"]
+
+
+def _hrefs(component: object) -> list[str]:
+    """Every link target in a layout tree."""
+    found: list[str] = []
+    href = getattr(component, "href", None)
+    if isinstance(href, str):
+        found.append(href)
+    children = getattr(component, "children", None)
+    for child in children if isinstance(children, list | tuple) else [children]:
+        if child is not None and not isinstance(child, str | int | float):
+            found += _hrefs(child)
+    return found
+
+
+@pytest.mark.parametrize(
+    ("page", "datasets"),
+    [
+        ("hotline", {"tickets-recent", "tickets-overdue", "tickets-repeats"}),
+        ("urban", {"cases", "case-indicators"}),
+        ("emergency", {"incidents", "sensors"}),
+        ("alerts", {"alerts"}),
+        ("ecology", {"air-stations", "water-sections", "noise", "daily-aqi"}),
+        ("overview", {"districts"}),
+    ],
+)
+def test_every_page_table_has_its_download(ctx, page: str, datasets: set[str]) -> None:
+    import importlib
+
+    import dash
+
+    dash.Dash(__name__, use_pages=True, pages_folder="")  # pages register with an app that has pages
+    module = importlib.import_module(f"dashboards.pages.{page}")
+    with signed_in(account("boss", "leader")):
+        hrefs = _hrefs(module.layout())
+    linked = {h.removeprefix("/api/export/").rsplit(".", 1)[0] for h in hrefs if h.startswith("/api/export/")}
+    assert linked == datasets
+    assert all(ds in exports.DATASETS for ds in linked)
