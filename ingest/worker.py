@@ -665,10 +665,11 @@ class IngestWorker:
         # standalone worker needs a broker URL). rumqttd 0.20 panics when a persistent
         # session holding a shared subscription reconnects with unacknowledged messages
         # (seen in tests), while plain persistent subscriptions resume correctly — so with
-        # the embedded broker the worker subscribes plainly. Nothing else changes.
-        return cls(
-            client, pipeline, shared=settings.mqtt is not None, rules=runner, processes=processes, spec=spec
-        )
+        # the embedded broker the worker subscribes plainly. Nothing else changes. A lone
+        # worker on Mosquitto may subscribe plainly too: Mosquitto 2.0 does not keep shared
+        # subscriptions across its restart (docs/mqtt.md, Broker restarts).
+        shared = settings.mqtt is not None and settings.ingest_subscription == "shared"
+        return cls(client, pipeline, shared=shared, rules=runner, processes=processes, spec=spec)
 
     def run(self, stop: threading.Event) -> None:
         """Receive, process and acknowledge until ``stop`` is set.

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Literal
 from urllib.parse import SplitResult, urlsplit
 
 PREFIX = "CITYOPS_"
@@ -53,6 +54,9 @@ VARIABLES: dict[str, str] = {
     "CITYOPS_INGEST_PROCESSES": "processing processes per ingest worker, each taking a share of the "
     "devices (0 = process in the worker itself, the default; more pays off only where the worker has "
     "cores of its own, not shared with the broker and the database)",
+    "CITYOPS_INGEST_SUBSCRIPTION": "shared (default: several workers share the feed through MQTT 5 "
+    "shared subscriptions) or plain (one worker only; survives a Mosquitto 2.0 restart without losing "
+    "readings, which shared subscriptions do not — docs/mqtt.md, Broker restarts)",
     "CITYOPS_WORKER_ID": "stable name of this ingest worker; the broker keeps its session under it "
     "(default: the host name)",
     "CITYOPS_OPEN311_API_KEYS": "comma-separated API keys allowed to create 12345 work orders with "
@@ -161,6 +165,8 @@ class Settings:
     worker_id: str = "ingest"
     #: processes that validate and write a worker's batches (0: the worker process itself)
     ingest_processes: int = 0
+    #: several workers share the feed (MQTT 5 shared subscriptions), or one worker takes it plainly
+    ingest_subscription: Literal["shared", "plain"] = "shared"
     ingest_max_future: timedelta = timedelta(minutes=5)
     ingest_max_age: timedelta = timedelta(days=7)
     metrics_port: int | None = None
@@ -281,6 +287,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         log_level=log_level,
         worker_id=_worker_id(get("CITYOPS_WORKER_ID")),
         ingest_processes=_processes(get("CITYOPS_INGEST_PROCESSES")),
+        ingest_subscription=_subscription(get("CITYOPS_INGEST_SUBSCRIPTION")),
         ingest_max_future=_seconds("CITYOPS_INGEST_MAX_FUTURE_S", get("CITYOPS_INGEST_MAX_FUTURE_S"), 300),
         ingest_max_age=_seconds("CITYOPS_INGEST_MAX_AGE_S", get("CITYOPS_INGEST_MAX_AGE_S"), 7 * 24 * 3600),
         alert_sla=_alert_sla(get("CITYOPS_ALERT_SLA")),
@@ -518,6 +525,15 @@ def _processes(raw: str | None) -> int:
             "CITYOPS_INGEST_PROCESSES", f"must be a whole number from 0 to {MAX_INGEST_PROCESSES}", raw
         )
     return value
+
+
+def _subscription(raw: str | None) -> Literal["shared", "plain"]:
+    value = (raw or "shared").strip().lower()
+    if value == "shared":
+        return "shared"
+    if value == "plain":
+        return "plain"
+    raise ConfigError("CITYOPS_INGEST_SUBSCRIPTION", "must be shared or plain", raw)
 
 
 def _token(variable: str, raw: str | None) -> str | None:

@@ -134,3 +134,26 @@ def test_stopping_during_an_outage_leaves_the_batch_unacknowledged(
     monkeypatch.setattr(pipeline, "store", down)
     assert w.handle(batch(), stop) is False
     assert client.acked == [], "the broker keeps the messages and redelivers them"
+
+
+@pytest.mark.parametrize(
+    ("subscription", "shared"), [(None, True), ("shared", True), ("plain", False), ("PLAIN", False)]
+)
+def test_a_lone_worker_may_subscribe_plainly(
+    pipeline: IngestPipeline, subscription: str | None, shared: bool
+) -> None:
+    from models.config import load_settings
+
+    env = {"CITYOPS_MQTT_URL": "mqtt://127.0.0.1:1883", "CITYOPS_DATA_DIR": "var/unused"}
+    if subscription is not None:
+        env["CITYOPS_INGEST_SUBSCRIPTION"] = subscription
+    settings = load_settings(env)
+    worker = IngestWorker.from_settings(settings, engine=pipeline.engine, live=pipeline.live, rules=False)
+    assert worker.shared is shared
+
+
+def test_the_subscription_setting_is_checked() -> None:
+    from models.config import ConfigError, load_settings
+
+    with pytest.raises(ConfigError, match="CITYOPS_INGEST_SUBSCRIPTION: must be shared or plain"):
+        load_settings({"CITYOPS_INGEST_SUBSCRIPTION": "both"})
