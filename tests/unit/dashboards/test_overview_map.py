@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import dash
 import fakeredis
 import pytest
 from dash import Patch
@@ -42,10 +43,19 @@ def test_a_refresh_of_the_same_devices_patches_the_colours_only(page_context: co
     figure, drawn = overview.city_map(snapshot, states, "aqi", None)
     assert figure == overview.map_figure(snapshot, states, "aqi")
 
+    # Nothing changed on the map: nothing is sent.
+    unchanged, again = overview.city_map(snapshot, states, "aqi", drawn)
+    assert unchanged is dash.no_update and again == drawn
+
+    # One device went offline: its colour travels, not the places.
+    states = [states[0], state("b", "511621", seen_ago=3600, pm25=10.0)]
+    snapshot = summarise(states, now=NOW)
     patch, again = overview.city_map(snapshot, states, "aqi", drawn)
-    assert isinstance(patch, Patch) and again == drawn
+    assert isinstance(patch, Patch) and again != drawn
+    assert again.split(":")[0] == drawn.split(":")[0]
     ops = {tuple(op["location"]): op["params"]["value"] for op in patch.to_plotly_json()["operations"]}
     update = overview.map_updates(snapshot, states, indicator="aqi")
+    figure = overview.map_figure(snapshot, states, "aqi")
     assert ops == {
         ("data", 0, "z"): update["z"],
         ("data", 0, "zmax"): update["zmax"],
@@ -100,5 +110,7 @@ def test_the_refresh_sends_a_patch_once_the_map_is_drawn(page_context: context.P
         drawn, str
     )
     second = overview.refresh(None, None, "aqi", drawn)
-    assert isinstance(second[5], Patch) and second[10] == drawn
+    assert second[5] is dash.no_update and second[10] == drawn
+    stale = drawn.split(":")[0] + ":older-colours"
+    assert isinstance(overview.refresh(None, None, "aqi", stale)[5], Patch)
     assert not isinstance(overview.refresh(None, None, "pm25", drawn)[5], Patch)
