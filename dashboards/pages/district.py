@@ -19,23 +19,25 @@ from dashboards import auth, context, push
 from dashboards import district as drill
 from dashboards import ecology as eco
 from dashboards.district import district_label
+from dashboards.drawn import signature
 from dashboards.exports import export_links
 from dashboards.i18n import t
 from dashboards.pages.overview import (
     SEVERITY_COLOURS,
     age_text,
     aqi_badge,
+    devices_signature,
     kpi_card,
     map_figure,
     map_updates,
     spark_figure,
     vital_cards,
 )
-from dashboards.vitals import VitalInputs, district_figures, read_inputs, summarise
+from dashboards.vitals import OverviewSnapshot, VitalInputs, district_figures, read_inputs, summarise
 from geo.boundaries import DISTRICTS
 from models.air_quality import hourly_means
 from models.clock import CITY_TZ
-from models.live import LiveAlert
+from models.live import DeviceState, LiveAlert
 
 #: Pushes refresh the page as data changes; the timer keeps ages and stale marks moving.
 REFRESH_MS = 15_000
@@ -83,7 +85,8 @@ def layout(code: str | None = None, **_query: str) -> html.Div:
             dcc.Interval(id="district-tick", interval=REFRESH_MS),
             LIVE.store(),
             dcc.Store(id="district-code", data=d.code),
-            # Set once the full map (with its grid cells) is on screen; refreshes then patch it.
+            # The signature of the map on screen (with its grid cells), once drawn: refreshes
+            # then patch it, or send nothing when it shows the same (district_map).
             dcc.Store(id="district-map-drawn", data=False),
             html.Div(
                 className="district-head",
@@ -173,6 +176,34 @@ def alert_list(alerts: list[LiveAlert], code: str) -> html.Div | html.Ul:
     )
 
 
+def district_map(
+    snapshot: OverviewSnapshot, states: list[DeviceState], code: str, drawn: str | bool | None
+) -> tuple[Any, str]:
+    """The district map for a refresh of a browser whose map was drawn with ``drawn`` (its
+    signature; falsy: not drawn): the whole figure the first time; then, the grid cells
+    being on screen, a ``Patch`` of the points and colours — of the colours alone while
+    the same devices show — or ``no_update`` when nothing on it changed."""
+    update = map_updates(snapshot, states, code)
+    mine = [s for s in states if s.district_code == code]
+    places = devices_signature(mine, "aqi")
+    colours = signature([update["z"], update["customdata"], update["colors"]])
+    now_drawn = f"{places}:{colours}"
+    if not drawn:
+        return map_figure(snapshot, states, "aqi", code), now_drawn
+    shown_places, _, shown_colours = str(drawn).partition(":")
+    if shown_places == places and shown_colours == colours:
+        return dash.no_update, now_drawn
+    figure: Any = Patch()
+    figure["data"][0]["z"] = update["z"]
+    figure["data"][0]["customdata"] = update["customdata"]
+    figure["data"][1]["marker"]["color"] = update["colors"]
+    if shown_places != places:
+        figure["data"][1]["lon"] = update["lon"]
+        figure["data"][1]["lat"] = update["lat"]
+        figure["data"][1]["text"] = update["text"]
+    return figure, now_drawn
+
+
 def _last_24_hours(now: datetime) -> list[datetime]:
     end = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
     return [end - timedelta(hours=h) for h in range(23, -1, -1)]
@@ -195,7 +226,7 @@ def _last_24_hours(now: datetime) -> list[datetime]:
     State("district-code", "data"),
     State("district-map-drawn", "data"),
 )
-def refresh(_n: int | None, _live: dict | None, code: str, map_drawn: bool | None) -> tuple:
+def refresh(_n: int | None, _live: dict | None, code: str, map_drawn: str | bool | None) -> tuple:
     # The code comes from the page's store: a crafted request may name another district.
     if auth.refuse_out_of_scope(code, what="district.refresh"):
         raise dash.exceptions.PreventUpdate
@@ -212,18 +243,7 @@ def refresh(_n: int | None, _live: dict | None, code: str, map_drawn: bool | Non
     snapshot = summarise(inputs.states, time.time())
     figures = district_figures(snapshot, code)
     aqi_series = eco.hourly_series(means, hours)
-    if map_drawn:
-        # The grid cells are already on screen: send the colours and points only.
-        update = map_updates(snapshot, inputs.states, code)
-        figure: Any = Patch()
-        figure["data"][0]["z"] = update["z"]
-        figure["data"][0]["customdata"] = update["customdata"]
-        figure["data"][1]["lon"] = update["lon"]
-        figure["data"][1]["lat"] = update["lat"]
-        figure["data"][1]["marker"]["color"] = update["colors"]
-        figure["data"][1]["text"] = update["text"]
-    else:
-        figure = map_figure(snapshot, inputs.states, "aqi", code)
+    figure, now_drawn = district_map(snapshot, inputs.states, code, map_drawn)
     status = t("status.live") if figures.devices else t("status.no_data")
     if inputs.database_error:
         status = f"{status} · {t('vital.database_degraded', reason=inputs.database_error)}"
@@ -250,7 +270,7 @@ def refresh(_n: int | None, _live: dict | None, code: str, map_drawn: bool | Non
         spark_figure(list(zip(hours, readings, strict=True))),
         alert_list(inputs.alerts, code),
         status,
-        True,
+        now_drawn,
     )
 
 

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import dash
 import fakeredis
 import pytest
 import sqlalchemy as sa
@@ -277,13 +278,28 @@ def test_district_refresh_fills_every_panel(page_context: context.PageContext) -
     out = page.refresh(None, None, "511602", False)
     assert len(out) == 11
     devices, figure, status, drawn = out[1], out[5], out[9], out[10]
-    assert drawn is True
+    assert isinstance(drawn, str) and drawn
     assert devices == "0 / 1"
     assert list(figure.data[0].locations) == ["511602"]
     assert "暂不可用" not in str(status)
-    # Once the map is on screen, a refresh patches it instead of resending the grid cells.
-    patched = page.refresh(1, None, "511602", True)[5]
-    assert type(patched).__name__ == "Patch"
+    # Once the map is on screen, a refresh that changes nothing on it sends nothing ...
+    again = page.refresh(1, None, "511602", drawn)
+    assert again[5] is dash.no_update and again[10] == drawn
+    # ... and one that does patches it instead of resending the grid cells: the colours
+    # alone while the same devices show, the points too when they changed.
+    colours = page.refresh(1, None, "511602", drawn.split(":")[0] + ":older")[5]
+    assert type(colours).__name__ == "Patch"
+    assert {tuple(op["location"])[:2] for op in colours.to_plotly_json()["operations"]} == {
+        ("data", 0),
+        ("data", 1),
+    }
+    assert ("data", 1, "lon") not in {tuple(op["location"]) for op in colours.to_plotly_json()["operations"]}
+    page_context.live.register_device(
+        "air-2",
+        {"type": "air_quality", "name": "城北站", "lon": 106.64, "lat": 30.48, "district_code": "511602"},
+    )
+    points = page.refresh(1, None, "511602", drawn)[5]
+    assert ("data", 1, "lon") in {tuple(op["location"]) for op in points.to_plotly_json()["operations"]}
 
 
 def test_the_overview_marks_its_reading_panels_stale_when_the_city_feed_goes_silent(
