@@ -490,3 +490,14 @@ def test_page_refresh_fills_every_panel_and_patches_the_map_after(engine: sa.Eng
     move = page.request_for({"type": "em-move", "id": 7, "action": "release"}, "YJ1", None, None, None)
     assert move == em.ActionRequest("release", "YJ1", None, dispatch_id=7)
     assert page.request_for({"type": "em-open-alert", "id": 5}, None, None, None, None).alert_id == 5
+
+
+def test_the_alert_list_is_capped_and_says_how_many_are_open() -> None:
+    rows = em.alert_rows([live_alert(i, "critical", opened_min_ago=500 - i) for i in range(1, 301)], {})
+    listed = text_of(em.alert_list(rows, datetime.now(UTC)))
+    assert listed.count("em-alert-row") == em.ALERT_LIST_ROWS
+    # Queue order: the first rows are the most severe and oldest.
+    assert '"告警1"' in listed and f'"告警{em.ALERT_LIST_ROWS + 1}"' not in listed
+    assert f"共 {em.ALERT_LIST_ROWS} 条（队列 300 条）" in listed
+    few = text_of(em.alert_list(rows[:3], datetime.now(UTC)))
+    assert few.count("em-alert-row") == 3 and "队列" not in few
