@@ -9,7 +9,7 @@ city volume this is most of a refresh's payload and of the browser's redraw work
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import dash
@@ -43,3 +43,17 @@ def content_signature(value: Any) -> str:
     from plotly.io.json import to_json_plotly
 
     return signature([to_json_plotly(value)])
+
+
+def build_changed(
+    builders: Mapping[str, Callable[[], Any]], signatures: Mapping[str, str], drawn: Mapping[str, str] | None
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """As :func:`changed_only` for outputs signed by their data: each builder is called only
+    for an output that is sent (building a table of hundreds of rows costs as much as
+    sending it)."""
+    drawn = drawn or {}
+    sent = {
+        name: dash.no_update if drawn.get(name) == signatures.get(name) else build()
+        for name, build in builders.items()
+    }
+    return sent, dict(signatures)

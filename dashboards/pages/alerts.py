@@ -22,9 +22,9 @@ from dash import Input, Output, State, callback, clientside_callback, ctx, dcc, 
 
 from dashboards import auth, console, context, push
 from dashboards import district as drill
-from dashboards.drawn import changed_only, content_signature
+from dashboards.drawn import build_changed, signature
 from dashboards.exports import export_links
-from dashboards.i18n import LANGUAGES, t
+from dashboards.i18n import LANGUAGES, current_language, t
 from geo.boundaries import DISTRICTS, city_bounds
 from models import alerts as alert_model
 from models.lifecycle import Actor
@@ -460,10 +460,14 @@ def refresh_queue(
         "audible": sorted(audible),
         "ids": [r.id for r in rows],
     }
-    # The table travels only when it differs from the one on screen (most refreshes of a
-    # queue of hundreds change nothing in it).
-    table = queue_table(rows, selected)
-    sent, now_drawn = changed_only({"queue": table}, {"queue": content_signature(table)}, drawn)
+    # The table is built and sent only when it differs from the one on screen (most
+    # refreshes of a queue of hundreds change nothing in it). Its rows are plain text in
+    # the viewer's language, so they and the selection sign it.
+    sent, now_drawn = build_changed(
+        {"queue": lambda: queue_table(rows, selected)},
+        {"queue": signature(rows, [selected, current_language()])},
+        drawn,
+    )
     return (
         sent["queue"],
         t("console.queue_count", shown=len(rows), total=len(alerts)),

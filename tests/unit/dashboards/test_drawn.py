@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import dash
 from dash import html
 
-from dashboards.drawn import changed_only, content_signature, signature
+from dashboards.drawn import build_changed, changed_only, content_signature, signature
 
 
 def test_signatures_follow_content_and_order() -> None:
@@ -32,3 +34,23 @@ def test_only_changed_outputs_are_sent() -> None:
     sent, now_drawn = changed_only(changed, {k: content_signature(v) for k, v in changed.items()}, drawn)
     assert sent["a"] is dash.no_update and sent["b"] is changed["b"]
     assert now_drawn["a"] == drawn["a"] and now_drawn["b"] != drawn["b"]
+
+
+def test_outputs_signed_by_their_data_are_built_only_when_sent() -> None:
+    built: list[str] = []
+
+    def table(name: str) -> Callable[[], html.Div]:
+        def build() -> html.Div:
+            built.append(name)
+            return html.Div(name)
+
+        return build
+
+    signatures = {"queue": signature([("a", 1)]), "list": signature([("b", 2)])}
+    first, drawn = build_changed({"queue": table("queue"), "list": table("list")}, signatures, None)
+    assert built == ["queue", "list"] and first["queue"].children == "queue"
+
+    built.clear()
+    moved = {**signatures, "list": signature([("b", 3)])}
+    sent, _ = build_changed({"queue": table("queue"), "list": table("list")}, moved, drawn)
+    assert built == ["list"] and sent["queue"] is dash.no_update and sent["list"].children == "list"
