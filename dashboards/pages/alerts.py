@@ -462,10 +462,16 @@ def refresh_queue(
     }
     # The table is built and sent only when it differs from the one on screen (most
     # refreshes of a queue of hundreds change nothing in it). Its rows are plain text in
-    # the viewer's language, so they and the selection sign it.
+    # the viewer's language, so what they show and the selection sign it (not the SLA's
+    # exact seconds left, which only its text shows).
+    shown_rows = [
+        (r.id, r.severity_label, r.colour, r.title, r.district, r.state, r.state_label, r.age, r.handler)
+        for r in rows
+    ]
+    countdowns = [(r.sla.state, r.sla.text, r.audible) for r in rows]
     sent, now_drawn = build_changed(
         {"queue": lambda: queue_table(rows, selected)},
-        {"queue": signature(rows, [selected, current_language()])},
+        {"queue": signature(shown_rows, countdowns, [selected, current_language()])},
         drawn,
     )
     return (
