@@ -193,11 +193,17 @@ def test_dedup_index_and_geometry_on_postgis(engine: sa.Engine) -> None:
 def live(redis_url: str) -> Iterator[LiveStore]:
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     store = LiveStore(client)
-    client.delete(ALERTS_OPEN_KEY, ALERTS_AUDIBLE_KEY)
+
+    def clear() -> None:
+        # The queue, the audible set, the per-district queues and the version: alert ids
+        # start again in each test's database, so nothing of another test may remain.
+        for key in [*client.scan_iter(match="cityops:alerts:*"), *client.scan_iter(match=alert_key("*"))]:
+            client.delete(key)
+
+    clear()
     yield store
-    client.delete(ALERTS_OPEN_KEY, ALERTS_AUDIBLE_KEY, "cityops:stream:alerts")
-    for key in client.scan_iter(match=alert_key("*")):
-        client.delete(key)
+    clear()
+    client.delete("cityops:stream:alerts")
     client.close()
 
 
