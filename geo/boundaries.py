@@ -14,6 +14,7 @@ cannot change what the next caller sees.
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -109,10 +110,26 @@ def _read_amap_geometry(code: str) -> MultiPolygon:
 
 @lru_cache(maxsize=1)
 def _district_geometries() -> tuple[MultiPolygon, ...]:
-    geoms = tuple(_read_amap_geometry(d.code) for d in DISTRICTS)
-    for g in geoms:
-        # Point location relies on these being prepared; do it once here.
-        shapely.prepare(g)
+    # Shared by every thread, so never prepared: see prepared_district_geometries.
+    return tuple(_read_amap_geometry(d.code) for d in DISTRICTS)
+
+
+_per_thread = threading.local()
+
+
+def prepared_district_geometries() -> tuple[MultiPolygon, ...]:
+    """The district shapes prepared for fast point tests, one copy per thread.
+
+    A GEOS prepared geometry caches its index lazily and must not be used by two threads
+    at once (libgeos/geos#825): the web tier serves pages from many threads, and sharing
+    one prepared copy crashed the process in libgeos. Each thread prepares its own copy
+    once (a few milliseconds); the shared shapes stay unprepared and read-only.
+    """
+    geoms: tuple[MultiPolygon, ...] | None = getattr(_per_thread, "districts", None)
+    if geoms is None:
+        geoms = tuple(shapely.from_wkb(shapely.to_wkb(g)) for g in _district_geometries())
+        shapely.prepare(geoms)
+        _per_thread.districts = geoms
     return geoms
 
 
@@ -153,9 +170,8 @@ def city_outline() -> BaseGeometry:
     "inside the city" and "inside some district" can never disagree; in the source
     data the two are identical anyway.
     """
-    outline = shapely.union_all(list(_district_geometries()))
-    shapely.prepare(outline)
-    return outline
+    # Not prepared: it is shared by every thread (see prepared_district_geometries).
+    return shapely.union_all(list(_district_geometries()))
 
 
 def city_bounds() -> tuple[float, float, float, float]:
@@ -217,9 +233,10 @@ def district_index_at(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
     lon = np.asarray(lon, dtype=np.float64)
     lat = np.asarray(lat, dtype=np.float64)
     out = np.full(lon.shape, -1, dtype=np.int8)
+    geoms = prepared_district_geometries()
     # Iterate in reverse so that, on a shared border, the earlier district is written last.
     for idx in range(len(DISTRICTS) - 1, -1, -1):
-        geom = _district_geometries()[idx]
+        geom = geoms[idx]
         minx, miny, maxx, maxy = geom.bounds
         near = (lon >= minx) & (lon <= maxx) & (lat >= miny) & (lat <= maxy)
         hit = np.zeros(lon.shape, dtype=bool)

@@ -39,7 +39,13 @@ import numpy.typing as npt
 import pandas as pd
 import shapely
 
-from geo.boundaries import DISTRICTS, _district_geometries, city_bounds, district_index_at
+from geo.boundaries import (
+    DISTRICTS,
+    _district_geometries,
+    city_bounds,
+    district_index_at,
+    prepared_district_geometries,
+)
 from geo.grid import GRID_RESOLUTION, _grid_frame
 
 # ≈100 m raster cells: the slow-path share falls with the step (border crossings ∝
@@ -338,7 +344,7 @@ def _locate_rows(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
             # Off the raster's trusted grid: ask the reference directly.
             b_d[b_near] = district_index_at(s_lon[b_pos[b_near]], s_lat[b_pos[b_near]])
         cand = ix_.candidates[s_cy[b_pos], s_cx[b_pos]]
-        geoms = _district_geometries()
+        geoms = prepared_district_geometries()
         # Ascending district order and "first hit wins" reproduce the reference's
         # tie-break for points exactly on a shared border.
         for k in range(len(DISTRICTS)):
@@ -416,7 +422,7 @@ def locate_point(lon: float, lat: float) -> tuple[str | None, str | None]:
             # Same rule as the batch path: candidates in ascending order, first hit wins.
             d = -1
             bits = int(ix_.candidates[cy, cx])
-            geoms = _district_geometries()
+            geoms = prepared_district_geometries()
             for k in range(len(DISTRICTS)):
                 if bits >> k & 1 and shapely.intersects_xy(geoms[k], x, y):
                     d = k

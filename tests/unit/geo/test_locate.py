@@ -196,3 +196,48 @@ def test_exact_border_vertex_follows_reference_tie_break() -> None:
     shared = geoms["511603"].boundary.intersection(geoms["511681"].boundary)
     x, y = shapely.get_coordinates(shared)[3]
     assert locate_point(x, y)[0] == "511603"  # first of the two in DISTRICTS order
+
+
+def test_threads_locating_at_once_each_use_their_own_prepared_shapes() -> None:
+    """The web tier locates from many threads: one shared prepared GEOS geometry used by
+    two threads at once crashed the process in libgeos, so each thread prepares its own."""
+    import threading
+
+    from geo.boundaries import _district_geometries, prepared_district_geometries
+
+    rng = np.random.default_rng(7)
+    minx, miny, maxx, maxy = boundaries.city_bounds()
+    lon = rng.uniform(minx, maxx, 20_000)
+    lat = rng.uniform(miny, maxy, 20_000)
+    expected = locate(lon, lat).district_code
+    seen: dict[int, tuple[int, ...]] = {}
+    failures: list[BaseException] = []
+    start = threading.Barrier(8)
+
+    def work() -> None:
+        try:
+            start.wait()
+            for _ in range(5):
+                got = locate(lon, lat).district_code
+                assert (got == expected).all()
+                # Border points go through the polygons themselves, one point at a time too.
+                for x, y in zip(lon[:200], lat[:200], strict=True):
+                    locate_point(float(x), float(y))
+            seen[threading.get_ident()] = tuple(id(g) for g in prepared_district_geometries())
+        except BaseException as exc:  # reported below, with the thread's result
+            failures.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+    copies = list(seen.values())
+    assert len(copies) == 8
+    # No two threads share a prepared shape, and none is the shared (unprepared) original.
+    ids = [i for c in copies for i in c]
+    assert len(set(ids)) == len(ids)
+    assert not set(ids) & {id(g) for g in _district_geometries()}
+    assert not any(shapely.is_prepared(g) for g in _district_geometries())
+    assert prepared_district_geometries() is prepared_district_geometries()
