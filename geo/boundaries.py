@@ -158,8 +158,14 @@ def _districts_frame() -> gpd.GeoDataFrame:
 
 
 def load_districts() -> gpd.GeoDataFrame:
-    """The six districts: ``district_code``, ``name``, ``name_en``, ``geometry``, ``area_km2``."""
-    return _districts_frame().copy()
+    """The six districts: ``district_code``, ``name``, ``name_en``, ``geometry``, ``area_km2``.
+
+    The caller's own copy, geometries included: it may prepare them (``shapely.prepared``
+    prepares in place) without touching the shapes other threads share.
+    """
+    frame = _districts_frame().copy()
+    frame["geometry"] = shapely.from_wkb(shapely.to_wkb(frame.geometry.to_numpy()))
+    return frame
 
 
 @lru_cache(maxsize=1)

@@ -116,3 +116,16 @@ def test_reference_tie_break_on_shared_border() -> None:
     shared = geoms["511602"].boundary.intersection(geoms["511603"].boundary)
     x, y = shapely.get_coordinates(shared)[0]
     assert boundaries.district_index_at(np.array([x]), np.array([y]))[0] == 0
+
+
+def test_a_loaded_frame_owns_its_shapes() -> None:
+    """Preparing a loaded frame's shapes (the simulator does) leaves the shared ones alone."""
+    import shapely.prepared
+
+    frame = boundaries.load_districts()
+    for geom in frame.geometry:
+        shapely.prepared.prep(geom)
+    shared = boundaries._district_geometries()
+    assert not any(shapely.is_prepared(g) for g in shared)
+    assert all(a.equals_exact(b, 0) for a, b in zip(frame.geometry, shared, strict=True))
+    assert frame.crs == "EPSG:4326" or frame.crs.to_epsg() == 4326
