@@ -153,7 +153,10 @@ class Heartbeat:
         return True
 
     def start(self) -> Heartbeat:
+        """Beat once now (the process shows on the system page from its first moment), then
+        every :attr:`interval` from a thread."""
         if self._thread is None:
+            self.beat()
             self._thread = threading.Thread(target=self._run, name=f"heartbeat-{self.kind}", daemon=True)
             self._thread.start()
         return self
@@ -167,10 +170,8 @@ class Heartbeat:
         self.beat(stopped_at=f"{self.clock():.3f}")
 
     def _run(self) -> None:
-        while True:
+        while not self._stop.wait(self.interval):
             self.beat()
-            if self._stop.wait(self.interval):
-                return
 
 
 # ---- the figures of an ingest worker -------------------------------------------------------
