@@ -231,9 +231,11 @@ def test_in_multiprocess_mode_a_scrape_adds_up_every_process(tmp_path: Path) -> 
     assert samples[("cityops_web_connected_viewers", ())] == 7
 
     # gunicorn's child_exit hook: a dead worker's viewers no longer count, its requests do.
-    conf = runpy.run_path(str(ROOT / "deploy" / "gunicorn.conf.py"))
     with pytest.MonkeyPatch.context() as patch:
+        # Set first: without it the settings file would make a folder and set the variable
+        # for the rest of this test process.
         patch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+        conf = runpy.run_path(str(ROOT / "deploy" / "gunicorn.conf.py"))
         conf["child_exit"](None, SimpleNamespace(pid=first))
     samples = _samples(_python(_SCRAPE, env))
     assert samples[("cityops_web_connected_viewers", ())] == 5
