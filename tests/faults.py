@@ -236,73 +236,6 @@ class PrivatePostgres:
             shutil.rmtree(self.root)
 
 
-class IngestProcess:
-    """``cityops ingest`` as its own process group, pointed at private services: a worker
-    that can be SIGKILLed like a container that lost its host."""
-
-    def __init__(self, workdir: Path, env: dict[str, str]) -> None:
-        self.workdir = workdir
-        self.env = env
-        self.log = workdir / "ingest.log"
-        self._process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def pid(self) -> int:
-        assert self._process is not None
-        return self._process.pid
-
-    def start(self) -> IngestProcess:
-        binary = Path(sys.executable).with_name("cityops")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CITYOPS_")} | self.env
-        with self.log.open("ab") as log:
-            self._process = subprocess.Popen(
-                [str(binary), "ingest"], env=env, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,  # its processing processes share its group: one kill ends all
-            )  # fmt: skip
-        return self
-
-    def alive(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    def rss_kib(self) -> int:
-        """Resident memory of the worker and its processing processes together."""
-        total = 0
-        for status in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = status.read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[2]) == self.pid:  # field 5 (pgrp): a member of the worker's group
-                with contextlib.suppress(OSError):
-                    for line in (status.parent / "status").read_text().splitlines():
-                        if line.startswith("VmRSS:"):
-                            total += int(line.split()[1])
-        return total
-
-    def kill(self) -> None:
-        """SIGKILL to the worker process only; its processing processes notice and end."""
-        if self.alive():
-            assert self._process is not None
-            self._process.send_signal(signal.SIGKILL)
-            self._process.wait(10)
-
-    def stop(self) -> None:
-        process, self._process = self._process, None
-        if process is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(5)
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
-
-
 def process_tree(pid: int) -> set[int]:
     """``pid`` and all its descendants, from ``/proc``."""
     parents: dict[int, int] = {}
@@ -398,6 +331,40 @@ class CityopsProcess:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
+
+
+class IngestProcess(CityopsProcess):
+    """``cityops ingest`` as its own process group, pointed at private services: a worker
+    that can be SIGKILLed like a container that lost its host."""
+
+    def __init__(self, workdir: Path, env: dict[str, str]) -> None:
+        super().__init__(workdir, env, ["ingest"], "ingest")
+
+    def start(self) -> IngestProcess:
+        super().start()
+        return self
+
+    def rss_kib(self) -> int:
+        """Resident memory of the worker and its processing processes together."""
+        total = 0
+        for status in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = status.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == self.pid:  # field 5 (pgrp): a member of the worker's group
+                with contextlib.suppress(OSError):
+                    for line in (status.parent / "status").read_text().splitlines():
+                        if line.startswith("VmRSS:"):
+                            total += int(line.split()[1])
+        return total
+
+    def kill(self) -> None:
+        """SIGKILL to the worker process only; its processing processes notice and end."""
+        if self.alive():
+            assert self._process is not None
+            self._process.send_signal(signal.SIGKILL)
+            self._process.wait(10)
 
 
 class WebProcess(CityopsProcess):
