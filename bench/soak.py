@@ -73,13 +73,11 @@ from models.live import STREAM_MAXLEN  # noqa: E402
 from tests.browser import support  # noqa: E402
 from tests.faults import (  # noqa: E402
     CityopsProcess,
-    FaultyMosquitto,
     IngestProcess,
-    PrivatePostgres,
-    PrivateRedis,
     WebProcess,
     add_account,
     simulator,
+    start_private_services,
     tree_cpu_s,
     tree_memory_kib,
     wait_for,
@@ -393,18 +391,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     csv_path = OUT_DIR / f"soak-{started:%Y%m%dT%H%M%SZ}.csv"
     print(f"soak: {args.seconds:.0f} s at {args.rate:.0f} msgs/s, {args.viewers} viewers → {csv_path}")
 
-    postgres = PrivatePostgres().start()
-    cache = PrivateRedis(workdir).start()
-    broker = FaultyMosquitto(workdir / "mqtt").start()
-    env = {
-        "CITYOPS_MQTT_URL": broker.url,
-        "CITYOPS_REDIS_URL": cache.url,
-        "CITYOPS_DATABASE_URL": postgres.url,
-        "CITYOPS_DATA_DIR": str(workdir / "var"),
-        "CITYOPS_SECRET_KEY": secrets.token_urlsafe(48),
-        "CITYOPS_LOG_LEVEL": "WARNING",
-        "CITYOPS_WORKER_ID": "soak-1",
-    }
+    postgres, cache, broker, env = start_private_services(workdir)
+    env |= {"CITYOPS_LOG_LEVEL": "WARNING", "CITYOPS_WORKER_ID": "soak-1"}
     account = {"username": "soak.viewer", "password": secrets.token_urlsafe(18)}
     add_account(env, account["username"], "leader", account["password"])
     ingest = IngestProcess(workdir, env).start()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import subprocess
@@ -234,6 +235,24 @@ class PrivatePostgres:
         self.stop()
         with contextlib.suppress(OSError):
             shutil.rmtree(self.root)
+
+
+def start_private_services(
+    workdir: Path,
+) -> tuple[PrivatePostgres, PrivateRedis, FaultyMosquitto, dict[str, str]]:
+    """PostgreSQL with PostGIS, Redis and Mosquitto of their own, started, and the cityops
+    settings that point at them (a fresh secret key; the caller adds the rest)."""
+    postgres = PrivatePostgres().start()
+    cache = PrivateRedis(workdir).start()
+    broker = FaultyMosquitto(workdir / "mqtt").start()
+    env = {
+        "CITYOPS_MQTT_URL": broker.url,
+        "CITYOPS_REDIS_URL": cache.url,
+        "CITYOPS_DATABASE_URL": postgres.url,
+        "CITYOPS_DATA_DIR": str(workdir / "var"),
+        "CITYOPS_SECRET_KEY": secrets.token_urlsafe(48),
+    }
+    return postgres, cache, broker, env
 
 
 def process_tree(pid: int) -> set[int]:

@@ -38,6 +38,7 @@ from tests.faults import (
     WebProcess,
     add_account,
     simulator,
+    start_private_services,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.real_services]
@@ -84,17 +85,8 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     workdir = tmp_path_factory.mktemp("resilience")
-    postgres = PrivatePostgres().start()
-    cache = PrivateRedis(workdir).start()
-    broker = FaultyMosquitto(workdir / "mqtt").start()
-    env = {
-        "CITYOPS_MQTT_URL": broker.url,
-        "CITYOPS_REDIS_URL": cache.url,
-        "CITYOPS_DATABASE_URL": postgres.url,
-        "CITYOPS_DATA_DIR": str(workdir / "var"),
-        "CITYOPS_SECRET_KEY": secrets.token_urlsafe(48),
-        "CITYOPS_LOG_LEVEL": "INFO",
-    }
+    postgres, cache, broker, env = start_private_services(workdir)
+    env["CITYOPS_LOG_LEVEL"] = "INFO"
     account = {"username": "duty.resilience", "password": secrets.token_urlsafe(18)}
     ingest = feed = web = None
     try:
