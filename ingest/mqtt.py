@@ -221,6 +221,9 @@ class MqttStats:
     #: reason 0x10), so nobody will ever receive them. For readings that means no ingest
     #: worker was subscribed, e.g. in the moment after a broker restart (docs/mqtt.md).
     unrouted: int = 0
+    #: Queued copies from an earlier connection dropped when the broker resumed the session
+    #: (it sends them again on the new one, where only the new copies can be acknowledged).
+    stale_dropped: int = 0
 
 
 def connect_args(url: ServiceURL | str) -> ConnectArgs:
@@ -525,6 +528,16 @@ class _Handoff:
                 self._changed.wait(min(remaining, _HANDOFF_POLL_SECONDS))
         return done
 
+    def discard_other_connections(self, connection: int) -> int:
+        """Drop the queued messages received on any connection but ``connection``; how many."""
+        with self._changed:
+            kept = [m for m in self._items if m.connection == connection]
+            dropped = len(self._items) - len(kept)
+            if dropped:
+                self._items = deque(kept)
+                self._changed.notify_all()  # room for a waiting network thread
+        return dropped
+
     def get_many(self, max_items: int, timeout: float | None) -> list[ReceivedMessage]:
         """Up to ``max_items`` items: waits up to ``timeout`` (None: for ever) for the first."""
         with self._changed:
@@ -600,6 +613,7 @@ class MqttClient:
                 "handoff_overflows",
                 "connects",
                 "unrouted",
+                "stale_dropped",
             ),
             0,
         )
@@ -888,6 +902,7 @@ class MqttClient:
             last_error=self.last_error,
             connected_since=self._connected_since,
             unrouted=counts["unrouted"],
+            stale_dropped=counts["stale_dropped"],
         )
 
     def __repr__(self) -> str:
@@ -910,6 +925,17 @@ class MqttClient:
             self._first_connect.set()
             return
         self._generation = next(_connection_generation)
+        if flags.session_present:
+            # The broker kept the session: it sends every unacknowledged message again on
+            # this connection. The copies still queued from the last one could never be
+            # acknowledged (their packet ids belong to a closed connection); handling them
+            # would only double the work, and under overload they filled the queue, stalled
+            # the network thread and dropped this connection too, again and again. Without
+            # a session (expired, or a broker that lost it) nothing comes again, so they stay.
+            stale = self._queue.discard_other_connections(self._generation)
+            if stale:
+                self._count("stale_dropped", stale)
+                log.info("dropped %d queued messages of the last connection: the broker resends them", stale)
         with self._lock:
             if self._counts["connects"] > 0:
                 self._counts["reconnects"] += 1

@@ -232,3 +232,24 @@ def test_publishes_no_subscriber_received_are_counted_as_unrouted() -> None:
     client._on_publish(client._client, None, 3, ReasonCode(PacketTypes.PUBACK, identifier=0x87), None)
     stats = client.stats()
     assert (stats.published, stats.unrouted, stats.publish_failed) == (2, 1, 1)
+
+
+@pytest.mark.parametrize(("session_present", "kept_old"), [(True, False), (False, True)])
+def test_a_resumed_session_drops_the_last_connections_queued_copies(
+    session_present: bool, kept_old: bool
+) -> None:
+    """The broker sends a resumed session's unacknowledged messages again; the copies still
+    queued from the closed connection can never be acknowledged, so they go. Without a
+    session nothing comes again: they stay and are handled."""
+    client = MqttClient("mqtt://127.0.0.1:1", "c", persistent_session=True)
+    client._send_subscribe = lambda subscriptions: None  # type: ignore[method-assign]
+    connack = ReasonCode(PacketTypes.CONNACK, identifier=0)
+    client._on_connect(client._client, None, SimpleNamespace(session_present=False), connack, None)
+    for mid in (1, 2, 3):
+        client._on_message(client._client, None, _paho_message(mid))  # type: ignore[arg-type]
+    client._on_connect(client._client, None, SimpleNamespace(session_present=session_present), connack, None)
+    client._on_message(client._client, None, _paho_message(1))  # type: ignore[arg-type]  # sent again
+    taken = client.get_batch(10, timeout=0.1)
+    assert [m.mid for m in taken] == ([1, 2, 3, 1] if kept_old else [1])
+    assert taken[-1].connection == client._generation
+    assert client.stats().stale_dropped == (0 if kept_old else 3)
