@@ -145,7 +145,8 @@ def _table(keys: tuple[str, ...], rows: list[Any], class_name: str = "") -> html
 def caller_cell(row: hl.StreamRow, may_reveal: bool) -> html.Td:
     """The masked caller; for those who handle orders, a button that shows this one caller
     (assets/cityops-hotline.js asks the server, which checks the role and district and
-    audits the reveal). The next refresh masks the caller again."""
+    audits the reveal). The tab keeps it on screen for a minute through the stream's
+    redraws, then masks it again."""
     if not may_reveal:
         return html.Td(row.caller, className="num")
     return html.Td(

@@ -101,12 +101,20 @@ def test_hotline_page_fills_live_masked_as_text_and_offline(system: tuple[str, s
     publish_hostile_ticket(mqtt_url)
     row = f"//tr[@title='{TICKET_ID}']"
     assert wait_until(lambda: driver.find_elements(By.XPATH, row), 30), "the published order did not appear"
-    cells = driver.find_element(By.XPATH, row)
-    assert HOSTILE_TITLE in cells.text and "**不加粗** [不是链接](http://example.com)" in cells.text
-    assert '<img src="x"' in cells.text
-    assert not cells.find_elements(By.CSS_SELECTOR, "img, b, strong, a")
+    # The stream is redrawn as orders arrive: read the row's text and markup in one step.
+    snapshot = """
+        const row = document.evaluate(arguments[0], document, null,
+            XPathResult.FIRST_ORDERED_NODE_TYPE, null).singleNodeValue;
+        return row && [row.innerText, row.querySelectorAll("img, b, strong, a").length];
+    """
+    seen: list = []
+    assert wait_until(lambda: seen.append(driver.execute_script(snapshot, row)) or seen[-1], 30)
+    text, markup = seen[-1]
+    assert HOSTILE_TITLE in text and "**不加粗** [不是链接](http://example.com)" in text
+    assert '<img src="x"' in text
+    assert markup == 0
     assert driver.execute_script("return window.hacked === undefined")
-    assert "赵** 139****5678" in cells.text
+    assert "赵** 139****5678" in text
     assert "13912345678" not in driver.page_source and "赵六六" not in driver.page_source
 
     # The operator handles orders: "显示" shows this one caller (the server checks the role
