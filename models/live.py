@@ -30,6 +30,8 @@ key                                      type    content
                                                  alert hashes or the audible set
 ``cityops:alerts:indexed_at``            string  when the per-district queues were built from
                                                  the queue (absent: read the queue itself)
+``cityops:alerts:epoch``                 string  a random token set by the store's first
+                                                 version bump (a new one after a flush)
 =======================================  ======  ==============================================
 """
 
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import secrets
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -94,6 +97,10 @@ ALERTS_VERSION_KEY = KEY_PREFIX + "alerts:version"
 #: so a version counter that starts again after Redis lost everything is not mistaken for
 #: the one read before.
 ALERTS_INDEXED_KEY = KEY_PREFIX + "alerts:indexed_at"
+#: Set once (a random token) by the first version bump of a store: a Redis that lost
+#: everything starts its version counter again from 1, and the new token keeps that from
+#: being taken for a version a web process read before.
+ALERTS_EPOCH_KEY = KEY_PREFIX + "alerts:epoch"
 #: An alert that left the queue keeps its hash this long, for pages showing "just closed".
 ALERT_ENDED_TTL_S = 24 * 3600
 
@@ -288,7 +295,7 @@ def alert_hash(alert: AlertView) -> dict[str, str]:
 class _AlertCache:
     """One process's reads of the alert queue, valid while the queue's token is unchanged."""
 
-    token: tuple[str, str]
+    token: tuple[str, str, str]
     #: (limit, district_code) → the queue as read
     queues: dict[tuple[int, str | None], list[LiveAlert]]
     audible: frozenset[int] | None = None
@@ -642,7 +649,7 @@ class LiveStore:
             ]
             pipe.multi()
             if fresh:
-                pipe.incr(ALERTS_VERSION_KEY)
+                _bump_alerts_version(pipe)
             for change, district in fresh:
                 self._queue_alert(pipe, change.alert, district)
                 note = _alert_note(change)
@@ -683,10 +690,10 @@ class LiveStore:
         the first ``limit`` alerts of that district.
 
         A process keeps what it read per (limit, district) and answers again from it while
-        the queue's token (``cityops:alerts:version`` and ``cityops:alerts:indexed_at``,
-        both changed in the MULTI of every write) is unchanged: one GET instead of a hash
-        per alert. The token is read before the queue, so a write landing in between
-        only makes the next call read again.
+        the queue's token (``cityops:alerts:version``, ``cityops:alerts:epoch`` and
+        ``cityops:alerts:indexed_at``, written in the MULTI of every write) is unchanged:
+        one MGET instead of a hash per alert. The token is read before the queue, so a
+        write landing in between only makes the next call read again.
         """
         size = max(limit, 1)
         token = self._alerts_token()
@@ -699,7 +706,7 @@ class LiveStore:
                         return list(kept)
         if district_code is None:
             found = self._read_alerts(self.redis.zrange(ALERTS_OPEN_KEY, 0, size - 1))
-        elif token is not None and token[1]:
+        elif token is not None and token[2]:  # the per-district queues are built
             found = self._read_alerts(self.redis.zrange(alerts_district_key(district_code), 0, size - 1))
         else:
             found = self._open_alerts_walk(size, district_code)
@@ -711,13 +718,13 @@ class LiveStore:
                 cache.queues[(size, district_code)] = found
         return list(found)
 
-    def _alerts_token(self) -> tuple[str, str] | None:
+    def _alerts_token(self) -> tuple[str, str, str] | None:
         """What the cached queue reads are valid for; None while the store has no version
         yet (written before it existed, or just flushed): nothing is kept then."""
-        version, indexed = self.redis.mget(ALERTS_VERSION_KEY, ALERTS_INDEXED_KEY)
-        return None if version is None else (version, indexed or "")
+        version, epoch, indexed = self.redis.mget(ALERTS_VERSION_KEY, ALERTS_EPOCH_KEY, ALERTS_INDEXED_KEY)
+        return None if version is None or epoch is None else (version, epoch, indexed or "")
 
-    def _alerts_cache_for(self, token: tuple[str, str]) -> _AlertCache:
+    def _alerts_cache_for(self, token: tuple[str, str, str]) -> _AlertCache:
         """The cache of ``token``, emptied first if it held another one (call under the lock)."""
         if self._alerts_cache is None or self._alerts_cache.token != token:
             self._alerts_cache = _AlertCache(token, {})
@@ -798,7 +805,7 @@ class LiveStore:
         districts = list(self.redis.scan_iter(match=alerts_district_key("*"), count=1000))
         with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(ALERTS_OPEN_KEY, ALERTS_AUDIBLE_KEY, *districts)
-            pipe.incr(ALERTS_VERSION_KEY)
+            _bump_alerts_version(pipe)
             for alert in alerts:
                 self._queue_alert(pipe, alert)
             pipe.set(ALERTS_INDEXED_KEY, str(time.time_ns()))
@@ -807,6 +814,12 @@ class LiveStore:
             )
             pipe.execute()
         return len(alerts)
+
+
+def _bump_alerts_version(pipe: Any) -> None:
+    """In a write's MULTI: the queue changed (and the store has its epoch token)."""
+    pipe.incr(ALERTS_VERSION_KEY)
+    pipe.set(ALERTS_EPOCH_KEY, secrets.token_hex(8), nx=True)
 
 
 def _alert_note(change: AlertChange) -> dict[str, Any]:

@@ -230,10 +230,27 @@ def a_store_without_a_version_keeps_nothing(engine: sa.Engine, live: LiveStore) 
     assert live.audible_alerts() == {second.alert.id}
 
 
+def a_flushed_store_that_was_never_rebuilt_is_read_again(engine: sa.Engine, live: LiveStore) -> None:
+    """No rebuild before or after the flush: the counter is back at the value read before,
+    and only the store's new epoch token tells the two queues apart."""
+    with engine.begin() as conn:
+        first = alerts.raise_alert(conn, draft("a", "critical"), now=T0)
+        second = alerts.raise_alert(conn, draft("b", "major"), now=T0 + timedelta(seconds=1))
+    live.apply_alert_changes([first])
+    assert [x.id for x in live.open_alerts()] == [first.alert.id]
+    counter = live.redis.get(ALERTS_VERSION_KEY)
+    live.redis.flushdb()
+    live.apply_alert_changes([second])
+    assert live.redis.get(ALERTS_VERSION_KEY) == counter
+    assert [x.id for x in live.open_alerts()] == [second.alert.id]
+    assert live.audible_alerts() == {second.alert.id}
+
+
 SCENARIOS: list[Callable[..., None]] = [
     every_change_path_moves_the_version,
     a_store_written_before_the_district_queues,
     a_store_without_a_version_keeps_nothing,
+    a_flushed_store_that_was_never_rebuilt_is_read_again,
 ]
 
 
