@@ -9,7 +9,9 @@ minutes and reconnect, so a worker's threads are handed back regularly.
 Command-line options override these (``-w 8``, ``--threads 64``, ``-b 127.0.0.1:8050``).
 
 Metrics: every worker is its own process with its own counters, so Prometheus
-multiprocess mode is switched on here, before any worker imports ``prometheus_client``:
+multiprocess mode is switched on when the server starts (``on_starting``, in the master,
+before any worker is forked and imports the app and ``prometheus_client``; the app is not
+preloaded, so nothing in the master has imported them yet):
 ``PROMETHEUS_MULTIPROC_DIR`` (given, or a fresh temporary folder) holds one file per
 worker and metric, ``/metrics`` on any worker reads them all (dashboards/api/health.py).
 Files left by an earlier run would be counted again, so the folder is emptied when the
@@ -21,10 +23,6 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any
-
-#: Set in the master before the workers are forked (and import the app): they inherit it.
-if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="cityops-metrics-")
 
 bind = "0.0.0.0:8050"
 workers = 4
@@ -41,7 +39,14 @@ errorlog = "-"
 
 
 def on_starting(server: Any) -> None:
-    """Empty the metrics folder: values of a previous run's workers must not be added in."""
+    """Switch multiprocess metrics on for the workers to come (they inherit the variable)
+    and empty the folder: values of a previous run's workers must not be added in.
+
+    Here rather than when this file is read, so that reading the settings (a check, a
+    test) changes nothing in the reader's environment.
+    """
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="cityops-metrics-")
     folder = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
     folder.mkdir(parents=True, exist_ok=True)
     for stale in folder.glob("*.db"):

@@ -253,19 +253,22 @@ def test_gunicorn_settings_switch_multiprocess_on_and_start_from_an_empty_folder
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "placeholder")
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
     conf = runpy.run_path(str(ROOT / "deploy" / "gunicorn.conf.py"))
+    # Reading the settings changes nothing in the reader's environment ...
+    assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+    assert conf["worker_class"] == "gthread" and conf["workers"] == 4
+    # ... starting the server switches multiprocess mode on for the workers it forks.
+    conf["on_starting"](None)
     made = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
     assert made.is_dir() and made.name.startswith("cityops-metrics-")
     made.rmdir()
-    assert conf["worker_class"] == "gthread" and conf["workers"] == 4
 
     folder = tmp_path / "metrics"
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(folder))
-    runpy.run_path(str(ROOT / "deploy" / "gunicorn.conf.py"))  # a given folder is kept
-    assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == str(folder)
     folder.mkdir()
     (folder / "counter_4242.db").write_bytes(b"old run")
     (folder / "notes.txt").write_text("not ours")
-    conf["on_starting"](None)
+    conf["on_starting"](None)  # a given folder is kept, emptied of old metric files
+    assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == str(folder)
     assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
 
 
