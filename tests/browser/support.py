@@ -151,6 +151,12 @@ def wait_until(predicate: Callable[[], Any], timeout: float) -> bool:
     return False
 
 
+def click_when_ready(driver: Any, xpath: str, timeout: float) -> bool:
+    """Click the element at ``xpath``, finding it again when a live redraw replaced it
+    between finding and clicking (a stale element); False when it never could."""
+    return wait_until(lambda: driver.find_element("xpath", xpath).click() is None, timeout)
+
+
 def severe_errors(driver: Any) -> list[str]:
     """Errors the page logged in the browser console, less the known headless one."""
     return [

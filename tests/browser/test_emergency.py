@@ -18,6 +18,7 @@ import pytest
 from tests.browser.support import (
     SCREENSHOTS,
     chromium,
+    click_when_ready,
     foreign_requests,
     running_demo,
     severe_errors,
@@ -92,7 +93,7 @@ def test_an_officer_opens_an_incident_from_a_critical_alert_on_the_page(system, 
     publish_smoke(mqtt_url)
     button = f"//tr[contains(., '{DEVICE_NAME}')]//button"
     assert wait_until(lambda: driver.find_elements(By.XPATH, button), 30), text(driver, "emergency-alerts")
-    driver.find_element(By.XPATH, button).click()
+    assert click_when_ready(driver, button, 15), text(driver, "emergency-alerts")
     assert wait_until(lambda: "已转为突发事件" in text(driver, "emergency-feedback"), 15), text(
         driver, "emergency-feedback"
     )
