@@ -18,6 +18,7 @@ import pytest
 from tests.browser.support import (
     SCREENSHOTS,
     chromium,
+    click_when_ready,
     foreign_requests,
     running_demo,
     severe_errors,
@@ -119,7 +120,7 @@ def test_hotline_page_fills_live_masked_as_text_and_offline(system: tuple[str, s
 
     # The operator handles orders: "显示" shows this one caller (the server checks the role
     # and district and audits it); nothing else is unmasked.
-    driver.find_element(By.XPATH, f"{row}//button[contains(@class, 'hotline-reveal')]").click()
+    assert click_when_ready(driver, f"{row}//button[contains(@class, 'hotline-reveal')]", 15)
     assert wait_until(lambda: "赵六六 13912345678" in driver.find_element(By.XPATH, row).text, 10), (
         driver.find_element(By.XPATH, row).text
     )
