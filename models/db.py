@@ -99,13 +99,34 @@ def _sqlite_engine(url: URL) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
+        if isinstance(conn, _SQLiteConnection) and conn.reading:
+            # A read (a transaction nobody asked for): WAL lets it run beside a writer, so
+            # it must not queue for the write lock behind ingest's batches.
+            conn.exec_driver_sql("BEGIN")
+            return
         # IMMEDIATE takes the write lock up front. With a plain (deferred) BEGIN, a
         # transaction that reads and then writes fails at once with "database is locked"
         # when another writer committed in between — busy_timeout cannot help there. Taken
         # up front, the lock is simply waited for (busy_timeout) and the work goes through.
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
+    engine._connection_cls = _SQLiteConnection
     return engine
+
+
+class _SQLiteConnection(Connection):
+    """A connection that tells the transaction it starts by itself (``engine.connect()``
+    and a first statement: the code only reads) from one asked for with ``begin()``
+    (``engine.begin()``, the only way this code base writes)."""
+
+    reading = False
+
+    def _autobegin(self) -> None:
+        self.reading = True
+        try:
+            super()._autobegin()
+        finally:
+            self.reading = False
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -239,6 +260,7 @@ def upgrade_database(url: str, revision: str = "head") -> None:
         check_database(engine)
         with engine.connect() as conn:
             try:
+                conn.begin()  # asked for: on SQLite the write lock is taken up front
                 command.upgrade(alembic_config(url, conn), revision)
                 conn.commit()
             except sa.exc.DBAPIError as exc:

@@ -41,6 +41,20 @@ def free_port() -> int:
 
 #: base URL of each running demo → its var/demo-accounts.json (for :func:`sign_in`).
 _ACCOUNT_FILES: dict[str, Path] = {}
+#: base URL of each running demo → its log (attached to a failing test's report).
+_LOGS: dict[str, Path] = {}
+
+
+def running_demo_logs(tail_chars: int = 6000) -> dict[str, str]:
+    """The end of the log of every demo running now, by base URL: what the server said
+    while a browser test failed is half of the story."""
+    tails = {}
+    for url, path in list(_LOGS.items()):
+        try:
+            tails[url] = path.read_text(encoding="utf-8", errors="replace")[-tail_chars:]
+        except OSError as exc:
+            tails[url] = f"(log unreadable: {exc})"
+    return tails
 
 
 @dataclass(frozen=True)
@@ -84,6 +98,7 @@ def running_demo(
             data_dir / "var" / "demo-accounts.json",
         )
         _ACCOUNT_FILES[system.base_url] = system.accounts_file
+        _LOGS[system.base_url] = log_path
         started = time.monotonic()
         try:
             while time.monotonic() - started < START_BUDGET_S:
@@ -101,6 +116,7 @@ def running_demo(
             yield system
         finally:
             _ACCOUNT_FILES.pop(system.base_url, None)
+            _LOGS.pop(system.base_url, None)
             process.terminate()
             try:
                 process.wait(20)

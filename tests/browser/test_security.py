@@ -48,7 +48,10 @@ def test_wrong_password_then_sign_in_admin_page_and_sign_out(base_url: str, driv
 
     admin = sign_in(driver, base_url, "admin")
     driver.get(base_url + "/admin")
-    assert wait_until(lambda: admin["username"] in driver.find_element(By.ID, "admin-users").text, 30)
+    assert wait_until(lambda: admin["username"] in driver.find_element(By.ID, "admin-users").text, 30), (
+        driver.find_element(By.TAG_NAME, "body").text[:500],
+        severe_errors(driver),
+    )
     assert admin["username"] in driver.find_element(By.ID, "shell-user-name").text
     # The failed attempt is in the audit trail on the page.
     driver.find_element(By.ID, "admin-audit-what").send_keys("auth.login_failed\n")

@@ -435,3 +435,28 @@ def test_bounding_box_contains_the_circle() -> None:
     west, south, east, north = spatial.bounding_box(106.6, 30.5, 5000)
     for lon, lat in ((west, 30.5), (east, 30.5), (106.6, south), (106.6, north)):
         assert spatial.great_circle_m(106.6, 30.5, lon, lat) >= 5000
+
+
+def test_sqlite_reads_run_beside_a_writer_and_writes_queue_for_the_lock(tmp_path: Path) -> None:
+    """WAL lets a read run while ingest holds the write lock: a page's ``engine.connect()``
+    must not wait for it (it used to take the lock too, and time out behind a long batch),
+    while ``engine.begin()`` still takes the lock up front."""
+    engine = db.create_engine_for(f"sqlite:///{tmp_path / 'c.sqlite3'}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+        conn.exec_driver_sql("INSERT INTO t VALUES (1)")
+    with engine.begin() as writer:
+        writer.exec_driver_sql("INSERT INTO t VALUES (2)")
+        with engine.connect() as reader:
+            reader.exec_driver_sql("PRAGMA busy_timeout=100")
+            # The writer's row is not committed yet: the reader sees the last commit.
+            assert reader.exec_driver_sql("SELECT count(*) FROM t").scalar() == 1
+        with engine.connect() as other:
+            other.exec_driver_sql("PRAGMA busy_timeout=100")
+            other.commit()
+            with pytest.raises(sa.exc.OperationalError, match="locked"):
+                other.begin()  # a second writer waits for the lock (here: 0.1 s, then gives up)
+            other.rollback()
+    with engine.connect() as reader:
+        assert reader.exec_driver_sql("SELECT count(*) FROM t").scalar() == 2
+    engine.dispose()
