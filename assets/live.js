@@ -81,8 +81,16 @@
     return changed ? next : null;
   }
 
-  function fire(trigger, seen) {
-    var out = Object.assign({}, trigger, { seen: seen, at: Date.now(), n: (trigger.n || 0) + 1 });
+  /* server_ms: when the server sent the note that fired the trigger. The server shares
+   * one refresh between viewers and gives this one a result computed after that moment
+   * (dashboards/shared.py), so the data the note announced are in it. */
+  function fire(trigger, seen, note) {
+    var out = Object.assign({}, trigger, {
+      seen: seen,
+      at: Date.now(),
+      n: (trigger.n || 0) + 1,
+      server_ms: (note && note.server_ms) || null,
+    });
     latest[trigger.id] = out;
     return out;
   }
@@ -100,14 +108,14 @@
     }
     var wait = (current.at || 0) + (current.min_ms || 0) - Date.now();
     if (wait <= 0) {
-      return fire(current, seen);
+      return fire(current, seen, note);
     }
     if (!timers[trigger.id]) {
       timers[trigger.id] = window.setTimeout(function () {
         delete timers[trigger.id];
         var again = fresh(live.lastNote, latest[trigger.id] || current);
         if (again) {
-          put(trigger.id, fire(latest[trigger.id] || current, again));
+          put(trigger.id, fire(latest[trigger.id] || current, again, live.lastNote));
         }
       }, wait);
     }

@@ -48,7 +48,7 @@ import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -194,10 +194,15 @@ def kind(name: str) -> Iterator[None]:
 
 
 def watch_stream(
-    client: HttpClient, figures: Figures, changed: threading.Event, stop: threading.Event
+    client: HttpClient,
+    figures: Figures,
+    changed: threading.Event,
+    stop: threading.Event,
+    last: dict[str, int] | None = None,
 ) -> None:
     """Hold the page's event stream open; set ``changed`` at every event (both pages take
-    every kind of data). Reconnects like EventSource when the server ends the stream."""
+    every kind of data) and keep the event's ``server_ms`` in ``last``. Reconnects like
+    EventSource when the server ends the stream."""
     while not stop.is_set():
         started = time.perf_counter()
         try:
@@ -214,6 +219,9 @@ def watch_stream(
                         return
                     if not line or not line.startswith("data:"):
                         continue
+                    if last is not None:
+                        with suppress(ValueError, KeyError, TypeError):
+                            last["server_ms"] = int(json.loads(line[5:])["server_ms"])
                     if first:
                         figures.took("event stream: first event", (time.perf_counter() - started) * 1000)
                         first = False
@@ -260,8 +268,9 @@ def viewer(
     trigger = next((k for k in props if k.endswith("-push")), None)
     min_s = float(((props.get(trigger) or {}).get("data") or {}).get("min_ms") or 1000) / 1000
     changed = threading.Event()
+    pushed: dict[str, int] = {}
     stream = threading.Thread(
-        target=watch_stream, args=(page.client, figures, changed, stop), name="stream", daemon=True
+        target=watch_stream, args=(page.client, figures, changed, stop, pushed), name="stream", daemon=True
     )
     stream.start()
     last = 0.0
@@ -278,7 +287,7 @@ def viewer(
             last = time.monotonic()
             try:
                 with kind("refresh callback"):
-                    timed, _ = measure_update(page, spec, props)
+                    timed, _ = measure_update(page, spec, props, pushed.get("server_ms"))
                 with figures.lock:
                     figures.refreshes.append((last, timed.ms))
             except (AssertionError, requests.RequestException, ValueError):

@@ -544,8 +544,10 @@ def update_spec(viewer: Viewer, props: dict[str, dict[str, Any]]) -> dict[str, A
 
 
 def measure_update(
-    viewer: Viewer, spec: dict[str, Any], props: dict[str, dict[str, Any]]
+    viewer: Viewer, spec: dict[str, Any], props: dict[str, dict[str, Any]], server_ms: int | None = None
 ) -> tuple[Timed, str]:
+    """The page's refresh as the browser posts it; ``server_ms`` is the stamp of the push
+    that woke it (``assets/live.js`` puts it in the trigger)."""
     triggers = [
         d for d in spec["inputs"] if isinstance(d["id"], str) and d["id"].endswith(("-push", "-tick"))
     ]
@@ -555,6 +557,8 @@ def measure_update(
         data = dict(state.get("data") or {})
         data["n"] = int(data.get("n") or 0) + 1
         data["at"] = int(time.time() * 1000)
+        if server_ms is not None:
+            data["server_ms"] = server_ms
         state["data"] = data
     else:
         state["n_intervals"] = int(state.get("n_intervals") or 0) + 1
@@ -760,6 +764,11 @@ def fill_and_report(engine: sa.Engine, live: Any, settings: Any, args: argparse.
 
 
 def measure_pages(app: Any, account: dict[str, str], args: argparse.Namespace) -> None:
+    from dashboards import shared
+
+    # One viewer's own refresh is what is timed here: results shared between viewers
+    # (dashboards/shared.py) would time a cache. bench_load.py measures the sharing.
+    shared.RESULTS.enabled = False
     figures = {path: PageFigures(path) for path in args.pages}
     profiler = None
     if args.profile:

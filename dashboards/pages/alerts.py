@@ -20,7 +20,7 @@ from typing import Any
 import dash
 from dash import Input, Output, State, callback, clientside_callback, ctx, dcc, html
 
-from dashboards import auth, console, context, push
+from dashboards import auth, console, context, push, shared
 from dashboards import district as drill
 from dashboards.drawn import build_changed, signature
 from dashboards.exports import export_links
@@ -36,6 +36,8 @@ REFRESH_MS = 1500
 #: The queue is "stale" when no refresh arrived for this long: two missed refreshes and a
 #: margin for a slow database, before the officer is told the connection is lost.
 STALE_AFTER_MS = 3 * REFRESH_MS + 2000
+#: Viewers of the queue share a refresh at most this old: its SLA countdowns tick by the second.
+CONSOLE_MAX_AGE_S = 1.0
 QUEUE_LIMIT = 200
 #: A pushed alert change refreshes the queue at once (alert notes are few); the timer above
 #: keeps the SLA countdowns and the stale check going between changes.
@@ -428,6 +430,7 @@ def _now() -> datetime:
     State("console-version", "data"),
     State("console-queue-drawn", "data"),
 )
+@shared.refresh(max_age_s=CONSOLE_MAX_AGE_S)
 def refresh_queue(
     _n: int | None,
     _live: dict | None,

@@ -15,7 +15,7 @@ from typing import Any
 import dash
 from dash import Input, Output, Patch, State, callback, dcc, html
 
-from dashboards import auth, context, push
+from dashboards import auth, context, push, shared
 from dashboards import district as drill
 from dashboards import ecology as eco
 from dashboards.district import district_label
@@ -226,6 +226,7 @@ def _last_24_hours(now: datetime) -> list[datetime]:
     State("district-code", "data"),
     State("district-map-drawn", "data"),
 )
+@shared.refresh()
 def refresh(_n: int | None, _live: dict | None, code: str, map_drawn: str | bool | None) -> tuple:
     # The code comes from the page's store: a crafted request may name another district.
     if auth.refuse_out_of_scope(code, what="district.refresh"):

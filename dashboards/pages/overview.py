@@ -15,7 +15,7 @@ import dash
 import plotly.graph_objects as go
 from dash import Input, Output, Patch, State, callback, dcc, html
 
-from dashboards import auth, context, push, theme
+from dashboards import auth, context, push, shared, theme
 from dashboards import district as drill
 from dashboards.drawn import signature
 from dashboards.exports import export_links
@@ -458,6 +458,7 @@ def district_table(snapshot: OverviewSnapshot) -> html.Table:
     Input("overview-indicator", "value"),
     State("overview-map-drawn", "data"),
 )
+@shared.refresh()
 def refresh(_n: int | None, _live: dict | None, indicator: str, drawn: str | None = None) -> tuple:
     ctx = context.current()
     try:

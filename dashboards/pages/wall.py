@@ -21,7 +21,7 @@ from typing import Any
 import dash
 from dash import ALL, ClientsideFunction, Input, Output, State, callback, clientside_callback, dcc, html
 
-from dashboards import auth, context, push, wall
+from dashboards import auth, context, push, shared, wall
 from dashboards import district as drill
 from dashboards import ecology as eco
 from dashboards.i18n import t
@@ -181,6 +181,7 @@ def read_wall(now: datetime | None = None) -> wall.WallData:
     Input("wall-tick", "n_intervals"),
     LIVE.input,
 )
+@shared.refresh()
 def refresh(_n: int | None, _live: dict | None) -> tuple:
     keys = [o["id"]["key"] for o in dash.ctx.outputs_list[1]]
     try:
