@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import socket
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 import pytest
+import sqlalchemy as sa
 
 TEST_DATABASE_URL = os.environ.get(
     "CITYOPS_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/cityops_test"
@@ -132,3 +135,26 @@ def rng() -> random.Random:
 def unique_name() -> Iterator[str]:
     """A name no other test (or earlier run) uses: for topics, schemas, keys."""
     yield "t" + uuid.uuid4().hex[:12]
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The embedded database migrated to head, once per run: tests copy it."""
+    from models import db
+
+    path = tmp_path_factory.mktemp("sqlite-template") / "template.sqlite3"
+    db.upgrade_database(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture
+def engine(tmp_path: Path, sqlite_template: Path) -> Iterator[sa.Engine]:
+    """A fresh embedded (SQLite) database of this test's own, at the head migration.
+    Modules that need PostgreSQL or seeded data define their own ``engine``."""
+    from models import db
+
+    path = tmp_path / "cityops.sqlite3"
+    shutil.copyfile(sqlite_template, path)
+    engine = db.create_engine_for(f"sqlite:///{path}")
+    yield engine
+    engine.dispose()

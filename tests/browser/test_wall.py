@@ -141,6 +141,7 @@ def test_district_page_names_its_district_and_is_reached_from_the_overview_map(b
     assert driver.current_url.endswith("/districts/511681")
     driver.get(base_url + "/")
     assert wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, "#overview-map .js-plotly-plot"), 60)
+
     # A click on the map reports the district under it; the page opens it without a reload.
     # Live updates redraw the map: click again on the map that is there until the page opens.
     def clicked_through() -> bool:

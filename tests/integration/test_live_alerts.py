@@ -7,27 +7,15 @@ WATCH and SCAN as Redis does them, not as the embedded store imitates them).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 import redis
 import sqlalchemy as sa
 
-from models import db
 from models.live import LiveStore
 from tests.unit.models.test_live_alerts import SCENARIOS, unchanged_queue_is_not_read_again
 
 pytestmark = pytest.mark.real_services
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[sa.Engine]:
-    # The alerts' database side is not under test here: the embedded one is enough.
-    url = f"sqlite:///{tmp_path / 'cityops.sqlite3'}"
-    db.upgrade_database(url)
-    engine = db.create_engine_for(url)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

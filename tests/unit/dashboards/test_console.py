@@ -4,7 +4,6 @@ actions through the lifecycle, and comments shown as text."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import sqlalchemy as sa
 
 from dashboards import console
 from dashboards.i18n import STRINGS
-from models import alerts, db
+from models import alerts
 from models.alerts import AlertDraft, AlertEventView
 from models.lifecycle import Actor
 from models.live import LiveAlert, LiveStore
@@ -242,15 +241,6 @@ def test_location_figure_is_offline_and_keeps_the_view_per_alert() -> None:
 
 
 # ---- actions ---------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[sa.Engine]:
-    url = f"sqlite:///{tmp_path / 'cityops.sqlite3'}"
-    db.upgrade_database(url)
-    engine = db.create_engine_for(url)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

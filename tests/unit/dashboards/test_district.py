@@ -4,10 +4,7 @@ the district page for known and unknown codes, and the 12345 / case reads per di
 from __future__ import annotations
 
 import json
-import shutil
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import dash
 import fakeredis
@@ -26,7 +23,7 @@ from dashboards.vitals import (
     tickets_for,
 )
 from geo.boundaries import district_geometries
-from models import cases, db, tickets
+from models import cases, tickets
 from models.cases import OpenCases
 from models.config import load_settings
 from models.live import LiveStore
@@ -39,22 +36,6 @@ from tests.unit.models.test_cases import OPERATOR, YUECHI, new_case
 from tests.unit.models.test_tickets import add_ticket
 
 T0 = datetime(2026, 7, 15, 2, 0, tzinfo=UTC)  # 10:00 in Guang'an
-
-
-@pytest.fixture(scope="module")
-def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("district") / "template.sqlite3"
-    db.upgrade_database(f"sqlite:///{path}")
-    return path
-
-
-@pytest.fixture
-def engine(tmp_path: Path, migrated: Path) -> Iterator[sa.Engine]:
-    path = tmp_path / "cityops.sqlite3"
-    shutil.copyfile(migrated, path)
-    engine = db.create_engine_for(f"sqlite:///{path}")
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

@@ -26,7 +26,6 @@ from ingest.sensorthings import (
 )
 from models import schema
 from models.config import ConfigError, load_settings
-from models.db import create_engine_for, upgrade_database
 from models.live import LiveStore, device_key
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -203,20 +202,6 @@ def test_a_worker_refuses_to_start_with_a_broken_mapping(tmp_path: Path) -> None
 
 
 # ---- through the pipeline ---------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("sta") / "cityops.sqlite3"
-    upgrade_database(f"sqlite:///{path}")
-    return path
-
-
-@pytest.fixture
-def engine(migrated_db: Path, tmp_path: Path) -> sa.Engine:
-    target = tmp_path / "cityops.sqlite3"
-    target.write_bytes(migrated_db.read_bytes())
-    return create_engine_for(f"sqlite:///{target}")
 
 
 @pytest.fixture

@@ -3,24 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 
 from models.air_quality import daily_aqi, day_hours, hourly_aqi, hourly_means
 from models.clock import CITY_TZ
-from models.db import create_engine_for, record_observations, upgrade_database
+from models.db import record_observations
 from models.standards import aqi
 
 DAY = date(2026, 7, 15)
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> sa.Engine:
-    url = f"sqlite:///{tmp_path / 'aq.sqlite3'}"
-    upgrade_database(url)
-    return create_engine_for(url)
 
 
 def reading(device: str, at: datetime, district: str = "511602", **metrics: float) -> dict:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,15 +27,6 @@ from models.live import (
 from models.schema import WARNING_COLOURS, Alert, MaintenanceWindow, Severity, WarningColour
 
 T0 = datetime(2026, 7, 15, 2, 30, tzinfo=UTC)
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[sa.Engine]:
-    url = f"sqlite:///{tmp_path / 'cityops.sqlite3'}"
-    db.upgrade_database(url)
-    engine = db.create_engine_for(url)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

@@ -9,16 +9,15 @@ in tests/integration/test_live_alerts.py.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import fakeredis
 import pytest
 import sqlalchemy as sa
 
-from models import alerts, db
+from models import alerts
 from models.alerts import AlertDraft
 from models.live import (
     ALERTS_INDEXED_KEY,
@@ -27,18 +26,10 @@ from models.live import (
     LiveStore,
     alerts_district_key,
 )
+from tests.unit.models.test_alerts import draft as alert_draft
 
 T0 = datetime(2026, 7, 15, 2, 30, tzinfo=UTC)
 GUANGAN, LINSHUI = "511602", "511623"
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[sa.Engine]:
-    url = f"sqlite:///{tmp_path / 'cityops.sqlite3'}"
-    db.upgrade_database(url)
-    engine = db.create_engine_for(url)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture
@@ -47,22 +38,7 @@ def live() -> LiveStore:
 
 
 def draft(key: str, severity: str = "major", district_code: str | None = GUANGAN) -> AlertDraft:
-    return AlertDraft(
-        rule_id="aqi",
-        domain="ecology",
-        severity=severity,
-        title="空气质量重度污染",
-        message="AQI 210",
-        dedup_key=key,
-        source_kind="sensor",
-        source_id="aq-01",
-        district_code=district_code,
-        grid_id=None,
-        lon=106.63,
-        lat=30.47,
-        evidence={"aqi": 210},
-        observed_at=None,
-    )
+    return alert_draft(key, severity, district_code=district_code, grid_id=None)
 
 
 def version(live: LiveStore) -> int:

@@ -3,8 +3,6 @@ in-process Redis: the endpoints without the Dash pages."""
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +13,6 @@ import sqlalchemy as sa
 
 from dashboards.api import register_api
 from dashboards.context import PageContext
-from models import db
 from models.config import load_settings
 from models.live import LiveStore
 
@@ -27,22 +24,6 @@ class Api:
     client: flask.testing.FlaskClient
     context: PageContext
     server: flask.Flask
-
-
-@pytest.fixture(scope="session")
-def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("api") / "template.sqlite3"
-    db.upgrade_database(f"sqlite:///{path}")
-    return path
-
-
-@pytest.fixture
-def engine(tmp_path: Path, migrated_template: Path) -> Iterator[sa.Engine]:
-    path = tmp_path / "cityops.sqlite3"
-    shutil.copyfile(migrated_template, path)
-    engine = db.create_engine_for(f"sqlite:///{path}")
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

