@@ -391,13 +391,18 @@ def own_system(workers: int, rate: float, workdir: Path) -> Iterator[tuple[str, 
                 for process in reversed(processes):
                     _end(process)
                 # What the web tier itself said: workers killed or restarted, errors.
+                lines = logs["gunicorn"].read_text(errors="replace").splitlines()
                 said = Counter(
                     m.group(0)
-                    for line in logs["gunicorn"].read_text(errors="replace").splitlines()
+                    for line in lines
                     for m in [re.search(r"WORKER TIMEOUT|Booting worker|Traceback|ERROR", line)]
                     if m
                 )
                 print(f"gunicorn log: {dict(said)}", flush=True)
+                # The log goes with the work folder: show the first error in full.
+                first = next((i for i, ln in enumerate(lines) if "ERROR" in ln or "Traceback" in ln), None)
+                if first is not None:
+                    print("\n".join(lines[first : first + 40]), flush=True)
     finally:
         for process in processes:
             _end(process)
