@@ -32,6 +32,7 @@ from __future__ import annotations
 import enum
 import functools
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -1235,10 +1236,22 @@ def indicators(
     """
     at = until if now is None else now
     c = _CASES.c
-    key = c.district_code if by == "district" else c.department
+    key = _indicator_key(by)
     period = sa.and_(
         c.reported_at >= since, c.reported_at < until, in_district(c.district_code, district_code)
     )
+    rows = conn.execute(sa.select(key.label("k"), *_indicator_sums(at)).where(period).group_by(key)).all()
+    return _indicators_of(rows, by)
+
+
+def _indicator_key(by: Literal["district", "department"]) -> sa.Column[Any]:
+    return _CASES.c.district_code if by == "district" else _CASES.c.department
+
+
+def _indicator_sums(at: datetime) -> list[sa.ColumnElement[int]]:
+    """The indicators' counts as aggregates, in :class:`CaseIndicators`' order (reported,
+    filed, closed, handle total/on time, close total/on time, reported back, reworked)."""
+    c = _CASES.c
 
     def count(cond: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
         return sa.func.coalesce(sa.func.sum(sa.case((cond, 1), else_=0)), 0)
@@ -1254,24 +1267,25 @@ def indicators(
 
     handle_total, handle_ok = decided(c.reported_back_at, c.due_at)
     close_total, close_ok = decided(c.closed_at, c.close_due)
-    rows = conn.execute(
-        sa.select(
-            key.label("k"),
-            sa.func.count(),
-            count(c.filed_at <= at),
-            count(c.closed_at <= at),
-            handle_total,
-            handle_ok,
-            close_total,
-            close_ok,
-            count(c.reported_back_at <= at),
-            # A case reworked and not yet reported back again is still being redone: it
-            # counts once its department says it is done.
-            count(sa.and_(c.reported_back_at <= at, c.rework_count > 0)),
-        )
-        .where(period)
-        .group_by(key)
-    ).all()
+    return [
+        sa.func.count(),
+        count(c.filed_at <= at),
+        count(c.closed_at <= at),
+        handle_total,
+        handle_ok,
+        close_total,
+        close_ok,
+        count(c.reported_back_at <= at),
+        # A case reworked and not yet reported back again is still being redone: it
+        # counts once its department says it is done.
+        count(sa.and_(c.reported_back_at <= at, c.rework_count > 0)),
+    ]
+
+
+def _indicators_of(
+    rows: Iterable[Sequence[Any]], by: Literal["district", "department"]
+) -> dict[str, CaseIndicators]:
+    """Rows of (key, the :func:`_indicator_sums`) as indicators by key, in key order."""
     empty = UNLOCATED if by == "district" else UNASSIGNED
     out = {
         (k if k is not None else empty): CaseIndicators(
@@ -1339,28 +1353,52 @@ __all__ = [
 # Reads for the urban-management page: open cases by urgency, counts, video sightings.
 
 
-def _deadline_owed() -> sa.ColumnElement[Any]:
-    """The deadline a case owes next: 处置 while handled, 结案 while awaiting closure."""
-    c = _CASES.c
-    return sa.case(
-        (c.state.in_(sorted(AWAITING_HANDLING)), c.due_at),
-        (c.state.in_(sorted(AWAITING_CLOSE)), c.close_due),
-        else_=None,
-    )
+#: The columns a :class:`CaseView` holds: list reads leave out the geometry and the free-form
+#: properties (decoding them costs more than the rest of a row and nothing shows them).
+_VIEW_COLUMNS = tuple(_CASES.c[f] for f in CaseView.__dataclass_fields__)
 
 
 def open_cases(conn: Connection, limit: int = 50, *, district_code: str | None = None) -> list[CaseView]:
     """Open cases, the most pressing first: nearest deadline owed (overdue ones first), then
-    cases with no deadline running (信息收集, 挂账), newest first."""
+    cases with no deadline running (信息收集, 挂账), newest first.
+
+    Read as three ordered, limited selects instead of one sort by the owed deadline: that
+    sort is computed per row, so it read and sorted every open case (tens of thousands in a
+    city) for a page of a few thousand; each select here follows an index (``due_at``,
+    ``close_due``, ``reported_at``) and stops at ``limit``.
+    """
+    if limit <= 0:
+        return []
     c = _CASES.c
-    owed = _deadline_owed()
-    rows = conn.execute(
-        sa.select(_CASES)
-        .where(c.state.in_(sorted(OPEN_STATES)), in_district(c.district_code, district_code))
-        .order_by(owed.is_(None), owed, c.reported_at.desc(), c.case_id)
-        .limit(limit)
-    ).mappings()
-    return [CaseView.from_row(r) for r in rows]
+    mine = in_district(c.district_code, district_code)
+    handling = sorted(AWAITING_HANDLING)
+    closing = sorted(AWAITING_CLOSE - AWAITING_HANDLING)
+
+    def read(where: sa.ColumnElement[bool], *order: Any, n: int) -> list[CaseView]:
+        query = sa.select(*_VIEW_COLUMNS).where(where, mine).order_by(*order).limit(n)
+        # The columns come in the view's field order: a row is the view's arguments.
+        return [CaseView(*r) for r in conn.execute(query).all()]
+
+    # The deadline a case owes: 处置 while awaiting handling, else 结案 while awaiting
+    # closure. Each list comes ordered; merged here by (deadline, newest, id) as one sort.
+    keyed: list[tuple[datetime, CaseView]] = []
+    for states, due in ((handling, c.due_at), (closing, c.close_due)):
+        for view in read(
+            sa.and_(c.state.in_(states), due.is_not(None)), due, c.reported_at.desc(), c.case_id, n=limit
+        ):
+            keyed.append((getattr(view, due.key), view))
+    keyed.sort(key=lambda p: p[1].case_id)
+    keyed.sort(key=lambda p: p[1].reported_at, reverse=True)  # stable: ties keep the id order
+    keyed.sort(key=lambda p: p[0])
+    owed = [view for _, view in keyed[:limit]]
+    if len(owed) == limit:
+        return owed
+    no_deadline = sa.or_(
+        c.state.in_(sorted(OPEN_STATES - AWAITING_CLOSE)),
+        sa.and_(c.state.in_(handling), c.due_at.is_(None)),
+        sa.and_(c.state.in_(closing), c.close_due.is_(None)),
+    )
+    return owed + read(no_deadline, c.reported_at.desc(), c.case_id, n=limit - len(owed))
 
 
 def state_counts(conn: Connection, *, district_code: str | None = None) -> dict[str, int]:
@@ -1404,6 +1442,82 @@ def video_event_counts(
 __all__ += ["open_cases", "state_counts", "video_event_counts"]
 
 
+def video_event_tallies(
+    conn: Connection, since: datetime, until: datetime, *, district_code: str | None = None
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Video sightings in [since, until) per grid cell and per event type, each as
+    :func:`video_event_counts` gives it, from one pass over the sightings (grouped by cell
+    and type together: a few thousand pairs at most, however many sightings)."""
+    from models.schema import VideoEvent
+
+    v = VideoEvent.__table__.c
+    per_cell: Counter[str] = Counter()
+    per_type: Counter[str] = Counter()
+    for grid_id, kind, n in conn.execute(
+        sa.select(v.grid_id, v.type, sa.func.count())
+        .where(v.ts >= since, v.ts < until, in_district(v.district_code, district_code))
+        .group_by(v.grid_id, v.type)
+    ):
+        if grid_id is not None:
+            per_cell[grid_id] += int(n)
+        if kind is not None:
+            per_type[kind] += int(n)
+    return _largest_first(per_cell), _largest_first(per_type)
+
+
+def _largest_first(counts: Mapping[str, int]) -> dict[str, int]:
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+@dataclass(frozen=True, slots=True)
+class CaseBoard:
+    """What the urban page counts of the cases: open and overdue now, and the indicators
+    of the cases reported in a period (as :func:`indicators` gives them)."""
+
+    open: int
+    overdue: int
+    indicators: dict[str, CaseIndicators]
+
+
+def case_board(
+    conn: Connection,
+    since: datetime,
+    until: datetime,
+    by: Literal["district", "department"] = "district",
+    *,
+    now: datetime,
+    district_code: str | None = None,
+) -> CaseBoard:
+    """Open and overdue cases now (overdue as :func:`overdue_cases` counts them, once per
+    case) and :func:`indicators` of [since, until), in one pass over the cases that are open
+    or were reported in the period (read apart, each of the three scanned every open case)."""
+    c = _CASES.c
+    key = _indicator_key(by)
+    # Grouped by whether a case was reported in the period: its groups are the indicators'
+    # rows, and every group counts towards open and overdue.
+    in_period = sa.and_(c.reported_at >= since, c.reported_at < until)
+    is_open = c.state.in_(sorted(OPEN_STATES))
+
+    def count(cond: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
+        return sa.func.coalesce(sa.func.sum(sa.case((cond, 1), else_=0)), 0)
+
+    rows = conn.execute(
+        sa.select(
+            key.label("k"), in_period.label("p"), *_indicator_sums(now), count(is_open), count(_late(now))
+        )
+        .where(sa.or_(in_period, is_open), in_district(c.district_code, district_code))
+        .group_by(key, in_period)
+    ).all()
+    return CaseBoard(
+        open=sum(int(r[-2]) for r in rows),
+        overdue=sum(int(r[-1]) for r in rows),
+        indicators=_indicators_of(((r[0], *r[2:-2]) for r in rows if r[1]), by),
+    )
+
+
+__all__ += ["CaseBoard", "case_board", "video_event_tallies"]
+
+
 # --------------------------------------------------------------------------------------------
 # Reads for the vital signs (overview, district pages, wall): open cases per district.
 
@@ -1417,15 +1531,21 @@ class OpenCases:
     overdue: int = 0
 
 
+def _late(now: datetime) -> sa.ColumnElement[bool]:
+    """Past a deadline the case still owes (as :func:`overdue_cases` flags it)."""
+    c = _CASES.c
+    return sa.or_(
+        sa.and_(c.due_at <= now, c.state.in_(sorted(AWAITING_HANDLING))),
+        sa.and_(c.close_due <= now, c.state.in_(sorted(AWAITING_CLOSE))),
+    )
+
+
 def open_by_district(
     conn: Connection, now: datetime, *, district_code: str | None = None
 ) -> dict[str, OpenCases]:
     """Per district code (:data:`UNLOCATED` for cases without one), districts with open cases."""
     c = _CASES.c
-    late = sa.or_(
-        sa.and_(c.due_at <= now, c.state.in_(sorted(AWAITING_HANDLING))),
-        sa.and_(c.close_due <= now, c.state.in_(sorted(AWAITING_CLOSE))),
-    )
+    late = _late(now)
     rows = conn.execute(
         sa.select(
             c.district_code, sa.func.count(), sa.func.coalesce(sa.func.sum(sa.case((late, 1), else_=0)), 0)

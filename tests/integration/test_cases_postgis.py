@@ -20,6 +20,7 @@ from tests.unit.models.test_cases import (
     check_district_scope,
     check_indicators,
     check_nearby,
+    check_page_reads,
     check_video_dedup,
     new_case,
 )
@@ -101,4 +102,11 @@ def test_district_scope_matches_the_fallback(clean: sa.Engine) -> None:
     # Rolled back: the sightings it stores would otherwise stay for the next run.
     with clean.connect() as conn, conn.begin() as transaction:
         check_district_scope(conn)
+        transaction.rollback()
+
+
+def test_the_urban_pages_combined_reads_match_the_single_ones(clean: sa.Engine) -> None:
+    # Rolled back: the sightings it stores would otherwise stay for the next run.
+    with clean.connect() as conn, conn.begin() as transaction:
+        check_page_reads(conn)
         transaction.rollback()

@@ -536,6 +536,110 @@ def check_district_scope(conn: sa.Connection) -> None:
     assert cases.video_event_counts(conn, since, until, by="grid") == {"cellA": 2, "cellL": 1}
 
 
+def _reference_open_cases(conn: sa.Connection, limit: int, district_code: str | None) -> list[str]:
+    """The urgency order as one sort by the owed deadline (how open_cases read it first)."""
+    c = Case.__table__.c
+    owed = sa.case(
+        (c.state.in_(sorted(cases.AWAITING_HANDLING)), c.due_at),
+        (c.state.in_(sorted(cases.AWAITING_CLOSE)), c.close_due),
+        else_=None,
+    )
+    query = sa.select(c.case_id).where(c.state.in_(sorted(cases.OPEN_STATES)))
+    if district_code is not None:
+        query = query.where(c.district_code == district_code)
+    return list(
+        conn.execute(
+            query.order_by(owed.is_(None), owed, c.reported_at.desc(), c.case_id).limit(limit)
+        ).scalars()
+    )
+
+
+def check_page_reads(conn: sa.Connection) -> None:
+    """The urban page's combined reads give what the single reads give, on a mixed city:
+    every state, deadlines passed and to come (ties across the 处置 and 结案 deadlines and
+    on the report time), cases before and in the period, three districts and none."""
+    import random
+    from itertools import product
+
+    from models.schema import VideoEvent
+
+    rng = random.Random(7)
+    districts = ["511602", "511621", "511623", None]
+    departments = ["城管", "住建", None]
+    ties = [T0 + timedelta(hours=h) for h in (-5, -1, 2, 6)]
+    rows = []
+    for i in range(240):
+        state = rng.choice(list(CaseState))
+        reported = T0 - timedelta(days=rng.choice([0, 0, 1, 40]), hours=rng.choice([0, 1, 1, 3]))
+        rows.append(
+            {
+                "case_id": f"AJ{i:04d}",
+                "source": "inspector",
+                "category": "市容环境",
+                "state": state,
+                "district_code": rng.choice(districts),
+                "department": rng.choice(departments),
+                "reported_at": reported,
+                "filed_at": rng.choice([None, reported + timedelta(minutes=10)]),
+                "due_at": rng.choice([None, *ties]),
+                "close_due": rng.choice([None, *ties]),
+                "reported_back_at": rng.choice([None, reported + timedelta(hours=2)]),
+                "closed_at": rng.choice([None, reported + timedelta(hours=4)]),
+                "rework_count": rng.choice([0, 0, 1]),
+                "updated_at": T0,
+                "props": {},
+            }
+        )
+    conn.execute(sa.insert(Case.__table__), rows)
+
+    for scope in (None, "511602"):
+        for limit in (1, 7, 40, 500):
+            got = [v.case_id for v in cases.open_cases(conn, limit=limit, district_code=scope)]
+            assert got == _reference_open_cases(conn, limit, scope), (scope, limit)
+        for now in (T0 - timedelta(hours=2), T0 + timedelta(hours=3), T0 + timedelta(days=1)):
+            for by, since in product(("district", "department"), (T0 - timedelta(days=2), T0)):
+                board = cases.case_board(conn, since, now, by=by, now=now, district_code=scope)  # type: ignore[arg-type]
+                assert board.indicators == cases.indicators(
+                    conn,
+                    since,
+                    now,
+                    by=by,  # type: ignore[arg-type]
+                    now=now,
+                    district_code=scope,
+                )
+                per_district = cases.open_by_district(conn, now, district_code=scope).values()
+                assert board.open == sum(d.open for d in per_district) > 0
+                overdue = {f.case_id for f in cases.overdue_cases(conn, now, district_code=scope)}
+                assert board.overdue == len(overdue)
+    assert cases.case_board(conn, T0, T0 + timedelta(hours=1), now=T0).overdue > 0
+
+    conn.execute(
+        sa.insert(VideoEvent.__table__),
+        [
+            video_row(f"t{i}", i, type=kind, district_code=code, grid_id=cell)
+            for i, (kind, code, cell) in enumerate(
+                [
+                    ("illegal_parking", "511602", "cellA"),
+                    ("illegal_parking", "511602", "cellA"),
+                    ("garbage_overflow", "511602", "cellB"),
+                    ("garbage_overflow", "511623", "cellL"),
+                    ("smoke_fire", None, None),
+                ]
+            )
+        ],
+    )
+    since, until = T0 - timedelta(hours=1), T0 + timedelta(hours=1)
+    for scope in (None, "511602", "511623"):
+        per_cell, per_type = cases.video_event_tallies(conn, since, until, district_code=scope)
+        for got, by in ((per_cell, "grid"), (per_type, "type")):
+            expected = cases.video_event_counts(conn, since, until, by=by, district_code=scope)  # type: ignore[arg-type]
+            assert got == expected and list(got) == list(expected), (scope, by)
+    assert cases.video_event_tallies(conn, since, until) == (
+        {"cellA": 2, "cellB": 1, "cellL": 1},
+        {"garbage_overflow": 2, "illegal_parking": 2, "smoke_fire": 1},
+    )
+
+
 # ---- shared expectations on the embedded backend -------------------------------------------
 
 
@@ -557,6 +661,11 @@ def test_indicators_by_district_and_department(engine: sa.Engine) -> None:
 def test_reads_keep_one_district_with_district_code(engine: sa.Engine) -> None:
     with engine.begin() as conn:
         check_district_scope(conn)
+
+
+def test_the_urban_pages_combined_reads_match_the_single_ones(engine: sa.Engine) -> None:
+    with engine.begin() as conn:
+        check_page_reads(conn)
 
 
 # ---- through the ingest pipeline ---------------------------------------------------------------
