@@ -26,7 +26,7 @@ import plotly.graph_objects as go
 from dash import Patch
 
 from dashboards import theme
-from dashboards.console import district_name, duration_text
+from dashboards.console import city_time, district_name, duration_text
 from dashboards.ecology import Freshness
 from dashboards.i18n import t
 from geo.boundaries import city_bounds, districts_geojson
@@ -394,6 +394,38 @@ def deadline_text(row: CaseRow) -> str:
     if row.left_s <= 0:
         return t("urban.deadline.overdue", kind=kind, over=duration_text(-row.left_s))
     return t("urban.deadline.left", kind=kind, left=duration_text(row.left_s))
+
+
+@dataclass(frozen=True, slots=True)
+class CaseListEntry:
+    """What the case list shows of one case: its cells, the deadline's colour class and the
+    hover (when reported, how many sightings). Equal entries draw the same row."""
+
+    case_id: str
+    type_label: str
+    district: str
+    state_label: str
+    deadline: str
+    status: Status
+    reported: str
+    evidence_count: int
+
+
+def case_list(rows: Iterable[CaseRow], now: datetime) -> list[CaseListEntry]:
+    """The list's entries, in the rows' order (its deadlines count down by the second)."""
+    return [
+        CaseListEntry(
+            case_id=r.case_id,
+            type_label=r.type_label,
+            district=r.district,
+            state_label=r.state_label,
+            deadline=deadline_text(r),
+            status=r.status,
+            reported=city_time(r.reported_at, now),
+            evidence_count=r.evidence_count,
+        )
+        for r in rows
+    ]
 
 
 def due_text(row: CaseRow) -> str:

@@ -3,7 +3,8 @@ the GB/T 30428 indicators by district and department, live.
 
 Rows and figures come from :mod:`dashboards.urban` (pure); this module reads the stores and
 wires the callback. Everything refreshes from one trigger (:data:`REFRESH`); the map sends
-only new counts while the set of cells and cases on it is unchanged.
+only new counts while the set of cells and cases on it is unchanged, and the case list and
+the indicators travel only when what they show changed.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dashboards import auth, context, push
 from dashboards import district as drill
 from dashboards import urban as ub
 from dashboards.console import city_time
+from dashboards.drawn import build_changed, signature
 from dashboards.ecology import Freshness
 from dashboards.exports import export_links
 from dashboards.i18n import t
@@ -176,23 +178,23 @@ def _legend() -> html.Div:
 # ---- tables ---------------------------------------------------------------------------------
 
 
-def case_table(rows: list[ub.CaseRow], now: datetime) -> html.Div | html.Table:
-    if not rows:
+def case_table(entries: list[ub.CaseListEntry]) -> html.Div | html.Table:
+    if not entries:
         return html.Div(t("urban.cases_none"), className="eco-muted")
     keys = ("urban.col.case", "urban.col.type", "urban.col.district", "urban.col.state", "urban.col.deadline")
     body = [
         html.Tr(
             [
-                html.Td(r.case_id, className="num urban-case-id"),
-                html.Td(r.type_label),
-                html.Td(r.district),
-                html.Td(r.state_label),
-                html.Td(ub.deadline_text(r), className=f"num urban-{r.status}"),
+                html.Td(e.case_id, className="num urban-case-id"),
+                html.Td(e.type_label),
+                html.Td(e.district),
+                html.Td(e.state_label),
+                html.Td(e.deadline, className=f"num urban-{e.status}"),
             ],
             className="urban-case-row",
-            title=t("urban.reported_at", at=city_time(r.reported_at, now), n=r.evidence_count),
+            title=t("urban.reported_at", at=e.reported, n=e.evidence_count),
         )
-        for r in rows
+        for e in entries
     ]
     return html.Table(
         [html.Thead(html.Tr([html.Th(t(k)) for k in keys])), html.Tbody(body)],
@@ -266,12 +268,10 @@ def refresh(_n: int | None, _live: dict | None, by_value: str | None, drawn: dic
         # The video feed as a whole says whether sightings arrive (no record shown).
         video_newest = ub.newest_stamp(ctx.live.recent("video", 1), "received_at")
         with ctx.engine.connect() as conn:
-            per_cell = case_model.video_event_counts(conn, since, now, by="grid", district_code=scope)
-            per_type = case_model.video_event_counts(conn, since, now, by="type", district_code=scope)
+            per_cell, per_type = case_model.video_event_tallies(conn, since, now, district_code=scope)
             open_cases = case_model.open_cases(conn, limit=ub.MAP_CASES, district_code=scope)
-            states = case_model.state_counts(conn, district_code=scope)
-            indicators = case_model.indicators(conn, month, now, by=by, now=now, district_code=scope)
-            overdue = {f.case_id for f in case_model.overdue_cases(conn, now, district_code=scope)}
+            # Open, overdue and the month's indicators read the same cases: one pass.
+            board = case_model.case_board(conn, month, now, by=by, now=now, district_code=scope)
     except Exception as exc:  # the page shows the degraded state instead of an error
         return (t("urban.degraded", reason=type(exc).__name__), *([dash.no_update] * 19))
 
@@ -283,21 +283,35 @@ def refresh(_n: int | None, _live: dict | None, by_value: str | None, drawn: dic
     type_pairs = ub.type_rows(per_type)
     # The chart was drawn with the map: after the first refresh only its numbers travel.
     types = ub.bar_patch(type_pairs) if drawn else ub.bar_figure(type_pairs, uirevision="urban-types")
-    open_total = sum(n for s, n in states.items() if s in case_model.OPEN_STATES)
-    city = ub.total_indicators(indicators, "all")
+    listed = ub.case_list(rows[: ub.LIST_CASES], now)
+    ind_rows = ub.indicator_rows(board.indicators, by)
+    # The tables travel only when what they show changed (their signatures ride in the
+    # map's store); the case list changes by the second only while a deadline runs.
+    tables, signed = build_changed(
+        {
+            "case-table": lambda: case_table(listed),
+            "indicator-table": lambda: indicator_table(ind_rows, by),
+        },
+        {
+            "case-table": signature(listed),
+            "indicator-table": signature([by], ind_rows),
+        },
+        drawn,
+    )
+    city = ub.total_indicators(board.indicators, "all")
     freshness = (video_fresh, case_fresh, case_fresh, video_fresh)
     return (
         t("urban.live", at=city_time(now, now)),
         f"{sum(per_type.values()):,}",
         f"{len(cells.ids):,}",
-        f"{open_total:,}",
-        html.Span(f"{len(overdue):,}", className="urban-overdue" if overdue else ""),
+        f"{board.open:,}",
+        html.Span(f"{board.overdue:,}", className="urban-overdue" if board.overdue else ""),
         ub.rate_text(city.filing_rate),
         figure,
-        now_drawn,
-        case_table(rows[: ub.LIST_CASES], now),
+        {**now_drawn, **signed},
+        tables["case-table"],
         t("urban.indicators", month=f"{month:%Y-%m}"),
-        indicator_table(ub.indicator_rows(indicators, by), by),
+        tables["indicator-table"],
         types,
         *(panel_class(f) for f in freshness),
         *(age_span(f) for f in freshness),

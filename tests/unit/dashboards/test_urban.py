@@ -346,3 +346,68 @@ def test_video_event_counts_bin_in_the_database(engine: sa.Engine) -> None:
             "smoke_fire": 1,
         }
         assert cases.video_event_counts(conn, since, NOW, by="district") == {"511602": 3, "511621": 1}
+
+
+# ---- the page's refresh ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def page(tmp_path: Path, engine: sa.Engine) -> Iterator[sa.Engine]:
+    """The real app over this database and an empty live store; yields the database."""
+    import fakeredis
+
+    from app import create_app
+    from models.config import load_settings
+    from models.live import LiveStore
+    from models.reference import seed_reference_data
+
+    seed_reference_data(engine)
+    live = LiveStore(fakeredis.FakeRedis(decode_responses=True))
+    create_app(load_settings({"CITYOPS_DATA_DIR": str(tmp_path)}), live=live, engine=engine)
+    yield engine
+
+
+def test_the_refresh_sends_each_table_only_when_what_it_shows_changed(page: sa.Engine) -> None:
+    import dash
+
+    from dashboards.pages import urban
+    from tests.unit.dashboards.signing import account, signed_in
+
+    now = datetime.now(UTC)
+    with page.begin() as conn:
+        add_case(conn, "NEW", "reported", reported_at=now - timedelta(seconds=40), district_code="511602")
+        add_case(conn, "PARK", "parked", reported_at=now - timedelta(hours=2), district_code="511621")
+        # Overdue: a running deadline, so the list's text changes by the second.
+        add_case(
+            conn, "LATE", "handling", reported_at=now - timedelta(hours=9), due_at=now - timedelta(hours=1)
+        )
+    with signed_in(account("city-duty", "duty_officer")):
+        first = urban.refresh(None, None, "district", None)
+        again = urban.refresh(None, None, "district", first[7])
+        by_department = urban.refresh(None, None, "department", again[7])
+    # First: everything, with the counts the single reads give.
+    assert first[3] == "3" and "1" in repr(first[4])
+    assert all(name in repr(first[8]) for name in ("NEW", "PARK", "LATE"))
+    assert "广安区" in repr(first[10])
+    # Again: the indicators did not change and stay as drawn.
+    assert again[10] is dash.no_update
+    assert again[3] == "3" and again[7]["indicator-table"] == first[7]["indicator-table"]
+    # Another grouping: the indicators travel again, by department.
+    assert by_department[10] is not dash.no_update and "广安区" not in repr(by_department[10])
+
+    with page.begin() as conn:
+        conn.execute(sa.delete(Case.__table__).where(Case.__table__.c.case_id == "LATE"))
+    with signed_in(account("city-duty", "duty_officer")):
+        calm = urban.refresh(None, None, "district", by_department[7])
+        same = urban.refresh(None, None, "district", calm[7])
+        with page.begin() as conn:
+            add_case(
+                conn, "NEWER", "reported", reported_at=now - timedelta(seconds=20), district_code="511602"
+            )
+        news = urban.refresh(None, None, "district", same[7])
+    assert "LATE" not in repr(calm[8]) and calm[3] == "2" and "0" in repr(calm[4])
+    # Nothing changed and no deadline runs: neither table is sent.
+    assert same[8] is dash.no_update and same[10] is dash.no_update
+    assert same[7]["case-table"] == calm[7]["case-table"]
+    # A new case: the list and the month's indicators travel.
+    assert "NEWER" in repr(news[8]) and news[10] is not dash.no_update
