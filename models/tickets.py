@@ -1440,17 +1440,27 @@ def on_time_rates(
     t = _TICKETS
 
     def rate(done: sa.Column[Any], due: sa.Column[Any]) -> Rate:
-        happened = sa.and_(done.is_not(None), done <= now)
-        decided = sa.and_(
-            _period(since, until, district_code), due.is_not(None), sa.or_(happened, due <= now)
-        )
-        on_time = sa.case((sa.and_(happened, done <= due), 1), else_=0)
+        decided, met = _decided(done, due, now)
+        on_time = sa.case((met, 1), else_=0)
         total, ok = conn.execute(
-            sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(on_time), 0)).where(decided)
+            sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(on_time), 0)).where(
+                _period(since, until, district_code), decided
+            )
         ).one()
         return Rate(int(total), int(ok))
 
     return OnTimeRates(accept=rate(t.c.accepted_at, t.c.accept_due), close=rate(t.c.closed_at, t.c.close_due))
+
+
+def _decided(
+    done: sa.Column[Any], due: sa.Column[Any], now: datetime
+) -> tuple[sa.ColumnElement[bool], sa.ColumnElement[bool]]:
+    """(decided, met on time) of a milestone ``done`` with deadline ``due``, as of ``now``."""
+    happened = sa.and_(done.is_not(None), done <= now)
+    return (
+        sa.and_(due.is_not(None), sa.or_(happened, due <= now)),
+        sa.and_(due.is_not(None), happened, done <= due),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -1485,6 +1495,38 @@ def satisfaction_rate(
         satisfied=int(counts.get(Satisfaction.SATISFIED, 0)),
         basically_satisfied=int(counts.get(Satisfaction.BASICALLY_SATISFIED, 0)),
         dissatisfied=int(counts.get(Satisfaction.DISSATISFIED, 0)),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceRates:
+    """The on-time and satisfaction figures of the same orders."""
+
+    on_time: OnTimeRates
+    satisfaction: SatisfactionStats
+
+
+def service_rates(
+    conn: Connection, since: datetime, until: datetime, *, now: datetime, district_code: str | None = None
+) -> ServiceRates:
+    """:func:`on_time_rates` and :func:`satisfaction_rate` of the orders registered in
+    [since, until), in one pass over them instead of three."""
+    t = _TICKETS
+
+    def count(cond: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
+        return sa.func.coalesce(sa.func.sum(sa.case((cond, 1), else_=0)), 0)
+
+    sums: list[sa.ColumnElement[int]] = []
+    for done, due in ((t.c.accepted_at, t.c.accept_due), (t.c.closed_at, t.c.close_due)):
+        decided, met = _decided(done, due, now)
+        sums += [count(decided), count(met)]
+    ratings = (Satisfaction.SATISFIED, Satisfaction.BASICALLY_SATISFIED, Satisfaction.DISSATISFIED)
+    sums += [count(t.c.satisfaction == rating) for rating in ratings]
+    row = conn.execute(sa.select(*sums).where(_period(since, until, district_code))).one()
+    accepted, accepted_ok, closed, closed_ok, satisfied, basically, dissatisfied = (int(n) for n in row)
+    return ServiceRates(
+        on_time=OnTimeRates(accept=Rate(accepted, accepted_ok), close=Rate(closed, closed_ok)),
+        satisfaction=SatisfactionStats(satisfied, basically, dissatisfied),
     )
 
 
@@ -1588,6 +1630,7 @@ __all__ = [
     "RepeatMatch",
     "Satisfaction",
     "SatisfactionStats",
+    "ServiceRates",
     "TicketChange",
     "TicketEventView",
     "TicketState",
@@ -1618,6 +1661,7 @@ __all__ = [
     "request_extension",
     "return_ticket",
     "satisfaction_rate",
+    "service_rates",
     "start",
     "suggest_dispatch",
     "supervise",

@@ -2,8 +2,9 @@
 grid cell, on-time and satisfaction rates, overdue orders and repeat clusters.
 
 Rows and figures come from :mod:`dashboards.hotline` (pure); this module reads the stores
-and wires the callback. Everything refreshes from one trigger (:data:`REFRESH`). A
-citizen's words go into table cells as plain strings, which React renders as text.
+and wires the callback. Everything refreshes from one trigger (:data:`REFRESH`); the map
+and the tables travel only when what they show changed. A citizen's words go into table
+cells as plain strings, which React renders as text.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dashboards import district as drill
 from dashboards import hotline as hl
 from dashboards import urban as ub
 from dashboards.console import city_time, duration_text
+from dashboards.drawn import build_changed, signature
 from dashboards.exports import export_links
 from dashboards.i18n import t
 from dashboards.pages.urban import age_span, panel, panel_class
@@ -328,8 +330,8 @@ def refresh(_n: int | None, _live: dict | None, drawn: dict[str, str] | None) ->
             categories = ticket_model.volumes(conn, today, now, by="category", district_code=scope)
             open_now = ticket_model.open_count(conn, district_code=scope)
             flags = ticket_model.overdue(conn, now, district_code=scope)
-            satisfaction = ticket_model.satisfaction_rate(conn, window, now, district_code=scope)
-            rates = ticket_model.on_time_rates(conn, window, now, now=now, district_code=scope)
+            # On-time and satisfaction rates of the same orders: one pass over the window.
+            service = ticket_model.service_rates(conn, window, now, now=now, district_code=scope)
             spots = ticket_model.hot_spots(conn, now - timedelta(hours=24), hl.HOT_SPOTS, district_code=scope)
             links = ticket_model.repeat_links(conn, window, district_code=scope)
     except Exception as exc:  # the page shows the degraded state instead of an error
@@ -348,19 +350,43 @@ def refresh(_n: int | None, _live: dict | None, drawn: dict[str, str] | None) ->
         else ub.bar_figure(pairs, uirevision="hotline-categories", height=hl.CATEGORY_PX)
     )
     overdue_n = hl.overdue_tickets(flags)
+    stream = hl.stream_rows(recent, now)
+    may_reveal = may_reveal_callers()
+    late = hl.overdue_rows(flags, now)
+    clusters = hl.repeat_clusters(links)
+    # Each table travels only when what it shows changed (signatures beside the map's);
+    # the overdue list's durations count by the second while any order is late.
+    tables, signed = build_changed(
+        {
+            "stream": lambda: stream_table(stream, may_reveal),
+            "rates": lambda: rates_panel(service.on_time, service.satisfaction),
+            "overdue": lambda: overdue_table(late),
+            "repeats": lambda: repeats_table(clusters, now),
+        },
+        {
+            "stream": signature([may_reveal], stream),
+            "rates": signature([service]),
+            "overdue": signature(
+                (r.ticket_id, r.kinds, duration_text(r.over_s), r.category, r.department, r.supervised)
+                for r in late
+            ),
+            "repeats": signature((c, city_time(c.last, now)) for c in clusters),
+        },
+        drawn,
+    )
     return (
         t("hotline.live", at=city_time(now, now)),
         f"{sum(categories.values()):,}",
         f"{open_now:,}",
         html.Span(f"{overdue_n:,}", className="hotline-over" if overdue_n else ""),
-        ub.rate_text(satisfaction.rate),
-        stream_table(hl.stream_rows(recent, now), may_reveal_callers()),
+        ub.rate_text(service.satisfaction.rate),
+        tables["stream"],
         hot_map,
         bars,
-        now_drawn,
-        rates_panel(rates, satisfaction),
-        overdue_table(hl.overdue_rows(flags, now)),
-        repeats_table(hl.repeat_clusters(links), now),
+        {**now_drawn, **signed},
+        tables["rates"],
+        tables["overdue"],
+        tables["repeats"],
         *(panel_class(fresh) for _ in _PANELS),
         *(age_span(fresh) for _ in _PANELS),
     )

@@ -222,3 +222,58 @@ def test_repeat_links_are_merged_or_likely_repeats_since_a_date(engine: sa.Engin
         assert links[1].earlier == "R-FIRST" and links[0].category == "噪声扰民"
         clusters = hl.repeat_clusters(links)
         assert len(clusters) == 1 and clusters[0].size == 3
+
+
+# ---- the page's refresh ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def page(tmp_path: Path, engine: sa.Engine) -> Iterator[sa.Engine]:
+    """The real app over this database and an empty live store; yields the database."""
+    import fakeredis
+
+    from app import create_app
+    from models.config import load_settings
+    from models.live import LiveStore
+    from models.reference import seed_reference_data
+
+    seed_reference_data(engine)
+    live = LiveStore(fakeredis.FakeRedis(decode_responses=True))
+    create_app(load_settings({"CITYOPS_DATA_DIR": str(tmp_path)}), live=live, engine=engine)
+    yield engine
+
+
+def test_the_refresh_sends_each_table_only_when_what_it_shows_changed(page: sa.Engine) -> None:
+    import dash
+
+    from dashboards.pages import hotline
+    from tests.unit.dashboards.signing import account, signed_in
+
+    now = datetime.now(UTC)
+    with page.begin() as conn:
+        add_ticket(conn, "T-NEW", ts=now - timedelta(minutes=20))
+        # Not signed for in three days: overdue by days, which the list shows to the hour.
+        add_ticket(conn, "T-LATE", ts=now - timedelta(days=3), category="道路破损", at=offset(*HOME, 3000, 0))
+        add_ticket(conn, "T-DONE", ts=now - timedelta(days=2), at=offset(*HOME, 0, 4000), state="closed")
+        add_ticket(conn, "T-AGAIN", ts=now - timedelta(minutes=10), at=offset(*HOME, 20, 0))
+    viewer, handler = account("leader", "leader"), account("op", "operator")
+    with signed_in(viewer):
+        first = hotline.refresh(None, None, None)
+        again = hotline.refresh(None, None, first[8])
+    # First: every table, with what the single reads give.
+    assert first[2] == "3" and "1" in repr(first[3])  # open; overdue
+    assert "T-NEW" in repr(first[5]) and "T-LATE" in repr(first[10]) and "T-NEW" in repr(first[11])
+    assert "hotline-reveal" not in repr(first[5])
+    # Again, nothing changed: no table travels, the counts do.
+    assert all(again[i] is dash.no_update for i in (5, 9, 10, 11)), [type(again[i]) for i in (5, 9, 10, 11)]
+    assert again[2] == "3" and {k: again[8][k] for k in first[8]} == first[8]
+
+    with signed_in(handler):
+        # Someone who may reveal callers gets the stream with the buttons.
+        revealing = hotline.refresh(None, None, again[8])
+    assert "hotline-reveal" in repr(revealing[5]) and revealing[10] is dash.no_update
+    with page.begin() as conn:
+        add_ticket(conn, "T-NEWER", ts=now - timedelta(minutes=1), at=offset(*HOME, 0, 2500))
+    with signed_in(handler):
+        news = hotline.refresh(None, None, revealing[8])
+    assert "T-NEWER" in repr(news[5]) and news[10] is dash.no_update and news[2] == "4"

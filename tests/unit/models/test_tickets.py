@@ -220,6 +220,12 @@ def check_statistics(conn: sa.Connection) -> None:
     assert (sat.satisfied, sat.basically_satisfied, sat.dissatisfied, sat.rated) == (1, 1, 1, 3)
     assert sat.rate == pytest.approx(2 / 3)
     assert tickets.satisfaction_rate(conn, until, until + timedelta(days=1)).rate is None
+    # The page's one pass gives the same figures as the single reads, early and late.
+    for at in (T0 + 5 * timedelta(hours=1), now):
+        service = tickets.service_rates(conn, since, until, now=at)
+        assert service.on_time == tickets.on_time_rates(conn, since, until, now=at)
+        assert service.satisfaction == sat
+    assert service.on_time == rates and service.on_time != early
 
     spots = tickets.hot_spots(conn, since, limit=5)
     assert [(s.grid_id, s.count, s.top_category) for s in spots] == [
@@ -285,6 +291,13 @@ def check_district_scope(conn: sa.Connection) -> None:
     assert tickets.satisfaction_rate(conn, since, until, district_code=other).rated == 0
     mine = tickets.satisfaction_rate(conn, since, until, district_code="511602")
     assert (mine.satisfied, mine.basically_satisfied, mine.dissatisfied) == (1, 1, 1)
+    for code in (other, "511602"):
+        service = tickets.service_rates(conn, since, until, now=now, district_code=code)
+        assert service.on_time == tickets.on_time_rates(conn, since, until, now=now, district_code=code)
+        assert service.satisfaction == tickets.satisfaction_rate(conn, since, until, district_code=code)
+    assert (
+        tickets.service_rates(conn, since, until, now=now, district_code=other).on_time.accept == rates.accept
+    )
 
     spots = tickets.hot_spots(conn, since, limit=5, district_code=other)
     assert {s.district_code for s in spots} == {other}
