@@ -31,7 +31,6 @@ above the top breakpoint of a column gives IAQI 500 (no extrapolation).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -39,7 +38,7 @@ from fractions import Fraction
 from types import MappingProxyType
 from typing import Any, Literal
 
-from models.standards._inputs import exact, local_date, local_time
+from models.standards._inputs import exact, exact_ratio, local_date, local_time
 
 #: First day indexed with HJ 633—2026 (city-time date of the observation).
 SWITCH_DATE = date(2026, 3, 1)
@@ -240,10 +239,10 @@ def iaqi(column: str, concentration: float, *, standard: int) -> int:
     table = _table(standard)
     if column not in table:
         raise ValueError(f"unknown column {column!r}; expected one of {sorted(table)}")
-    value = _iaqi_exact(table[column], exact(column, concentration))
+    value = _iaqi(table[column], exact_ratio(column, concentration))
     if value is None:
         raise ValueError(f"{column} has no IAQI above {table[column][-1]}: HJ 633 special case")
-    return math.ceil(value)
+    return value
 
 
 def realtime(
@@ -280,27 +279,27 @@ def daily(concentrations: Mapping[str, float | None], *, on: date, standard: int
     values = _checked(concentrations, DAILY_KEYS)
     std = _resolve(standard, day)
     table = BREAKPOINTS[std]
-    exacts: dict[str, Fraction] = {}
+    indices: dict[str, int] = {}
     basis: dict[str, str] = {}
     notes: list[str] = []
     for key, column in DAILY_COLUMNS.items():
         if key not in values:
             continue
         pollutant = "o3" if key == "o3_8h" else key
-        if key == "o3_8h" and values[key] > _SPECIAL_LIMIT:
+        if key == "o3_8h" and _above(values[key], _SPECIAL_LIMIT):
             if std == 2026:
-                exacts[pollutant], basis[pollutant] = Fraction(300), column
+                indices[pollutant], basis[pollutant] = 300, column
                 notes.append("o3: 8h value above 800 µg/m³, IAQI 300 (HJ 633—2026)")
             elif "o3" in values:
-                exacts[pollutant] = _capped(table["o3_1h"], values["o3"])
+                indices[pollutant] = _capped(table["o3_1h"], values["o3"])
                 basis[pollutant] = "o3_1h"
                 notes.append("o3: 8h value above 800 µg/m³, IAQI from the 1h value (HJ 633—2012)")
             else:
                 notes.append("o3: 8h value above 800 µg/m³ and no 1h value given, left out (HJ 633—2012)")
             continue
-        exacts[pollutant] = _capped(table[column], values[key])
+        indices[pollutant] = _capped(table[column], values[key])
         basis[pollutant] = column
-    result = _result("daily", std, day, exacts, basis, concentrations, values, notes)
+    result = _result("daily", std, day, indices, basis, concentrations, values, notes)
     if result is None:
         raise ValueError("no pollutant could be indexed: give at least one of " + ", ".join(DAILY_COLUMNS))
     return result
@@ -399,40 +398,40 @@ def _realtime(
     values = _checked(concentrations, REALTIME_KEYS)
     std = _resolve(standard, day)
     table = BREAKPOINTS[std]
-    exacts: dict[str, Fraction] = {}
+    indices: dict[str, int] = {}
     basis: dict[str, str] = {}
     notes: list[str] = []
     for pollutant, column in REALTIME_COLUMNS.items():
         if pollutant not in values:
             continue
-        if pollutant == "so2" and values["so2"] > _SPECIAL_LIMIT:
+        if pollutant == "so2" and _above(values["so2"], _SPECIAL_LIMIT):
             if std == 2026:
-                exacts["so2"], basis["so2"] = Fraction(200), column
+                indices["so2"], basis["so2"] = 200, column
                 notes.append("so2: 1h value above 800 µg/m³, IAQI 200 (HJ 633—2026)")
             elif "so2_24h" in values:
-                exacts["so2"], basis["so2"] = _capped(table["so2_24h"], values["so2_24h"]), "so2_24h"
+                indices["so2"], basis["so2"] = _capped(table["so2_24h"], values["so2_24h"]), "so2_24h"
                 notes.append("so2: 1h value above 800 µg/m³, IAQI from the 24h value (HJ 633—2012)")
             else:
                 notes.append("so2: 1h value above 800 µg/m³ and no 24h value given, left out (HJ 633—2012)")
             continue
-        exacts[pollutant] = _capped(table[column], values[pollutant])
+        indices[pollutant] = _capped(table[column], values[pollutant])
         basis[pollutant] = column
-    return _result("realtime", std, day, exacts, basis, concentrations, values, notes)
+    return _result("realtime", std, day, indices, basis, concentrations, values, notes)
 
 
 def _result(
     kind: Literal["realtime", "daily"],
     std: int,
     day: date,
-    exacts: dict[str, Fraction],
+    indices: dict[str, int],
     basis: dict[str, str],
     given: Mapping[str, Any],
-    values: Mapping[str, Fraction],
+    values: Mapping[str, tuple[int, int]],
     notes: list[str],
 ) -> AqiResult | None:
-    if not exacts:
+    if not indices:
         return None
-    rounded = {p: math.ceil(exacts[p]) for p in POLLUTANTS if p in exacts}
+    rounded = {p: indices[p] for p in POLLUTANTS if p in indices}
     top = max(rounded.values())
     lv = level_of(top)
     return AqiResult(
@@ -452,24 +451,34 @@ def _result(
     )
 
 
-def _iaqi_exact(breakpoints: tuple[int, ...], c: Fraction) -> Fraction | None:
-    """Linear interpolation on the segment holding ``c``; ``None`` above a short column's end."""
-    if c > breakpoints[-1]:
+def _iaqi(breakpoints: tuple[int, ...], c: tuple[int, int]) -> int | None:
+    """The IAQI of ``c`` (numerator, denominator) by linear interpolation on the segment
+    holding it, rounded up — in integers, so exactly as the standard's formula on the
+    decimal value; ``None`` above a short column's end."""
+    num, den = c
+    if num > breakpoints[-1] * den:
         # A full column caps at 500 ("> 500" is reported, not extrapolated); the two
         # short columns end where a special case of the standard takes over.
-        return Fraction(500) if len(breakpoints) == len(IAQI_STEPS) else None
+        return 500 if len(breakpoints) == len(IAQI_STEPS) else None
     for i in range(len(breakpoints) - 1):
         lo, hi = breakpoints[i], breakpoints[i + 1]
-        if c <= hi:
+        if num <= hi * den:
             i_lo, i_hi = IAQI_STEPS[i], IAQI_STEPS[i + 1]
-            return Fraction(i_hi - i_lo, hi - lo) * (c - lo) + i_lo
+            # ceil((i_hi - i_lo) / (hi - lo) × (c − lo)) + i_lo, as ceil(a / b) = −(−a // b)
+            a = (i_hi - i_lo) * (num - lo * den)
+            b = (hi - lo) * den
+            return -(-a // b) + i_lo
     raise AssertionError("unreachable: c <= the last breakpoint")
 
 
-def _capped(breakpoints: tuple[int, ...], c: Fraction) -> Fraction:
-    value = _iaqi_exact(breakpoints, c)
+def _capped(breakpoints: tuple[int, ...], c: tuple[int, int]) -> int:
+    value = _iaqi(breakpoints, c)
     assert value is not None, "callers route the special cases before this"
     return value
+
+
+def _above(c: tuple[int, int], limit: int) -> bool:
+    return c[0] > limit * c[1]
 
 
 def _table(standard: int) -> Mapping[str, tuple[int, ...]]:
@@ -493,9 +502,9 @@ def _check_keys(mapping: Any, allowed: frozenset[str], name: str) -> None:
         raise ValueError(f"unknown key(s) {unknown!r} in {name}; expected some of {sorted(allowed)}")
 
 
-def _checked(concentrations: Mapping[str, Any], allowed: frozenset[str]) -> dict[str, Fraction]:
+def _checked(concentrations: Mapping[str, Any], allowed: frozenset[str]) -> dict[str, tuple[int, int]]:
     _check_keys(concentrations, allowed, "concentrations")
-    return {k: exact(k, v) for k, v in concentrations.items() if v is not None}
+    return {k: exact_ratio(k, v) for k, v in concentrations.items() if v is not None}
 
 
 def _hours(name: str, hourly: Any) -> list[Fraction | None]:

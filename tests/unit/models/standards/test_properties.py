@@ -125,3 +125,41 @@ def test_derive_never_fails_on_a_valid_reading(
     when = at.replace(tzinfo=timezone(timedelta(minutes=offset)))
     out = derive(device_type, props, metrics, when)
     assert json.loads(json.dumps(out, ensure_ascii=False)) == out
+
+
+def _reference_iaqi(breakpoints: tuple[int, ...], value: float) -> int | None:
+    """HJ 633's formula on the decimal the float prints as, in Fractions: the slow and
+    obvious reading the integer arithmetic of models.standards.aqi must agree with."""
+    import math
+    from fractions import Fraction
+
+    c = Fraction(repr(value))
+    if c > breakpoints[-1]:
+        return 500 if len(breakpoints) == len(aqi.IAQI_STEPS) else None
+    for i in range(len(breakpoints) - 1):
+        lo, hi = breakpoints[i], breakpoints[i + 1]
+        if c <= hi:
+            i_lo, i_hi = aqi.IAQI_STEPS[i], aqi.IAQI_STEPS[i + 1]
+            return math.ceil(Fraction(i_hi - i_lo, hi - lo) * (c - lo) + i_lo)
+    raise AssertionError
+
+
+@given(
+    std=st.sampled_from([2012, 2026]),
+    data=st.data(),
+    value=st.one_of(
+        st.floats(min_value=0, max_value=5000, allow_nan=False),
+        st.integers(min_value=0, max_value=5000).map(float),
+        # On and next to the breakpoints, where a rounding error would show.
+        st.integers(min_value=0, max_value=4000).map(lambda n: n / 10),
+    ),
+)
+@settings(max_examples=400, deadline=None)
+def test_integer_iaqi_equals_the_fraction_formula(std: int, data: st.DataObject, value: float) -> None:
+    column = data.draw(st.sampled_from(sorted(aqi.BREAKPOINTS[std])))
+    expected = _reference_iaqi(aqi.BREAKPOINTS[std][column], value)
+    if expected is None:
+        with pytest.raises(ValueError):
+            aqi.iaqi(column, value, standard=std)
+    else:
+        assert aqi.iaqi(column, value, standard=std) == expected
