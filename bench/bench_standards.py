@@ -15,7 +15,7 @@ is shared: the best round is the one least disturbed).
   river station sends, and ``derive`` for it.
 - Noise (GB 3096—2008): ``noise.assess`` and ``derive`` for a noise point.
 
-There is no vectorised path: the standards compute with exact fractions per value (a
+There is no vectorised path: the standards compute exactly per value (integers or fractions; a
 limit or breakpoint met exactly belongs to the better class, which floats cannot promise),
 so "single" is the only path there is.
 """

@@ -3,6 +3,7 @@
     make soak [SOAK_SECONDS=3600] [SOAK_RATE=2000] [SOAK_VIEWERS=10]
     .venv/bin/python bench/soak.py [--seconds 3600] [--rate 2000] [--viewers 10]
                                    [--sample-every 30] [--warmup S] [--web-workers 2]
+                                   [--viewer-nice 10]
 
 What runs, each a real service on free loopback ports and never the shared ones
 (tests/faults.py): a throw-away PostgreSQL 15 + PostGIS cluster (initdb in a temporary
@@ -12,6 +13,9 @@ with production's deploy/mosquitto.conf; one ``cityops ingest`` worker; ``cityop
 ``--web-workers`` threaded workers); ``--viewers`` headless Chromium viewers signed in
 with an account made by ``cityops users add``, each switching between ``/`` and ``/wall``
 every ``--view-seconds`` (the pages stay open in between and follow the server push).
+The viewers stand for screens on machines of their own: their Chromium processes run at
+``--viewer-nice`` (default 10, ``SOAK_VIEWER_NICE``), so on a 2-core machine they take
+the CPU the system under test leaves instead of a core of it (0 runs them as equals).
 
 Every ``--sample-every`` seconds a row goes to ``var/soak/soak-<start>.csv``: the resident
 memory of each part (a process and all its descendants: RSS summed as ``ps`` shows it,
@@ -76,6 +80,7 @@ from tests.faults import (  # noqa: E402
     IngestProcess,
     WebProcess,
     add_account,
+    process_tree,
     simulator,
     start_private_services,
     tree_cpu_s,
@@ -159,6 +164,26 @@ class Viewer:
             if self.driver is not None:
                 with contextlib.suppress(Exception):
                     self.driver.quit()
+
+
+def renice_tree(pid: int, niceness: int) -> None:
+    """Every thread of ``pid`` and its descendants at ``niceness`` at least (on Linux a
+    thread has its own; Chromium raises some of its own above the default)."""
+    for member in process_tree(pid):
+        for task in Path(f"/proc/{member}/task").glob("[0-9]*"):
+            with contextlib.suppress(OSError, ValueError):
+                tid = int(task.name)
+                if os.getpriority(os.PRIO_PROCESS, tid) < niceness:
+                    os.setpriority(os.PRIO_PROCESS, tid, niceness)
+
+
+def keep_viewers_niced(viewers: Sequence[Viewer], niceness: int, stop: threading.Event) -> None:
+    """The viewers stand for wall screens and tablets on machines of their own: on this one
+    they take what the system under test leaves (renderers come and go with each page)."""
+    while not stop.wait(2.0):
+        for viewer in viewers:
+            if viewer.pid:
+                renice_tree(viewer.pid, niceness)
 
 
 _STREAM_OPEN = (
@@ -376,6 +401,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=None, help="seconds (default: a fifth, ≤ 300)")
     parser.add_argument("--view-seconds", type=float, default=120.0, help="each viewer's time per page")
     parser.add_argument("--web-workers", type=int, default=2)
+    parser.add_argument(
+        "--viewer-nice",
+        type=int,
+        default=int(os.environ.get("SOAK_VIEWER_NICE", 10)),
+        help="niceness of the viewers' Chromium processes (0: as the system under test)",
+    )
     args = parser.parse_args(argv)
     warmup = args.warmup if args.warmup is not None else min(300.0, args.seconds / 5)
     needed = ("mosquitto", "redis-server") + (("chromium", "chromedriver") if args.viewers else ())
@@ -389,7 +420,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     workdir = OUT_DIR / f"run-{started:%Y%m%dT%H%M%SZ}"
     workdir.mkdir()
     csv_path = OUT_DIR / f"soak-{started:%Y%m%dT%H%M%SZ}.csv"
-    print(f"soak: {args.seconds:.0f} s at {args.rate:.0f} msgs/s, {args.viewers} viewers → {csv_path}")
+    print(
+        f"soak: {args.seconds:.0f} s at {args.rate:.0f} msgs/s, {args.viewers} viewers"
+        f" (nice {args.viewer_nice}) → {csv_path}"
+    )
 
     postgres, cache, broker, env = start_private_services(workdir)
     env |= {"CITYOPS_LOG_LEVEL": "WARNING", "CITYOPS_WORKER_ID": "soak-1"}
@@ -414,6 +448,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             viewer = Viewer(number, web.base_url, args.view_seconds, stop)
             viewers.append(viewer)
             threads.append(threading.Thread(target=viewer.run, name=f"viewer-{number}", daemon=True))
+            threads[-1].start()
+        if args.viewer_nice:
+            threads.append(
+                threading.Thread(
+                    target=keep_viewers_niced, args=(viewers, args.viewer_nice, stop), daemon=True
+                )
+            )
             threads[-1].start()
         parts: dict[str, Callable[[], int | None]] = {
             "ingest": lambda: ingest.pid if ingest.alive() else None,
