@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import plotly.graph_objects as go
@@ -153,6 +153,62 @@ def sla_status(sla_due: datetime | None, now: datetime, *, state: str | None = N
 
 
 # --------------------------------------------------------------------------------------------
+# Countdowns that tick in the browser
+#
+# A queue of hundreds of rows changes a few times a minute, but its SLA countdowns and ages
+# change every second. The browser (assets/cityops-console.js) counts them on: each such
+# cell carries its instant and the catalogue's texts in the viewer's language as data-*
+# attributes, and the script writes what sla_status / duration_text would write at that
+# moment. So the server need not resend the table when only time passed.
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+#: data-* attribute → catalogue key: the duration formats (duration_text's three forms).
+DURATION_TEXT_KEYS: dict[str, str] = {
+    "data-duration-ms": "unit.duration_ms",
+    "data-duration-hms": "unit.duration_hms",
+    "data-duration-days": "unit.duration_days",
+}
+#: data-* attribute → catalogue key: the countdown's templates, one per state.
+SLA_TEXT_KEYS: dict[str, str] = {
+    "data-sla-ok": "console.sla.ok",
+    "data-sla-due-soon": "console.sla.due_soon",
+    "data-sla-overdue": "console.sla.overdue",
+}
+
+
+def epoch_ms(at: datetime) -> int:
+    """``at`` as milliseconds since 1970 UTC (what a browser's ``Date`` counts in)."""
+    return (at - _EPOCH) // _MS
+
+
+def countdown_texts() -> dict[str, str]:
+    """The templates a ticking cell carries, in the current language, by data-* attribute
+    (built once per table: the same for every row)."""
+    return {a: t(k) for a, k in (DURATION_TEXT_KEYS | SLA_TEXT_KEYS).items()}
+
+
+def age_data(since: datetime, texts: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The data-* attributes of a cell showing ``duration_text(now - since)``."""
+    texts = countdown_texts() if texts is None else texts
+    return {"data-since": str(epoch_ms(since)), **{a: texts[a] for a in DURATION_TEXT_KEYS}}
+
+
+def sla_data(sla_due: datetime | None, texts: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The data-* attributes of a cell showing ``sla_status(sla_due, now).text``: none
+    without a deadline (that text does not change with time)."""
+    if sla_due is None:
+        return {}
+    texts = countdown_texts() if texts is None else texts
+    return {
+        "data-sla-due": str(epoch_ms(sla_due)),
+        "data-sla-due-soon-s": str(DUE_SOON_S),
+        **{a: texts[a] for a in (*SLA_TEXT_KEYS, *DURATION_TEXT_KEYS)},
+    }
+
+
+# --------------------------------------------------------------------------------------------
 # Queue
 
 
@@ -212,6 +268,9 @@ class QueueRow:
     handler: str
     audible: bool
     escalation_level: int
+    #: The instants the age and the SLA countdown are counted from (they tick in the browser).
+    opened_at: datetime
+    sla_due: datetime | None
 
 
 def queue_rows(alerts: Iterable[LiveAlert], now: datetime, audible: set[int] | None = None) -> list[QueueRow]:
@@ -237,6 +296,8 @@ def queue_rows(alerts: Iterable[LiveAlert], now: datetime, audible: set[int] | N
                 handler=a.assigned_to or a.acknowledged_by or "—",
                 audible=(a.id in audible) if audible is not None else a.audible,
                 escalation_level=a.escalation_level,
+                opened_at=a.opened_at,
+                sla_due=a.sla_due,
             )
         )
     return rows

@@ -7,7 +7,9 @@ changed. Actions go through ``models.alerts`` and are pushed to Redis, so every 
 sees them on its next refresh.
 
 Keyboard shortcuts, row clicks, the alarm sound and the lost-connection notice run in the
-browser (clientside callbacks): they must work even while the server does not answer.
+browser (clientside callbacks): they must work even while the server does not answer. So
+do the SLA countdowns and the ages (``assets/cityops-console.js``, on the server's clock):
+the queue table is sent only when its rows change, not every second.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import dash
-from dash import Input, Output, State, callback, clientside_callback, ctx, dcc, html
+from dash import ClientsideFunction, Input, Output, State, callback, clientside_callback, ctx, dcc, html
 
 from dashboards import auth, console, context, push, shared
 from dashboards import district as drill
@@ -117,6 +119,8 @@ def layout(**_query: str) -> html.Div:
             dcc.Store(id="console-mute", storage_type="local", data=False),
             dcc.Store(id="console-selected", storage_type="memory"),
             dcc.Store(id="console-live", storage_type="memory"),
+            # The server's clock minus the browser's (ms), for the countdowns.
+            dcc.Store(id="console-clock", storage_type="memory"),
             dcc.Store(id="console-version", storage_type="memory"),
             dcc.Store(id="console-bump", storage_type="memory", data=0),
             dcc.Store(id="console-init", storage_type="memory", data=1),
@@ -267,6 +271,8 @@ def queue_table(rows: list[console.QueueRow], selected: int | None) -> html.Tabl
             )
         ]
     )
+    # The age and SLA cells tick in the browser: they carry their instants and texts.
+    texts = console.countdown_texts()
     body = []
     for r in rows:
         classes = ["console-row", f"sev-{r.colour or 'none'}", f"state-{r.state}"]
@@ -281,8 +287,12 @@ def queue_table(rows: list[console.QueueRow], selected: int | None) -> html.Tabl
                     html.Td(r.title, className="console-title-cell"),
                     html.Td(r.district),
                     html.Td(r.state_label, className="console-state-cell"),
-                    html.Td(r.age, className="num"),
-                    html.Td(r.sla.text, className=f"num sla sla-{r.sla.state}"),
+                    html.Td(r.age, className="num", **console.age_data(r.opened_at, texts)),
+                    html.Td(
+                        r.sla.text,
+                        className=f"num sla sla-{r.sla.state}",
+                        **console.sla_data(r.sla_due, texts),
+                    ),
                     html.Td(r.handler),
                 ],
                 className=" ".join(classes),
@@ -294,8 +304,8 @@ def queue_table(rows: list[console.QueueRow], selected: int | None) -> html.Tabl
     return html.Table([html.Thead(head), html.Tbody(body)], className="data-table console-table")
 
 
-def _fact(label_key: str, value: str) -> html.Div:
-    return html.Div([html.Dt(t(label_key)), html.Dd(value)], className="console-fact")
+def _fact(label_key: str, value: str, **attributes: str) -> html.Div:
+    return html.Div([html.Dt(t(label_key)), html.Dd(value, **attributes)], className="console-fact")
 
 
 def detail_view(alert: alert_model.AlertView, now: datetime) -> html.Div:
@@ -335,7 +345,13 @@ def detail_view(alert: alert_model.AlertView, now: datetime) -> html.Div:
                     _fact("console.field.occurrences", str(alert.occurrences)),
                     _fact("console.field.acknowledged", acknowledged),
                     _fact("console.field.assigned_to", alert.assigned_to or "—"),
-                    _fact("console.field.sla_due", sla.text),
+                    # Ticks in the browser like the queue's (the detail is redrawn on changes only).
+                    _fact(
+                        "console.field.sla_due",
+                        sla.text,
+                        className=f"sla sla-{sla.state}",
+                        **console.sla_data(alert.sla_due),
+                    ),
                     _fact(
                         "console.field.escalation",
                         t("console.escalation_level", n=alert.escalation_level)
@@ -460,21 +476,29 @@ def refresh_queue(
     live_data = {
         # Always different, so the browser can tell a live page from a stalled one.
         "at": now.isoformat(),
+        # The server's clock for the browser's countdowns (Date's unit: no parsing).
+        "at_ms": console.epoch_ms(now),
         "audible": sorted(audible),
         "ids": [r.id for r in rows],
     }
     # The table is built and sent only when it differs from the one on screen (most
     # refreshes of a queue of hundreds change nothing in it). Its rows are plain text in
-    # the viewer's language, so what they show and the selection sign it (not the SLA's
-    # exact seconds left, which only its text shows).
+    # the viewer's language, so what they show, the selection and the language sign it.
+    # Ages and SLA countdowns tick in the browser: the instants they count from sign
+    # them, not the seconds their text shows at this moment, so a refresh where only
+    # time passed sends no table. (The countdown's state follows from its deadline, the
+    # alert's state and the clock; the first two are here.)
     shown_rows = [
-        (r.id, r.severity_label, r.colour, r.title, r.district, r.state, r.state_label, r.age, r.handler)
+        (r.id, r.severity_label, r.colour, r.title, r.district, r.state, r.state_label, r.handler, r.audible)
         for r in rows
     ]
-    countdowns = [(r.sla.state, r.sla.text, r.audible) for r in rows]
+    instants = [
+        (console.epoch_ms(r.opened_at), None if r.sla_due is None else console.epoch_ms(r.sla_due))
+        for r in rows
+    ]
     sent, now_drawn = build_changed(
         {"queue": lambda: queue_table(rows, selected)},
-        {"queue": signature(shown_rows, countdowns, [selected, current_language()])},
+        {"queue": signature(shown_rows, instants, [selected, current_language()])},
         drawn,
     )
     return (
@@ -713,6 +737,13 @@ clientside_callback(
     Input("console-mute-toggle", "n_clicks"),
     State("console-mute", "data"),
     prevent_initial_call=True,
+)
+
+# The countdowns' clock: each refresh brings the server's time (assets/cityops-console.js).
+clientside_callback(
+    ClientsideFunction("cityops", "consoleClock"),
+    Output("console-clock", "data"),
+    Input("console-live", "data"),
 )
 
 # Lost connection: the browser notices that refreshes stopped arriving (the server cannot

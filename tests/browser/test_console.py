@@ -3,15 +3,17 @@
 A smoke detector reports smoke over MQTT to the running system (the embedded Redis lives
 inside the app's process, so alerts must come in the way real ones do); both consoles
 show the critical alarm; one officer acknowledges with the keyboard; the other console
-shows it acknowledged within seconds, and its row stops flashing.
+shows it acknowledged within seconds, and its row stops flashing. Then a second alarm's
+SLA countdown ticks in the browser, second by second, while the refreshes send no table.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -48,18 +50,18 @@ def officers() -> Iterator[tuple[object, object]]:
         second.quit()
 
 
-def publish_smoke(mqtt_url: str) -> None:
+def publish_smoke(mqtt_url: str, device_id: str = DEVICE_ID, name: str = DEVICE_NAME) -> None:
     from ingest.mqtt import MqttClient
 
     client = MqttClient(mqtt_url, "console-test-publisher").start()
     try:
-        meta = {"type": "smoke", "lon": 106.6332, "lat": 30.4561, "name": DEVICE_NAME}
+        meta = {"type": "smoke", "lon": 106.6332, "lat": 30.4561, "name": name}
         client.publish(
-            f"cityops/v1/sensors/{DEVICE_ID}/meta", json.dumps(meta, ensure_ascii=False), retain=True
+            f"cityops/v1/sensors/{device_id}/meta", json.dumps(meta, ensure_ascii=False), retain=True
         )
         time.sleep(1)  # the worker registers the device before its first reading
         reading = {"ts": datetime.now(UTC).isoformat(), "metrics": {"smoke": 0.55, "temp": 31.0}}
-        client.publish(f"cityops/v1/sensors/{DEVICE_ID}/obs", json.dumps(reading))
+        client.publish(f"cityops/v1/sensors/{device_id}/obs", json.dumps(reading))
     finally:
         client.stop()
 
@@ -82,7 +84,7 @@ def sign_in(driver, url: str, role: str) -> str:
     return name
 
 
-def our_row(driver) -> dict | None:
+def our_row(driver, name: str = DEVICE_NAME) -> dict | None:
     """The test alert's row as the page shows it: id, state text, flashing or not."""
     return driver.execute_script(
         """for (const tr of document.querySelectorAll('#console-queue tr[data-alert-id]')) {
@@ -90,7 +92,7 @@ def our_row(driver) -> dict | None:
                 return {id: tr.dataset.alertId, text: tr.innerText, alarm: tr.classList.contains('alarm')};
             }
         } return null;""",
-        DEVICE_NAME,
+        name,
     )
 
 
@@ -183,3 +185,77 @@ def _acknowledged_everywhere(one, two, wall, mqtt_url: str, first: str) -> None:
             or driver.execute_script("return document.getElementById('console-audio').getAttribute('src')")
             == "/assets/alarm.wav"
         )
+
+
+# Every queue refresh the page receives from now on: did it carry the table, the live store?
+WATCH_REFRESHES = """
+window.testRefreshes = [];
+const fetchBefore = window.fetch;
+window.fetch = function (input, init) {
+    const pending = fetchBefore(input, init);
+    const url = typeof input === "string" ? input : (input && input.url) || "";
+    if (url.includes("_dash-update-component")) {
+        pending.then((answer) => answer.clone().json()).then((body) => {
+            const outputs = (body && body.response) || {};
+            if ("console-live" in outputs) {
+                window.testRefreshes.push({table: "console-queue" in outputs});
+            }
+        }).catch(() => null);
+    }
+    return pending;
+};
+"""
+
+# The countdown cell of the row showing arguments[0], its age cell, and the server's time
+# as the page estimates it, read together.
+READ_COUNTDOWN = """
+for (const tr of document.querySelectorAll('#console-queue tr[data-alert-id]')) {
+    if (!tr.innerText.includes(arguments[0])) { continue; }
+    const sla = tr.querySelector('td[data-sla-due]');
+    const age = tr.querySelector('td[data-since]');
+    return {text: sla.textContent, classes: Array.from(sla.classList), due: Number(sla.dataset.slaDue),
+            age: age.textContent, since: Number(age.dataset.since),
+            now: window.cityopsConsole.serverNow(), offset: window.cityopsConsole.offsetMs()};
+} return null;
+"""
+
+
+def test_the_sla_countdown_ticks_in_the_browser_without_the_table_being_resent(system, officers) -> None:
+    from dashboards import console
+
+    url, mqtt_url = system
+    one, _ = officers
+    device, name = "smoke-console-test-02", "控制台测试烟感02"
+    if "/alerts" not in one.current_url:
+        sign_in(one, url, "duty_officer")
+    publish_smoke(mqtt_url, device, name)
+    assert wait_until(lambda: one.execute_script(READ_COUNTDOWN, name) is not None, 30), "no alert row"
+    time.sleep(3)  # the refreshes that brought the new row are over
+    one.execute_script(WATCH_REFRESHES)
+
+    first = one.execute_script(READ_COUNTDOWN, name)
+    seen = {first["text"]}
+    ages = {first["age"]}
+    for _ in range(8):  # about four seconds, two or three queue refreshes
+        time.sleep(0.5)
+        shown = one.execute_script(READ_COUNTDOWN, name)
+        seen.add(shown["text"])
+        ages.add(shown["age"])
+        # What the server would show at that moment (the script writes once a second).
+        due = datetime.fromtimestamp(shown["due"] / 1000, UTC)
+        server_now = datetime.fromtimestamp(shown["now"] / 1000, UTC)
+        expected = [console.sla_status(due, server_now - timedelta(seconds=s)) for s in (0, 1, 2)]
+        assert shown["text"] in {e.text for e in expected}, (shown, expected)
+        status = next(e for e in expected if e.text == shown["text"])
+        assert f"sla-{status.state}" in shown["classes"], shown
+        assert re.fullmatch(r"(剩余|即将超时|已超时) \d+:\d\d", shown["text"]), shown["text"]
+        since = datetime.fromtimestamp(shown["since"] / 1000, UTC)
+        ages_then = {console.duration_text((server_now - since).total_seconds() - s) for s in (0, 1, 2)}
+        assert shown["age"] in ages_then, (shown, ages_then)
+    assert len(seen) >= 3 and len(ages) >= 3, (seen, ages)  # it ticked, second by second
+    # Same machine: the estimated difference between the clocks is small.
+    assert abs(first["offset"]) < 3000, first
+    refreshes = one.execute_script("return window.testRefreshes")
+    assert refreshes, "the queue kept refreshing"
+    assert not any(r["table"] for r in refreshes), refreshes
+    assert errors(one) == []

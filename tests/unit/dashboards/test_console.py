@@ -3,7 +3,10 @@ actions through the lifecycle, and comments shown as text."""
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
+import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -110,6 +113,119 @@ def test_no_deadline_reads_acknowledged_or_a_dash() -> None:
 def test_durations_beyond_a_day() -> None:
     assert console.duration_text(2 * 86_400 + 5 * 3600 + 7) == "2天5小时"
     assert console.duration_text(-10) == "0:00"
+
+
+def test_ticking_cells_carry_their_instants_and_the_texts_in_the_viewers_language() -> None:
+    from dashboards.i18n import language
+
+    due = NOW + timedelta(seconds=90, milliseconds=250)
+    data = console.sla_data(due)
+    assert data["data-sla-due"] == str(int(due.timestamp() * 1000)) == "1782871290250"
+    assert data["data-sla-due-soon-s"] == str(console.DUE_SOON_S)
+    assert (data["data-sla-ok"], data["data-sla-due-soon"], data["data-sla-overdue"]) == (
+        "剩余 {left}",
+        "即将超时 {left}",
+        "已超时 {over}",
+    )
+    assert data["data-duration-ms"] == "{m}:{s:02d}" and data["data-duration-days"] == "{d}天{h}小时"
+    assert console.sla_data(None) == {}  # no deadline: a text that does not tick
+    with language("en"):
+        english = console.sla_data(due)
+        age = console.age_data(NOW - timedelta(minutes=2))
+    assert (
+        english["data-sla-overdue"] == "overdue by {over}" and english["data-duration-days"] == "{d} d {h} h"
+    )
+    assert age["data-since"] == str(console.epoch_ms(NOW) - 120_000)
+    assert set(age) == {"data-since", *console.DURATION_TEXT_KEYS}
+
+
+def test_countdown_templates_use_only_fields_the_browser_fills() -> None:
+    """assets/cityops-console.js fills {name} and {name:0Nd}, as str.format does: a
+    template with another spec would tick wrongly in the browser."""
+    import string
+
+    for key in (*console.DURATION_TEXT_KEYS.values(), *console.SLA_TEXT_KEYS.values()):
+        for lang, template in STRINGS[key].items():
+            for _, name, spec, conversion in string.Formatter().parse(template):
+                if name is None:
+                    continue
+                assert name.isidentifier() and conversion is None, (key, lang, name)
+                assert re.fullmatch(r"(0?\d*d)?", spec or ""), (key, lang, spec)
+
+
+# What the browser's script writes, run by Node on stand-in cells (the browser test runs
+# it in Chromium on the real page).
+_NODE_RENDER = """
+const fs = require("fs");
+global.window = {setInterval: () => 0, setTimeout: () => 0};
+global.document = {querySelectorAll: () => []};
+new Function(fs.readFileSync(process.argv[1], "utf8"))();
+const cases = JSON.parse(fs.readFileSync(0, "utf8"));
+const out = cases.map(([attributes, nowMs]) => {
+  const classes = new Set(["num", "sla", "sla-ok"]);
+  const cell = {
+    textContent: "",
+    getAttribute: (name) => (name in attributes ? attributes[name] : null),
+    hasAttribute: (name) => name in attributes,
+    classList: {
+      contains: (c) => classes.has(c), add: (c) => classes.add(c), remove: (c) => classes.delete(c),
+    },
+  };
+  window.cityopsConsole.render(cell, nowMs);
+  return [cell.textContent, [...classes].filter((c) => c.startsWith("sla-"))];
+});
+process.stdout.write(JSON.stringify(out));
+"""
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs Node.js to run the browser script")
+def test_the_browser_script_writes_what_the_server_would_at_each_moment() -> None:
+    from dashboards.i18n import LANGUAGES, language
+
+    script = ROOT / "assets" / "cityops-console.js"
+    due = NOW + timedelta(milliseconds=400)  # deadlines are not on whole seconds
+    offsets = [
+        -90_061.2,
+        -3_601,
+        -59.6,
+        -1,
+        -0.3,
+        0,
+        0.3,
+        1,
+        59,
+        59.7,
+        60,
+        60.4,
+        61,
+        3599,
+        3600,
+        86_399,
+        86_400,
+    ]
+    offsets += [2 * 86_400 + 5 * 3600 + 7]
+    cases, expected = [], []
+    for lang in LANGUAGES:
+        with language(lang):
+            for left in offsets:
+                now = due - timedelta(seconds=left)
+                now_ms = console.epoch_ms(now)
+                now = datetime.fromtimestamp(now_ms / 1000, UTC)  # the browser counts in ms
+                status = console.sla_status(due, now, state="new")
+                cases.append([console.sla_data(due), now_ms])
+                expected.append([status.text, [f"sla-{status.state}"]])
+                opened = due - timedelta(hours=1)
+                cases.append([console.age_data(opened), now_ms])
+                expected.append([console.duration_text((now - opened).total_seconds()), ["sla-ok"]])
+    answer = subprocess.run(
+        ["node", "-e", _NODE_RENDER, str(script)],
+        input=json.dumps(cases),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert json.loads(answer.stdout) == expected
 
 
 def test_filters_combine_and_empty_values_mean_all() -> None:
@@ -342,3 +458,105 @@ def test_identity_is_the_signed_in_user_never_a_typed_name(page) -> None:
         assert page.current_actor("张三") is None  # anonymous
         flask.g.cityops_account = account
         assert page.current_actor("张三") == Actor("wangwu", "duty_officer", "王五")
+
+
+# ---- the page's refresh ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def console_page(tmp_path: Path, engine: sa.Engine, page):
+    """The real app over this database and an empty live store: (page module, live store)."""
+    from app import create_app
+    from models.config import load_settings
+    from models.reference import seed_reference_data
+
+    seed_reference_data(engine)
+    store = LiveStore(fakeredis.FakeRedis(decode_responses=True))
+    create_app(load_settings({"CITYOPS_DATA_DIR": str(tmp_path)}), live=store, engine=engine)
+    return page, store
+
+
+def refresh_at(page, monkeypatch, at: datetime, drawn: dict | None, selected: int | None = None) -> tuple:
+    from tests.unit.dashboards.signing import account, signed_in
+
+    monkeypatch.setattr(page, "_now", lambda: at)
+    with signed_in(account("zhangsan", "duty_officer")):
+        return page.refresh_queue(1, None, None, None, None, None, selected, None, drawn)
+
+
+def test_the_queue_table_travels_only_when_its_rows_change_not_as_time_passes(
+    console_page, engine, monkeypatch
+) -> None:
+    import dash
+
+    page, store = console_page
+    first_id = raise_smoke_alarm(engine, store)
+    due = store.alert(first_id).sla_due
+    assert due is not None
+    first = refresh_at(page, monkeypatch, NOW + timedelta(seconds=5), None)
+    table, live_data, drawn = first[0], first[2], first[5]
+    assert "剩余 1:55" in repr(table)  # rendered right at render time (no script needed)
+    assert live_data["at_ms"] == console.epoch_ms(NOW + timedelta(seconds=5))
+
+    # One second later, same queue: the countdown's text changed, but no table is sent.
+    later = refresh_at(page, monkeypatch, NOW + timedelta(seconds=6), drawn)
+    assert later[0] is dash.no_update
+    assert later[2]["at_ms"] - live_data["at_ms"] == 1000  # the browser's clock moves on
+    # Past the due-soon mark and past the deadline: the browser changes state, not the server.
+    for seconds in (75, 130):
+        assert refresh_at(page, monkeypatch, NOW + timedelta(seconds=seconds), drawn)[0] is dash.no_update
+
+    # A new alert: the table is sent, with the new row.
+    with engine.begin() as conn:
+        change = alerts.raise_alert(
+            conn,
+            AlertDraft(
+                rule_id="water_level",
+                domain="ecology",
+                severity="major",
+                title="测试水位超警戒",
+                message="",
+                dedup_key="water_level:w-1",
+                source_kind="device",
+                source_id="w-1",
+                district_code="511602",
+                grid_id=None,
+                lon=106.63,
+                lat=30.47,
+                evidence={},
+            ),
+            now=NOW + timedelta(seconds=7),
+        )
+    store.apply_alert_changes([change])
+    added = refresh_at(page, monkeypatch, NOW + timedelta(seconds=8), drawn)
+    assert added[0] is not dash.no_update and "测试水位超警戒" in repr(added[0])
+    assert added[5] != drawn
+    # Selecting a row and acknowledging an alert redraw it too.
+    selected = refresh_at(page, monkeypatch, NOW + timedelta(seconds=9), added[5], selected=first_id)
+    assert selected[0] is not dash.no_update
+    console.perform_action(
+        engine, store, "acknowledge", first_id, actor=OFFICER, address=None, comment=None, now=NOW
+    )
+    acked = refresh_at(page, monkeypatch, NOW + timedelta(seconds=10), selected[5], selected=first_id)
+    assert acked[0] is not dash.no_update and "已确认" in repr(acked[0])
+
+
+def test_the_sla_cell_carries_its_deadline_and_templates(console_page, engine, monkeypatch) -> None:
+    from dash import html
+
+    page, store = console_page
+    alert_id = raise_smoke_alarm(engine, store)
+    due = store.alert(alert_id).sla_due
+    table = refresh_at(page, monkeypatch, NOW + timedelta(seconds=65), None)[0]
+    row = next(tr for tr in table.children[1].children if tr.id == f"console-row-{alert_id}")
+    age, sla = row.children[4], row.children[5]
+    assert isinstance(sla, html.Td)
+    attributes = sla.to_plotly_json()["props"]
+    assert attributes["data-sla-due"] == str(console.epoch_ms(due))
+    assert due == NOW + timedelta(minutes=2)  # a critical alert's deadline
+    assert attributes["data-sla-ok"] == "剩余 {left}" and attributes["data-sla-overdue"] == "已超时 {over}"
+    assert attributes["data-duration-ms"] == "{m}:{s:02d}"
+    # 55 s left at render time: the server's text and state, which the script carries on.
+    assert sla.children == "即将超时 0:55" and "sla-due_soon" in sla.className.split()
+    ticking = age.to_plotly_json()["props"]
+    assert ticking["data-since"] == str(console.epoch_ms(NOW)) and age.children == "1:05"
