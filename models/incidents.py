@@ -700,18 +700,30 @@ def incidents_of_alerts(bind: spatial.Bind, alert_ids: Iterable[int]) -> dict[in
     ids = sorted({int(a) for a in alert_ids})
     if not ids:
         return {}
+    refs = [str(i) for i in ids]
     with spatial.connection(bind) as conn:
+        if conn.dialect.name == "postgresql":
+            # The emergency page asks about hundreds of open alerts on every refresh: one
+            # array parameter each is bound and planned several times faster than as many
+            # parameters as there are alerts.
+            from sqlalchemy.dialects.postgresql import ARRAY
+
+            opened_from = _INCIDENTS.c.source_alert_id == sa.any_(
+                sa.bindparam("ids", ids, ARRAY(sa.BigInteger))
+            )
+            linked_to = _LINKS.c.ref_id == sa.any_(sa.bindparam("refs", refs, ARRAY(sa.String)))
+        else:
+            opened_from = _INCIDENTS.c.source_alert_id.in_(ids)
+            linked_to = _LINKS.c.ref_id.in_(refs)
         found = {
             int(r.source_alert_id): r.incident_id
             for r in conn.execute(
-                sa.select(_INCIDENTS.c.source_alert_id, _INCIDENTS.c.incident_id).where(
-                    _INCIDENTS.c.source_alert_id.in_(ids)
-                )
+                sa.select(_INCIDENTS.c.source_alert_id, _INCIDENTS.c.incident_id).where(opened_from)
             )
         }
         linked = conn.execute(
             sa.select(_LINKS.c.ref_id, _LINKS.c.incident_id).where(
-                _LINKS.c.kind == IncidentLinkKind.ALERT.value, _LINKS.c.ref_id.in_([str(i) for i in ids])
+                _LINKS.c.kind == IncidentLinkKind.ALERT.value, linked_to
             )
         )
         for ref_id, incident_id in linked:
@@ -1774,6 +1786,7 @@ def affected_area(
     *,
     area: Area | None = None,
     radius_m: float | None = None,
+    incident: IncidentView | None = None,
 ) -> AffectedArea:
     """The devices, open 12345 tickets and open urban cases inside an area.
 
@@ -1781,13 +1794,15 @@ def affected_area(
     on the page) replacing its radius for a what-if look without changing the incident.
     PostGIS and the embedded backend give the same answer (see :mod:`models.spatial`).
     Tickets carry no caller data. Raises ``LookupError`` for an unknown incident and
-    ``ValueError`` when neither an area nor an incident with a place is given.
+    ``ValueError`` when neither an area nor an incident with a place is given. ``incident``:
+    the incident as the caller just read it (not read again).
     """
     with spatial.connection(bind) as conn:
         if area is None:
             if incident_id is None:
                 raise ValueError("affected_area needs an incident or an area")
-            incident = get_incident(conn, incident_id)
+            if incident is None or incident.incident_id != incident_id:
+                incident = get_incident(conn, incident_id)
             if incident is None:
                 raise EntityNotFound(INCIDENT_LIFECYCLE, incident_id)
             if radius_m is not None:
@@ -1919,13 +1934,16 @@ def nearest_resources(
     *,
     kinds: Sequence[str] | None = None,
     per_kind: int = 3,
+    incident: IncidentView | None = None,
 ) -> dict[str, list[ResourceHit]]:
     """The ``per_kind`` nearest resources of each kind to the incident, with straight-line
     distance (``distance_m``: geodesic metres — WGS-84 spheroid on PostGIS, mean sphere on
     the embedded backend) and estimated arrival (``eta_s``: see :data:`models.spatial.TRAVEL`).
-    An incident without a position has no nearest resources (an empty dict)."""
+    An incident without a position has no nearest resources (an empty dict). ``incident``:
+    the incident as the caller just read it (not read again)."""
     with spatial.connection(bind) as conn:
-        incident = get_incident(conn, incident_id)
+        if incident is None or incident.incident_id != incident_id:
+            incident = get_incident(conn, incident_id)
         if incident is None:
             raise EntityNotFound(INCIDENT_LIFECYCLE, incident_id)
         if incident.lon is None or incident.lat is None:

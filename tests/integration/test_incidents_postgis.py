@@ -24,6 +24,7 @@ from tests.unit.models.test_incidents import (
     SEAT,
     T0,
     check_affected_area,
+    check_incidents_of_alerts,
     check_nearest,
     new_incident,
 )
@@ -99,6 +100,11 @@ def test_affected_area_matches_the_fallback(clean: sa.Engine) -> None:
 def test_nearest_resources_match_the_fallback(clean: sa.Engine) -> None:
     with clean.begin() as conn:
         check_nearest(conn)
+
+
+def test_incidents_of_alerts_match_the_fallback(clean: sa.Engine) -> None:
+    with clean.begin() as conn:
+        check_incidents_of_alerts(conn)
 
 
 def test_two_workers_with_one_cameras_sightings_open_one_case(clean: sa.Engine) -> None:

@@ -177,6 +177,15 @@ def check_affected_area(conn: sa.Connection) -> None:
     assert found.tickets[0].label == "道路积水：夜间施工噪音" and found.tickets[0].state == "registered"
     # The stored area (1 km) is what affected_area uses without a radius.
     assert [h.id for h in incidents.affected_area(conn, incident.incident_id).devices] == ["dev-0500-E"]
+    # The incident as the caller just read it is not read again (the emergency page's panel);
+    # another incident's view is not taken for it.
+    assert incidents.affected_area(conn, incident.incident_id, radius_m=3000, incident=incident) == (
+        incidents.affected_area(conn, incident.incident_id, radius_m=3000)
+    )
+    elsewhere = new_incident(conn, lon=SEAT[0] + 0.5)
+    assert [
+        h.id for h in incidents.affected_area(conn, incident.incident_id, incident=elsewhere).devices
+    ] == ["dev-0500-E"]
     # A polygon drawn over the east side only, 0–5 km east and 1 km either side.
     east = [offset(*SEAT, x, y) for x, y in ((-100, -1000), (5000, -1000), (5000, 1000), (-100, 1000))]
     incidents.set_area(conn, incident.incident_id, actor=OFFICER, now=at(5), polygon=east)
@@ -206,6 +215,9 @@ def check_nearest(conn: sa.Connection) -> None:
         for hit, (distance, _rid) in zip(hits, brute, strict=True):
             assert hit.distance_m == pytest.approx(distance, rel=0.005)
             assert hit.eta_s == pytest.approx(spatial.eta_s(kind, hit.distance_m))
+    assert incidents.nearest_resources(conn, incident.incident_id, per_kind=3, incident=incident) == found
+    far = new_incident(conn, lon=SEAT[0] + 0.5)
+    assert incidents.nearest_resources(conn, incident.incident_id, per_kind=3, incident=far) == found
     # Linshui's own stations are nearest; the county hospital is some 200 m away.
     assert found["fire_station"][0].resource_id == "fire-511623-01"
     assert found["hospital"][0].resource_id == "hospital-511623-01"
@@ -215,7 +227,32 @@ def check_nearest(conn: sa.Connection) -> None:
     assert fire.eta_s == pytest.approx(60 + fire.distance_m * 1.3 / (30 / 3.6))
 
 
+def check_incidents_of_alerts(conn: sa.Connection) -> None:
+    """Which open alerts already have an incident: opened from one, or linked to one; asked
+    about hundreds at once, as the emergency page does on every refresh."""
+    raised = [
+        alerts.raise_alert(
+            conn,
+            alert_draft(f"w:{i}", severity="critical", lon=SEAT[0], lat=SEAT[1], district_code="511623"),
+            now=T0,
+        ).alert
+        for i in range(3)
+    ]
+    opened = incidents.open_from_alert(conn, raised[0].id, actor=OFFICER, now=at(1)).incident.incident_id
+    other = new_incident(conn, title="另一事件").incident_id
+    assert incidents.link(conn, other, "alert", raised[1].id, actor=OFFICER, now=at(2)) is True
+    asked = [a.id for a in raised] + list(range(10_000, 10_500))
+    assert incidents.incidents_of_alerts(conn, asked) == {raised[0].id: opened, raised[1].id: other}
+    assert incidents.incidents_of_alerts(conn, [raised[2].id]) == {}
+    assert incidents.incidents_of_alerts(conn, []) == {}
+
+
 # ---- spatial ---------------------------------------------------------------------------------
+
+
+def test_incidents_of_alerts_opened_from_them_or_linked(engine: sa.Engine) -> None:
+    with engine.begin() as conn:
+        check_incidents_of_alerts(conn)
 
 
 def test_affected_area_buffers_and_drawn_polygon(engine: sa.Engine) -> None:
