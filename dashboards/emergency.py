@@ -65,6 +65,8 @@ AREA_LIST_ROWS = 8
 #: Open critical/major alerts listed (as many as the sensor table's rows): at city scale
 #: there are over a thousand, and every row was sent and drawn on every refresh.
 ALERT_LIST_ROWS = 40
+#: Sensors listed besides those over a threshold (all of which are listed).
+SENSOR_TABLE_ROWS = 40
 MAP_HEIGHT_PX = 640
 #: Close enough to see streets' scale around an incident, with the 5 km ring in view.
 INCIDENT_ZOOM = 11.2
@@ -182,6 +184,19 @@ class SensorRow:
         return "over" if self.over else "ok"
 
 
+def sensor_prop_types(limits: Mapping[str, Sequence[Limit]]) -> list[str]:
+    """The sensor types whose thresholds may come from a device's own properties (a
+    water-level station's 警戒水位): only their properties need reading."""
+    return [dtype for dtype, mine in limits.items() if any(lim.value_prop for lim in mine)]
+
+
+#: device id → (state, its properties, its type's limits, online, row) as of the last
+#: refresh. The live store hands back the same state object for a device that has not
+#: reported since (models.live), so a refresh builds rows only for the few that did (or
+#: that went offline, or whose properties or limits changed).
+_ROWS: dict[str, tuple[DeviceState, Mapping[str, Any], Sequence[Limit], bool, SensorRow]] = {}
+
+
 def sensor_rows(
     states: Iterable[DeviceState],
     limits: Mapping[str, Sequence[Limit]],
@@ -189,44 +204,63 @@ def sensor_rows(
     now: float,
 ) -> list[SensorRow]:
     """The emergency sensors with their latest value, over-threshold first, then by type and id."""
-    from models.alerts import SEVERITY_RANK
-
     rows = []
     for s in states:
         if s.type not in SENSOR_TYPES:
             continue
-        key = SENSOR_METRIC[s.type]
         own = props.get(s.device_id, {})
         mine = limits.get(s.type, ())
-        crossed = [
-            lim for lim in mine if lim.metric in s.metrics and lim.exceeded(float(s.metrics[lim.metric]), own)
-        ]
-        shown = next((lim for lim in mine if lim.metric == key), None)
-        m = metric(s.type, key)
-        value = s.metrics.get(key)
-        rows.append(
-            SensorRow(
-                device_id=s.device_id,
-                type=s.type,
-                name=s.name,
-                district=district_name(s.district_code),
-                lon=s.lon,
-                lat=s.lat,
-                metric=key,
-                value=None if value is None else float(value),
-                unit=m.unit if m else "",
-                threshold=None if shown is None else shown.threshold(own),
-                over=tuple(lim.rule_id for lim in crossed),
-                severity=min((lim.severity for lim in crossed), key=lambda v: SEVERITY_RANK.get(v, 9))
-                if crossed
-                else None,
-                online=s.online(now),
-                ts=s.ts,
-            )
-        )
+        online = s.online(now)
+        known = _ROWS.get(s.device_id)
+        if (
+            known is not None
+            and known[0] is s
+            and known[3] == online
+            and (known[2] is mine or known[2] == mine)
+            and known[1] == own
+        ):
+            rows.append(known[4])
+            continue
+        row = _sensor_row(s, own, mine, online)
+        _ROWS[s.device_id] = (s, own, mine, online, row)
+        rows.append(row)
+    if len(_ROWS) > 2 * len(rows) + 1000:  # devices removed since: forget them
+        keep = {r.device_id for r in rows}
+        for device_id in [d for d in _ROWS if d not in keep]:
+            _ROWS.pop(device_id, None)
     order = {k: i for i, k in enumerate(SENSOR_TYPES)}
     rows.sort(key=lambda r: (r.status != "over", r.status == "offline", order[r.type], r.device_id))
     return rows
+
+
+def _sensor_row(s: DeviceState, own: Mapping[str, Any], mine: Sequence[Limit], online: bool) -> SensorRow:
+    from models.alerts import SEVERITY_RANK
+
+    key = SENSOR_METRIC[s.type]
+    crossed = [
+        lim for lim in mine if lim.metric in s.metrics and lim.exceeded(float(s.metrics[lim.metric]), own)
+    ]
+    shown = next((lim for lim in mine if lim.metric == key), None)
+    m = metric(s.type, key)
+    value = s.metrics.get(key)
+    return SensorRow(
+        device_id=s.device_id,
+        type=s.type,
+        name=s.name,
+        district=district_name(s.district_code),
+        lon=s.lon,
+        lat=s.lat,
+        metric=key,
+        value=None if value is None else float(value),
+        unit=m.unit if m else "",
+        threshold=None if shown is None else shown.threshold(own),
+        over=tuple(lim.rule_id for lim in crossed),
+        severity=min((lim.severity for lim in crossed), key=lambda v: SEVERITY_RANK.get(v, 9))
+        if crossed
+        else None,
+        online=online,
+        ts=s.ts,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,15 +272,14 @@ class SensorSummary:
 
 
 def sensor_summary(rows: Sequence[SensorRow]) -> list[SensorSummary]:
-    return [
-        SensorSummary(
-            k,
-            sum(1 for r in rows if r.type == k),
-            sum(1 for r in rows if r.type == k and r.online),
-            sum(1 for r in rows if r.type == k and r.status == "over"),
-        )
-        for k in SENSOR_TYPES
-    ]
+    counts = {k: [0, 0, 0] for k in SENSOR_TYPES}  # total, online, over: one pass over thousands
+    for r in rows:
+        mine = counts.get(r.type)
+        if mine is not None:
+            mine[0] += 1
+            mine[1] += r.online
+            mine[2] += r.status == "over"
+    return [SensorSummary(k, *counts[k]) for k in SENSOR_TYPES]
 
 
 def sensor_freshness(rows: Sequence[SensorRow], now: datetime) -> Freshness:
@@ -770,6 +803,17 @@ def incident_list(rows: Sequence[IncidentRow], selected: str | None) -> html.Div
     )
 
 
+def alert_list_signature(rows: Sequence[AlertRow], now: datetime, limit: int = ALERT_LIST_ROWS) -> str:
+    """Signs :func:`alert_list` by what it shows, without building it."""
+    return signature(
+        (
+            (r.id, r.severity, r.title, r.district, city_time(r.opened_at, now), r.incident_id, r.can_open)
+            for r in rows[: max(0, limit)]
+        ),
+        [len(rows), current_language()],
+    )
+
+
 def alert_list(rows: Sequence[AlertRow], now: datetime, limit: int = ALERT_LIST_ROWS) -> html.Div:
     """The first ``limit`` open critical/major alerts (queue order: most severe, then oldest)
     and, when there are more, how many; the whole queue is on ``/alerts`` and its export."""
@@ -826,7 +870,28 @@ def alert_list(rows: Sequence[AlertRow], now: datetime, limit: int = ALERT_LIST_
     )
 
 
-def sensor_table(rows: Sequence[SensorRow], limit: int = 40) -> html.Div:
+def _sensors_shown(rows: Sequence[SensorRow], limit: int) -> list[SensorRow]:
+    shown = [r for r in rows if r.status == "over"]
+    return shown + [r for r in rows if r.status != "over"][: max(0, limit - len(shown))]
+
+
+def _threshold_text(r: SensorRow) -> str:
+    return "—" if r.threshold is None else f"{r.threshold:g} {r.unit}".strip()
+
+
+def sensor_table_signature(rows: Sequence[SensorRow], limit: int = SENSOR_TABLE_ROWS) -> str:
+    """Signs :func:`sensor_table` by what it shows, without building it."""
+    return signature(
+        sensor_summary(rows),
+        (
+            (r.device_id, r.name, r.type, r.district, value_text(r), _threshold_text(r), r.status)
+            for r in _sensors_shown(rows, limit)
+        ),
+        [current_language()],
+    )
+
+
+def sensor_table(rows: Sequence[SensorRow], limit: int = SENSOR_TABLE_ROWS) -> html.Div:
     """Per type: online and over-threshold counts; then the sensors over a threshold (all of
     them) and the others up to ``limit`` rows."""
     summary = html.Div(
@@ -848,8 +913,7 @@ def sensor_table(rows: Sequence[SensorRow], limit: int = 40) -> html.Div:
         ],
         className="em-sensor-kpis",
     )
-    shown = [r for r in rows if r.status == "over"]
-    shown += [r for r in rows if r.status != "over"][: max(0, limit - len(shown))]
+    shown = _sensors_shown(rows, limit)
     if not shown:
         return html.Div([summary, html.Div(t("emergency.sensors_none"), className="eco-muted")])
     keys = (
@@ -866,10 +930,7 @@ def sensor_table(rows: Sequence[SensorRow], limit: int = 40) -> html.Div:
                 html.Td(sensor_type_label(r.type)),
                 html.Td(r.district),
                 html.Td(value_text(r), className="num"),
-                html.Td(
-                    "—" if r.threshold is None else f"{r.threshold:g} {r.unit}".strip(),
-                    className="num",
-                ),
+                html.Td(_threshold_text(r), className="num"),
             ],
             className=f"em-sensor-row em-sensor-{r.status}",
             title=r.device_id,

@@ -16,6 +16,7 @@ same session store as on ``/alerts`` and turned into an actor by
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -29,7 +30,7 @@ from dashboards import auth, context, push
 from dashboards import district as drill
 from dashboards import emergency as em
 from dashboards.console import COMMENT_MAX, OFFICER_NAME_MAX, city_time, clean_officer_name
-from dashboards.drawn import changed_only, content_signature
+from dashboards.drawn import build_changed, content_signature
 from dashboards.ecology import Freshness
 from dashboards.exports import export_links
 from dashboards.i18n import t
@@ -256,10 +257,13 @@ def _limits(rules_file: Path | None) -> dict[str, list[em.Limit]]:
     return em.sensor_limits(load_rules(rules_file).rules)
 
 
-def sensor_props(conn: sa.Connection) -> dict[str, dict[str, Any]]:
-    """The sensors' own thresholds (a station's 警戒水位) live in the database, not in Redis."""
+def sensor_props(conn: sa.Connection, types: Sequence[str] = em.SENSOR_TYPES) -> dict[str, dict[str, Any]]:
+    """The sensors' own thresholds (a station's 警戒水位) live in the database, not in Redis;
+    ``types``: the sensor types whose thresholds read them (:func:`em.sensor_prop_types`)."""
+    if not types:
+        return {}
     d = Device.__table__
-    rows = conn.execute(sa.select(d.c.device_id, d.c.props).where(d.c.type.in_(em.SENSOR_TYPES)))
+    rows = conn.execute(sa.select(d.c.device_id, d.c.props).where(d.c.type.in_(list(types))))
     return {r.device_id: dict(r.props or {}) for r in rows}
 
 
@@ -318,7 +322,9 @@ def refresh(
             # Fire stations, hospitals, shelters and teams serve across district lines (the
             # nearest to an incident may be next door): every scope sees them all.
             resources = inc.all_resources(conn)
-            props = sensor_props(conn)
+            # Only the properties a threshold reads: at city scale thousands of sensors
+            # have properties no rule looks at.
+            props = sensor_props(conn, em.sensor_prop_types(limits))
             wanted = [a.id for a in alerts if a.severity in em.MAP_SEVERITIES]
             incident_of = inc.incidents_of_alerts(conn, wanted)
             shown = selected or (incidents[0].incident_id if incidents else None)
@@ -355,18 +361,26 @@ def refresh(
     read_now = Freshness(0.0, False)
     freshness = (read_now, read_now, sensors_fresh, sensors_fresh, read_now)
     # The lists and the incident panel are sent when their content differs from what this
-    # browser shows (signatures kept with the map's in ``emergency-map-drawn``).
-    panels = {
+    # browser shows (signatures kept with the map's in ``emergency-map-drawn``). The incident
+    # list and panel are signed by their JSON; the alert list and the sensor table (thousands
+    # of sensors behind it) by the rows they show, and built only when sent.
+    small = {
         "incidents": em.incident_list(
             incident_rows, panel_data.detail.incident.incident_id if panel_data else None
         ),
-        "alerts": em.alert_list(alert_rows, now),
-        "sensors": em.sensor_table(sensors),
         "incident": em.incident_panel(panel_data, now) if panel_data else t("emergency.pick"),
     }
-    sent, panel_drawn = changed_only(
-        panels,
-        {name: content_signature(value) for name, value in panels.items()},
+    sent, panel_drawn = build_changed(
+        {
+            **{name: (lambda value=value: value) for name, value in small.items()},
+            "alerts": lambda: em.alert_list(alert_rows, now),
+            "sensors": lambda: em.sensor_table(sensors),
+        },
+        {
+            **{name: content_signature(value) for name, value in small.items()},
+            "alerts": em.alert_list_signature(alert_rows, now),
+            "sensors": em.sensor_table_signature(sensors),
+        },
         (drawn or {}).get("panels"),
     )
     return (
@@ -396,11 +410,13 @@ def _panel_data(conn: sa.Connection, incident_id: str, radius_m: float | None) -
     detail = inc.incident_view(conn, incident_id)
     if detail is None:
         return None
+    # The incident as just read serves the area and the nearest resources too.
+    incident = detail.incident
     try:
-        area = inc.affected_area(conn, incident_id, radius_m=radius_m)
+        area = inc.affected_area(conn, incident_id, radius_m=radius_m, incident=incident)
     except ValueError:  # no place or area yet: the panel says so
         area = None
-    nearest = inc.nearest_resources(conn, incident_id, per_kind=em.NEAREST_PER_KIND)
+    nearest = inc.nearest_resources(conn, incident_id, per_kind=em.NEAREST_PER_KIND, incident=incident)
     return em.PanelData(detail, area, radius_m, nearest)
 
 

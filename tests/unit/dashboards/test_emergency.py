@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -501,3 +502,97 @@ def test_the_alert_list_is_capped_and_says_how_many_are_open() -> None:
     assert f"共 {em.ALERT_LIST_ROWS} 条（队列 300 条）" in listed
     few = text_of(em.alert_list(rows[:3], datetime.now(UTC)))
     assert few.count("em-alert-row") == 3 and "队列" not in few
+
+
+def test_a_refresh_builds_rows_only_for_the_sensors_that_changed() -> None:
+    limits = em.sensor_limits(load_rules().rules)
+    states = [
+        state("wl-memo", "water_level", {"level": 4.0}),
+        state("smoke-memo", "smoke", {"smoke": 0.01, "temp": 30.0}),
+    ]
+    first = {r.device_id: r for r in em.sensor_rows(states, limits, {}, NOW.timestamp())}
+    again = {r.device_id: r for r in em.sensor_rows(states, limits, {}, NOW.timestamp())}
+    # The live store hands back the same state for a device that did not report: same row.
+    assert all(again[d] is first[d] for d in first)
+    # A new reading of one sensor: its row is built again, the other one's is kept.
+    reported = [state("wl-memo", "water_level", {"level": 5.6}), states[1]]
+    rows = {r.device_id: r for r in em.sensor_rows(reported, limits, {}, NOW.timestamp())}
+    assert rows["smoke-memo"] is first["smoke-memo"]
+    assert rows["wl-memo"].status == "over" and rows["wl-memo"].value == 5.6
+    # The station's own levels (properties) change its threshold and what is over it.
+    own = {"wl-memo": {"warning_level": 6.0, "guarantee_level": 7.0}}
+    rows = {r.device_id: r for r in em.sensor_rows(reported, limits, own, NOW.timestamp())}
+    assert rows["wl-memo"].threshold == 6.0 and rows["wl-memo"].status == "ok"
+    # The same states an hour later: both silent, offline.
+    later = em.sensor_rows(reported, limits, own, NOW.timestamp() + 3600)
+    assert [r.status for r in later] == ["offline", "offline"]
+    # Other rules: the row follows them.
+    stricter = {**limits, "smoke": [replace(lim, value=20.0) if lim.metric == "temp" else lim
+                                    for lim in limits["smoke"]]}  # fmt: skip
+    hot = {r.device_id: r for r in em.sensor_rows(reported, stricter, own, NOW.timestamp())}
+    assert hot["smoke-memo"].status == "over" and first["smoke-memo"].status == "ok"
+
+
+def test_only_the_properties_a_threshold_reads_are_read(engine: sa.Engine, live: LiveStore) -> None:
+    from app import create_app
+
+    create_app(load_settings({}), live=live, engine=engine)
+    from dashboards.pages import emergency as page
+    from models.schema import Device
+
+    limits = em.sensor_limits(load_rules().rules)
+    # Only a water-level station's thresholds come from its own levels.
+    assert em.sensor_prop_types(limits) == ["water_level"]
+    with engine.begin() as conn:
+        for device_id, dtype, props in (
+            ("wl-p", "water_level", {"warning_level": 4.5}),
+            ("smoke-p", "smoke", {"floor": 3}),
+        ):
+            conn.execute(
+                sa.insert(Device.__table__).values(
+                    device_id=device_id, kind="sensor", type=dtype, name=device_id, props=props
+                )
+            )
+    with engine.connect() as conn:
+        assert page.sensor_props(conn, em.sensor_prop_types(limits)) == {"wl-p": {"warning_level": 4.5}}
+        assert set(page.sensor_props(conn)) == {"wl-p", "smoke-p"}
+        assert page.sensor_props(conn, []) == {}
+
+
+def test_the_alert_list_and_sensor_table_are_signed_by_what_they_show() -> None:
+    from dashboards.drawn import content_signature
+
+    now = datetime.now(UTC)
+    queue = [live_alert(i, "critical", opened_min_ago=500 - i) for i in range(1, 61)]
+    alert_variants = {
+        "same": em.alert_rows(queue, {}),
+        "linked": em.alert_rows(queue, {1: "YJ1"}),
+        "retitled": em.alert_rows([replace(queue[0], title="另一告警"), *queue[1:]], {}),
+        "one more": em.alert_rows([*queue, live_alert(99, "major")], {}),
+        # Past the listed rows only the count shows, and it is the same.
+        "hidden": em.alert_rows([*queue[:-1], replace(queue[-1], title="看不见")], {}),
+    }
+    limits = em.sensor_limits(load_rules().rules)
+    sensors = [state(f"wl-{i:03d}", "water_level", {"level": 3.0}) for i in range(60)]
+    sensor_variants = {
+        "same": em.sensor_rows(sensors, limits, {}, NOW.timestamp()),
+        "over": em.sensor_rows(
+            [state("wl-000", "water_level", {"level": 5.5}), *sensors[1:]], limits, {}, NOW.timestamp()
+        ),
+        "silent": em.sensor_rows(sensors, limits, {}, NOW.timestamp() + 3600),
+        "hidden": em.sensor_rows(
+            [*sensors[:-1], state("wl-059", "water_level", {"level": 3.5})], limits, {}, NOW.timestamp()
+        ),
+    }
+    for sign, build, variants in (
+        (lambda v: em.alert_list_signature(v, now), lambda v: em.alert_list(v, now), alert_variants),
+        (em.sensor_table_signature, em.sensor_table, sensor_variants),
+    ):
+        signed = {k: sign(v) for k, v in variants.items()}
+        built = {k: content_signature(build(v)) for k, v in variants.items()}
+        for a in variants:
+            for b in variants:
+                assert (signed[a] == signed[b]) == (built[a] == built[b]), (a, b)
+        assert signed["hidden"] == signed["same"] and len(set(signed.values())) == len(variants) - 1
+        with language("en"):
+            assert sign(variants["same"]) != signed["same"]
