@@ -15,9 +15,10 @@ I–II blues/green, III green-yellow, IV orange, V red, 劣V dark red.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from geo.boundaries import DISTRICTS
@@ -79,6 +80,21 @@ def newest(ages: Sequence[float | None]) -> Freshness:
 
 def _age(state: DeviceState, now: float) -> float | None:
     return None if state.last_seen is None else max(0.0, now - state.last_seen)
+
+
+#: The device types the page shows, each in its own panel.
+PAGE_TYPES: tuple[str, ...] = ("air_quality", "water_quality", "noise")
+
+
+def by_type(states: Iterable[DeviceState], types: Sequence[str] = PAGE_TYPES) -> dict[str, list[DeviceState]]:
+    """The states of each of ``types``, in the order given, in one pass over every device:
+    at city scale most of the ten thousand live devices are of none of them."""
+    out: dict[str, list[DeviceState]] = {k: [] for k in types}
+    for s in states:
+        mine = out.get(s.type)
+        if mine is not None:
+            mine.append(s)
+    return out
 
 
 # ---- air stations ---------------------------------------------------------------------------
@@ -256,8 +272,10 @@ def noise_zones(
     at = datetime.fromtimestamp(now, UTC)
     by_zone: dict[str, list[DeviceState]] = {z: [] for z in noise.ZONES}
     for s in states:
+        if s.type != "noise":
+            continue
         zone = _zone_of(props.get(s.device_id))
-        if s.type == "noise" and zone is not None:
+        if zone is not None:
             by_zone[zone].append(s)
     rows = []
     for zone, mine in by_zone.items():
@@ -289,14 +307,27 @@ def _zone_of(p: Mapping[str, Any] | None) -> str | None:
     return zone.lower() if isinstance(zone, str) and zone.lower() in noise.LIMITS else None
 
 
+def lowest_noise_limit(props: Mapping[str, Mapping[str, Any]]) -> int | None:
+    """The lowest limit, day or night, of any zone a point is in (None: no point has a
+    zone): an hour whose mean LAeq is not above it exceeds no limit."""
+    zones = {zone for p in props.values() if (zone := _zone_of(p)) is not None}
+    return min((min(noise.LIMITS[z]) for z in zones), default=None)
+
+
 def noise_exceedance_hours(
     hourly: Sequence[tuple[str, datetime, float]], props: Mapping[str, Mapping[str, Any]]
 ) -> int:
     """Point-hours whose mean LAeq exceeds the zone limit of that hour's period (day/night)."""
     count = 0
+    limits: dict[tuple[str, datetime], int] = {}  # a day's hours × a few zones, for thousands of rows
     for device_id, hour, laeq in hourly:
         zone = _zone_of(props.get(device_id))
-        if zone is not None and laeq > noise.limit(zone, hour):
+        if zone is None:
+            continue
+        limit = limits.get((zone, hour))
+        if limit is None:
+            limit = limits[(zone, hour)] = noise.limit(zone, hour)
+        if laeq > limit:
             count += 1
     return count
 
@@ -322,9 +353,23 @@ def hourly_series(
     """Real-time AQI of each hour from area means (as ``models.air_quality.hourly_aqi`` does)."""
     out: list[AqiResult | None] = []
     for i, hour in enumerate(hours):
-        values = {p: v[i] for p, v in means.items() if i < len(v) and v[i] is not None}
-        out.append(aqi.realtime(values, at=hour) if values else None)
+        values = tuple((p, v[i]) for p, v in means.items() if i < len(v) and v[i] is not None)
+        out.append(_realtime(values, hour) if values else None)
     return out
+
+
+# The index of an hour is computed in exact fractions (models.standards.aqi): about a
+# millisecond each, and a refresh asks for six districts × up to 48 hours, nearly all of
+# them the same as on the previous refresh. Keyed on the means themselves, so a late
+# reading that moves an hour's mean is a new entry; results are read-only.
+@lru_cache(maxsize=4096)
+def _realtime(values: tuple[tuple[str, float], ...], hour: datetime) -> AqiResult:
+    return aqi.realtime(dict(values), at=hour)
+
+
+@lru_cache(maxsize=256)
+def _daily(values: tuple[tuple[str, tuple[float | None, ...]], ...], day: date) -> AqiResult | None:
+    return aqi.daily_from_hourly({p: list(v) for p, v in values}, on=day)
 
 
 def daily_from_window(
@@ -334,7 +379,7 @@ def daily_from_window(
     picked = [i for i, h in enumerate(hours) if h.astimezone(CITY_TZ).date() == day]
     if len(picked) != aqi.HOURS_PER_DAY:
         return None
-    return aqi.daily_from_hourly({p: [v[i] for i in picked] for p, v in means.items()}, on=day)
+    return _daily(tuple((p, tuple(v[i] for i in picked)) for p, v in means.items()), day)
 
 
 def polluted_hours(series: Sequence[AqiResult | None], hours: Sequence[datetime], day: date) -> int:

@@ -7,7 +7,7 @@ and renders. Every panel carries the age of its data, and a silent feed says so.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,12 +19,12 @@ from dash import Input, Output, Patch, State, callback, dcc, html
 from dashboards import auth, context, push, theme
 from dashboards import district as drill
 from dashboards import ecology as eco
-from dashboards.drawn import changed_only, content_signature, signature
+from dashboards.drawn import build_changed, content_signature, signature
 from dashboards.exports import export_links
-from dashboards.i18n import t
+from dashboards.i18n import current_language, t
 from dashboards.pages.overview import CITY_CENTRE, aqi_badge
 from geo.boundaries import DISTRICTS, districts_geojson
-from models.air_quality import hourly_means_by_district
+from models.air_quality import POLLUTANTS
 from models.clock import CITY_TZ
 from models.schema import Device, ObservationHourly
 from models.scope import in_district
@@ -160,14 +160,35 @@ def _ink(colour: str) -> str:
     return "#111" if 0.299 * r + 0.587 * g + 0.114 * b > 150 else "#fff"
 
 
-def age_text(fresh: eco.Freshness) -> str:
+def _age_key(fresh: eco.Freshness) -> tuple[str, int | None]:
+    """The text an age is shown as: its catalogue key and number."""
     if fresh.age_s is None:
-        return t("eco.never")
+        return "eco.never", None
     if fresh.silent:
-        return t("eco.silent", n=fresh.minutes)
+        return "eco.silent", fresh.minutes
     if fresh.age_s < 120:
-        return t("unit.seconds_ago", n=int(fresh.age_s))
-    return t("unit.minutes_ago", n=fresh.minutes)
+        return "unit.seconds_ago", int(fresh.age_s)
+    return "unit.minutes_ago", fresh.minutes
+
+
+def age_text(fresh: eco.Freshness) -> str:
+    key, n = _age_key(fresh)
+    return t(key) if n is None else t(key, n=n)
+
+
+def _age_texts() -> Callable[[eco.Freshness], str]:
+    """:func:`age_text` for one refresh's thousand map points, which share a few dozen texts
+    (each looked up in the viewer's language once)."""
+    texts: dict[tuple[str, int | None], str] = {}
+
+    def text(fresh: eco.Freshness) -> str:
+        key = _age_key(fresh)
+        found = texts.get(key)
+        if found is None:
+            found = texts[key] = age_text(fresh)
+        return found
+
+    return text
 
 
 def _age_span(fresh: eco.Freshness) -> html.Span:
@@ -191,12 +212,13 @@ def _grade_badge(grade: str | None, fresh: eco.Freshness) -> html.Span:
 def _map_points(stations: list[eco.AirStation], sections: list[eco.WaterSection]) -> dict[str, list[Any]]:
     """What the map's two point layers show that changes with readings: colours and hover text
     of the sections (trace 1) and of the stations (trace 2)."""
+    age = _age_texts()
     return {
         "section_colours": [eco.WATER_COLOURS[s.grade] if s.grade else theme.OFFLINE for s in sections],
-        "section_text": [f"{s.name}：{s.grade + '类' if s.grade else age_text(s.fresh)}" for s in sections],
+        "section_text": [f"{s.name}：{s.grade + '类' if s.grade else age(s.fresh)}" for s in sections],
         "station_colours": [s.color or theme.OFFLINE for s in stations],
         "station_text": [
-            f"{s.name}：AQI {s.aqi} {s.category}" if s.aqi is not None else f"{s.name}：{age_text(s.fresh)}"
+            f"{s.name}：AQI {s.aqi} {s.category}" if s.aqi is not None else f"{s.name}：{age(s.fresh)}"
             for s in stations
         ],
     }
@@ -299,6 +321,17 @@ def _rows_note(shown: int, total: int) -> list[html.Div]:
     )
 
 
+def _station_cells(s: eco.AirStation) -> tuple[Any, ...]:
+    """What a station's row shows."""
+    return (s.name, s.district, s.aqi, s.category, s.color, s.primary, age_text(s.fresh), s.fresh.silent)
+
+
+def station_table_signature(stations: list[eco.AirStation], limit: int = eco.STATION_ROWS) -> str:
+    """Signs :func:`station_table` by what it shows, without building it."""
+    shown = stations[: max(0, limit)]
+    return signature((_station_cells(s) for s in shown), [len(stations), current_language()])
+
+
 def station_table(stations: list[eco.AirStation], limit: int = eco.STATION_ROWS) -> html.Div:
     """The worst ``limit`` stations (``stations`` come worst first), and how many there are."""
     keys = ("eco.col.station", "eco.col.district", "eco.col.aqi", "eco.col.category", "eco.col.primary")
@@ -315,6 +348,30 @@ def station_table(stations: list[eco.AirStation], limit: int = eco.STATION_ROWS)
         body.append(html.Tr([html.Td(s.name), html.Td(s.district), *cells], className="eco-station-row"))
     table = html.Table([html.Thead(head), html.Tbody(body)], className="data-table eco-table")
     return html.Div([table, *_rows_note(len(shown), len(stations))])
+
+
+def river_panels_signature(panels: list[eco.RiverPanel]) -> str:
+    """Signs the river panels (:func:`river_panel` each) by what they show, without building them."""
+    return signature(
+        (
+            (
+                p.river,
+                None
+                if p.assessment is None
+                else (p.assessment.status, p.assessment.sections, f"{p.assessment.share_good:.0%}"),
+                None if p.share_good is None else f"{p.share_good:.0%}",
+                p.graded,
+                len(p.sections),
+                age_text(p.fresh),
+                [
+                    (s.name, s.district, s.grade, s.target, s.fresh.silent, s.fresh.minutes)
+                    for s in eco.worst_sections(p.sections)
+                ],
+            )
+            for p in panels
+        ),
+        [current_language()],
+    )
 
 
 def river_panel(panel: eco.RiverPanel) -> html.Div:
@@ -468,20 +525,64 @@ def device_props(conn: sa.Connection) -> dict[str, dict[str, Any]]:
 
 
 def noise_hourly(
-    conn: sa.Connection, since: datetime, district_code: str | None = None
+    conn: sa.Connection, since: datetime, district_code: str | None = None, *, above: int | None = None
 ) -> list[tuple[str, datetime, float]]:
     """Each noise point's hourly mean LAeq since ``since`` (one query; of one district's
-    points with ``district_code``)."""
+    points with ``district_code``; with ``above``, only the hours whose mean is above it)."""
     h = ObservationHourly.__table__
-    rows = conn.execute(
-        sa.select(h.c.device_id, h.c.hour, h.c.sum, h.c.count).where(
-            h.c.metric == "laeq",
-            h.c.hour >= since,
-            h.c.count > 0,
-            in_district(h.c.district_code, district_code),
-        )
+    query = sa.select(h.c.device_id, h.c.hour, h.c.sum, h.c.count).where(
+        h.c.metric == "laeq",
+        h.c.hour >= since,
+        h.c.count > 0,
+        in_district(h.c.district_code, district_code),
     )
-    return [(r.device_id, r.hour.astimezone(UTC), r.sum / r.count) for r in rows]
+    if above is not None:
+        # sum / count > above, without a division: a quiet hour is not sent at all.
+        query = query.where(h.c.sum > h.c.count * above)
+    return [(r.device_id, r.hour.astimezone(UTC), r.sum / r.count) for r in conn.execute(query)]
+
+
+def district_hourly_means(
+    conn: sa.Connection, hours: list[datetime], district_codes: list[str]
+) -> dict[str, dict[str, list[float | None]]]:
+    """Per district and pollutant, the area mean concentration of each UTC hour of ``hours``
+    (None without data): the mean over the district's stations of their hourly means, as
+    :func:`models.air_quality.hourly_means_by_district` defines it.
+
+    The database adds the stations' means up: one row per district, pollutant and hour
+    instead of one per station (tens of thousands in a 48-hour window at city scale, which
+    took most of a refresh to fetch).
+    """
+    h = ObservationHourly.__table__
+    # Each station's mean as a float division, as Python's (SQLAlchemy casts an integer
+    # divisor to NUMERIC by itself).
+    station_mean = h.c.sum / sa.cast(h.c.count, sa.Float)
+    query = (
+        sa.select(
+            h.c.district_code,
+            h.c.metric,
+            h.c.hour,
+            sa.func.sum(station_mean).label("total"),
+            sa.func.count().label("stations"),
+        )
+        .where(
+            h.c.metric.in_(POLLUTANTS),
+            h.c.hour >= min(hours),
+            h.c.hour <= max(hours),
+            h.c.count > 0,
+            h.c.district_code.in_(district_codes),
+        )
+        .group_by(h.c.district_code, h.c.metric, h.c.hour)
+    )
+    index = {hour: i for i, hour in enumerate(hours)}
+    means: dict[str, dict[str, list[float | None]]] = {
+        code: {p: [None] * len(hours) for p in POLLUTANTS} for code in district_codes
+    }
+    for row in conn.execute(query):
+        i = index.get(row.hour.astimezone(UTC))
+        if i is not None:
+            means[row.district_code][row.metric][i] = row.total / row.stations
+    return means
 
 
 @callback(
@@ -511,23 +612,25 @@ def refresh(_n: int | None, _live: dict | None, drawn: dict[str, Any] | None = N
     yesterday = today - timedelta(days=1)
     scope = auth.scope_district()
     try:
-        states = ctx.live.devices(scope)
+        states = eco.by_type(ctx.live.devices(scope))
         hours = eco.window_hours(now_dt)
         with ctx.engine.connect() as conn:
             props = device_props(conn)
             # One query for every district (or the viewer's own) and the whole window
             # (yesterday 00:00 to now).
             codes = [scope] if scope else [d.code for d in DISTRICTS]
-            means = hourly_means_by_district(conn, hours, codes)
+            means = district_hourly_means(conn, hours, codes)
             today_start = next(h for h in hours if h.astimezone(CITY_TZ).date() == today)
-            noise_rows = noise_hourly(conn, today_start, scope)
+            # Only the hours loud enough to break some zone's limit count as exceedances.
+            lowest = eco.lowest_noise_limit(props)
+            noise_rows = [] if lowest is None else noise_hourly(conn, today_start, scope, above=lowest)
     except Exception as exc:  # the page shows the degraded state instead of an error
         return (t("eco.degraded", reason=type(exc).__name__), *([dash.no_update] * 13))
 
-    stations = eco.air_stations(states, now)
-    sections = eco.water_sections(states, props, now)
+    stations = eco.air_stations(states["air_quality"], now)
+    sections = eco.water_sections(states["water_quality"], props, now)
     rivers = eco.river_panels(sections)
-    zones = eco.noise_zones(states, props, now)
+    zones = eco.noise_zones(states["noise"], props, now)
     series = {code: eco.hourly_series(m, hours) for code, m in means.items()}
     last_24 = slice(max(0, len(hours) - 24), len(hours))
     daily = {code: eco.daily_from_window(m, hours, yesterday) for code, m in means.items()}
@@ -546,14 +649,18 @@ def refresh(_n: int | None, _live: dict | None, drawn: dict[str, Any] | None = N
     drawn = drawn or {}
     figure, map_drawn = map_output(stations, sections, drawn.get("map"))
     hourly_series = {c: s[last_24] for c, s in series.items()}
-    hourly_sig = signature(hours[last_24], sorted(hourly_series.items()))
+    # Signed by what the figure draws: each district's line of hourly indices.
+    hourly_sig = signature(
+        hours[last_24],
+        [(c, [r.aqi if r is not None else None for r in s]) for c, s in sorted(hourly_series.items())],
+    )
     # Panels other than the two figures: sent when their content differs from what this
-    # browser shows (dashboards.drawn); most refreshes change a few ages and values.
-    panels: dict[str, Any] = {
+    # browser shows (dashboards.drawn); most refreshes change a few ages and values. The
+    # small ones are signed by their JSON; the station table and the river panels by the
+    # rows they show, and built only when sent.
+    small: dict[str, Any] = {
         "map_age": _age_span(all_fresh),
-        "stations": station_table(stations),
         "stations_age": _age_span(air_fresh),
-        "rivers": [river_panel(p) for p in rivers],
         "noise": noise_table(zones),
         "noise_age": _age_span(eco.newest([z.fresh.age_s for z in zones])),
         "hourly_age": hourly_age,
@@ -565,8 +672,18 @@ def refresh(_n: int | None, _live: dict | None, drawn: dict[str, Any] | None = N
             eco.noise_exceedance_hours(noise_rows, props),
         ),
     }
-    sent, signatures = changed_only(
-        panels, {name: content_signature(value) for name, value in panels.items()}, drawn.get("panels")
+    sent, signatures = build_changed(
+        {
+            **{name: (lambda value=value: value) for name, value in small.items()},
+            "stations": lambda: station_table(stations),
+            "rivers": lambda: [river_panel(p) for p in rivers],
+        },
+        {
+            **{name: content_signature(value) for name, value in small.items()},
+            "stations": station_table_signature(stations),
+            "rivers": river_panels_signature(rivers),
+        },
+        drawn.get("panels"),
     )
     hourly = (
         dash.no_update if drawn.get("hourly") == hourly_sig else hourly_figure(hours[last_24], hourly_series)

@@ -207,3 +207,48 @@ def test_worst_sections_are_listed_first_and_capped() -> None:
     assert [s.device_id for s in eco.worst_sections(sections, 10)] == ["w1", "w2", "w4", "w0", "w5", "w3"]
     assert [s.device_id for s in eco.worst_sections(sections, 2)] == ["w1", "w2"]
     assert eco.worst_sections(sections, 0) == []
+
+
+def test_the_page_types_are_sorted_out_of_every_device_in_one_pass() -> None:
+    states = [
+        air("a2", 80),
+        state("cam", "camera"),
+        state("n1", "noise"),
+        air("a1", 40),
+        state("w1", "water_quality"),
+        state("smoke", "smoke"),
+    ]
+    found = eco.by_type(states)
+    assert list(found) == list(eco.PAGE_TYPES)
+    # Each type keeps the order it was read in (the live store's: by device id).
+    assert [s.device_id for s in found["air_quality"]] == ["a2", "a1"]
+    assert [s.device_id for s in found["water_quality"]] == ["w1"]
+    assert [s.device_id for s in found["noise"]] == ["n1"]
+    assert eco.by_type(states, ("smoke", "gas")) == {"smoke": [states[5]], "gas": []}
+
+
+def test_an_hours_index_is_computed_once_for_the_same_means() -> None:
+    hours = eco.window_hours(NOW_DT)
+    means = {"pm25": [37.5 + i for i in range(len(hours))], "o3": [121.0] * len(hours)}
+    first = eco.hourly_series(means, hours)
+    assert first == [aqi.realtime({"pm25": 37.5 + i, "o3": 121.0}, at=h) for i, h in enumerate(hours)]
+    hits = eco._realtime.cache_info().hits
+    again = eco.hourly_series(means, hours)
+    # The same results, taken from the memo: none computed again.
+    assert all(a is b for a, b in zip(first, again, strict=True))
+    assert eco._realtime.cache_info().hits == hits + len(hours)
+    # A late reading that moves one hour's mean gives that hour a new index.
+    moved = {"pm25": [*means["pm25"][:-1], 250.0], "o3": means["o3"]}
+    last = eco.hourly_series(moved, hours)[-1]
+    assert last is not None and last.aqi == aqi.realtime({"pm25": 250.0, "o3": 121.0}, at=hours[-1]).aqi
+    assert last.aqi != first[-1].aqi  # type: ignore[union-attr]
+    daily = eco.daily_from_window(means, hours, date(2026, 6, 14))
+    assert daily is eco.daily_from_window(means, hours, date(2026, 6, 14))
+    assert daily == aqi.daily_from_hourly({p: v[:24] for p, v in means.items()}, on=date(2026, 6, 14))
+
+
+def test_the_lowest_noise_limit_is_that_of_the_quietest_zone_in_use() -> None:
+    assert eco.lowest_noise_limit({"n1": {"zone": "2"}, "n2": {"zone": "4a"}}) == 50  # zone 2 at night
+    assert eco.lowest_noise_limit({"n1": {"zone": 1}, "w": {"river": "渠江"}}) == 45
+    assert eco.lowest_noise_limit({"w": {"river": "渠江"}, "x": {"zone": "9"}}) is None
+    assert eco.lowest_noise_limit({}) is None

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import dash
 import fakeredis
@@ -138,3 +139,151 @@ def test_a_refresh_sends_only_the_panels_that_changed(page_context: context.Page
     third = ecology.refresh(None, None, second[-1])
     assert isinstance(third[1], Patch)
     assert third[3] is not dash.no_update and "180" in repr(third[3])
+
+
+def reading(device: str, at: datetime, district: str, **metrics: float) -> dict:
+    return {"device_id": device, "ts": at, "metrics": metrics, "district_code": district, "grid_id": None}
+
+
+def test_the_district_means_added_up_by_the_database_equal_the_stations_means(
+    page_context: context.PageContext,
+) -> None:
+    from dashboards.pages import ecology
+    from models.air_quality import hourly_means_by_district
+
+    check_district_means(page_context.engine, ecology.district_hourly_means, hourly_means_by_district)
+
+
+def check_district_means(engine: Any, district_means: Any, stations_means: Any) -> None:
+    """The page's read against models.air_quality's (shared with the PostGIS test)."""
+    from models.db import record_observations
+
+    hours = eco.window_hours(datetime(2026, 6, 15, 2, 30, tzinfo=UTC))
+    rows = []
+    for h, at in enumerate(hours):
+        # Two stations in 广安区 (one reading twice an hour), one in 邻水县 every third hour,
+        # and pollutants that are not in every hour.
+        rows.append(reading("a", at + timedelta(minutes=5), "511602", pm25=30.0 + h, o3=90.5, co=0.7))
+        rows.append(reading("a", at + timedelta(minutes=45), "511602", pm25=33.0 + h, o3=91.25))
+        rows.append(reading("b", at + timedelta(minutes=9), "511602", pm25=70.0 - h / 4, no2=20.0 + h))
+        if h % 3 == 0:
+            rows.append(reading("c", at + timedelta(minutes=7), "511623", pm25=200.0, so2=12.0))
+    # Outside the window, and another metric: not counted.
+    rows.append(reading("a", hours[0] - timedelta(minutes=30), "511602", pm25=999.0))
+    rows.append(reading("b", hours[3] + timedelta(minutes=1), "511602", laeq=70.0))
+    with engine.begin() as conn:
+        record_observations(conn, rows)
+    codes = ["511602", "511623", "511681"]
+    with engine.connect() as conn:
+        summed = district_means(conn, hours, codes)
+        listed = stations_means(conn, hours, codes)
+    assert summed == listed
+    assert summed["511602"]["pm25"][0] == (31.5 + 70.0) / 2 and summed["511602"]["so2"] == [None] * len(hours)
+    assert summed["511623"]["pm25"][1] is None and summed["511681"]["pm25"] == [None] * len(hours)
+    series = {c: eco.hourly_series(m, hours) for c, m in summed.items()}
+    assert series == {c: eco.hourly_series(m, hours) for c, m in listed.items()}
+    assert series["511602"][0] is not None and series["511681"][0] is None
+
+
+def test_only_the_hours_loud_enough_for_some_limit_are_read(page_context: context.PageContext) -> None:
+    from dashboards.pages import ecology
+    from models.db import record_observations
+
+    night = datetime(2026, 6, 14, 17, tzinfo=UTC)  # 01:00 Beijing
+    day = datetime(2026, 6, 15, 2, tzinfo=UTC)  # 10:00 Beijing
+    props = {"n1": {"zone": "1"}, "n2": {"zone": "3"}}  # 1: 55 / 45, 3: 65 / 55
+    rows = [
+        reading("n1", night + timedelta(minutes=5), "511602", laeq=44.0),  # quiet everywhere
+        reading("n1", night + timedelta(minutes=6), "511602", laeq=47.0),  # over its night 45
+        reading("n2", night + timedelta(minutes=5), "511602", laeq=50.0),  # under its night 55
+        reading("n1", day + timedelta(minutes=5), "511602", laeq=45.0),  # at the lowest, not above
+        reading("n2", day + timedelta(minutes=5), "511602", laeq=66.0),  # over its day 65
+        reading("n3", day + timedelta(minutes=5), "511623", laeq=80.0),  # another district's point
+    ]
+    with page_context.engine.begin() as conn:
+        record_observations(conn, rows)
+    lowest = eco.lowest_noise_limit(props)
+    assert lowest == 45
+    since = night - timedelta(hours=1)
+    with page_context.engine.connect() as conn:
+        every = ecology.noise_hourly(conn, since, "511602")
+        loud = ecology.noise_hourly(conn, since, "511602", above=lowest)
+    assert sorted((d, h, round(v, 3)) for d, h, v in every) == [
+        ("n1", night, 45.5),
+        ("n1", day, 45.0),
+        ("n2", night, 50.0),
+        ("n2", day, 66.0),
+    ]
+    # The hours at or under the lowest limit are not sent; the count of exceedances holds.
+    assert sorted((d, h) for d, h, _v in loud) == [("n1", night), ("n2", night), ("n2", day)]
+    assert eco.noise_exceedance_hours(loud, props) == eco.noise_exceedance_hours(every, props) == 2
+
+
+def test_the_tables_are_signed_by_what_they_show(page_context: context.PageContext) -> None:
+    from dashboards.drawn import content_signature
+    from dashboards.i18n import language
+    from dashboards.pages import ecology
+
+    stations = [station(i, 300 - i) for i in range(eco.STATION_ROWS + 5)]
+    variants = {
+        "same": stations,
+        "worse": [station(0, 310), *stations[1:]],
+        "silent": [station(0, None), *stations[1:]],
+        "one more": [*stations, station(99, 20)],
+        # Below the cap: not shown, the table is the same.
+        "hidden": [*stations[:-1], station(eco.STATION_ROWS + 4, 21)],
+    }
+    signed = {k: ecology.station_table_signature(v) for k, v in variants.items()}
+    built = {k: content_signature(ecology.station_table(v)) for k, v in variants.items()}
+    for a in variants:
+        for b in variants:
+            assert (signed[a] == signed[b]) == (built[a] == built[b]), (a, b)
+    assert signed["hidden"] == signed["same"] and signed["worse"] != signed["same"]
+    with language("en"):
+        assert ecology.station_table_signature(stations) != signed["same"]
+
+    states, props = [], {}
+    for i, grade in enumerate(["II", "III", "IV", None, "V"]):
+        derived = {"grade": grade} if grade else {}
+        states.append(_water(f"w{i}", derived, seen_ago=30 if grade else 7200))
+        props[f"w{i}"] = {"river": "嘉陵江", "target_class": "III"}
+    panels = eco.river_panels(eco.water_sections(states, props, NOW))
+    worse = [_water("w0", {"grade": "劣V"}), *states[1:]]
+    worse_panels = eco.river_panels(eco.water_sections(worse, props, NOW))
+    assert ecology.river_panels_signature(panels) == ecology.river_panels_signature(
+        eco.river_panels(eco.water_sections(states, props, NOW))
+    )
+    assert ecology.river_panels_signature(worse_panels) != ecology.river_panels_signature(panels)
+    assert content_signature([ecology.river_panel(p) for p in worse_panels]) != content_signature(
+        [ecology.river_panel(p) for p in panels]
+    )
+
+
+def test_the_maps_ages_read_as_each_one_alone(page_context: context.PageContext) -> None:
+    from dashboards.pages import ecology
+
+    ages = [None, 5.0, 119.9, 120.0, 599.0, 30 * 60.0, 30 * 60.0 + 59, 3 * 3600.0]
+    text = ecology._age_texts()
+    assert [text(eco.freshness(a)) for a in ages] == [ecology.age_text(eco.freshness(a)) for a in ages]
+    assert len({text(eco.freshness(a)) for a in ages}) == len(ages) - 1  # two ages in one minute
+
+
+NOW = time.time()
+
+
+def _water(device_id: str, derived: dict[str, Any], seen_ago: float = 30) -> Any:
+    from models.live import DeviceState
+
+    return DeviceState(
+        device_id=device_id,
+        type="water_quality",
+        name=f"断面{device_id}",
+        lon=106.6,
+        lat=30.4,
+        district_code="511602",
+        grid_id=None,
+        ts=None,
+        metrics={},
+        derived=derived,
+        last_seen=NOW - seen_ago,
+    )
