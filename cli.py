@@ -137,6 +137,13 @@ def simulate(
         str, typer.Option(help="story on top of the everyday feed: normal, flood, pollution, fire, crowd")
     ] = "normal",
     story_minutes: Annotated[float, typer.Option(help="minutes the scenario's whole story takes")] = 5.0,
+    mix: Annotated[
+        str,
+        typer.Option(
+            help="shares of video sightings and 12345 orders: demo (lively at 40 msgs/s) or city "
+            "(Guang'an's proportions at full scale, for runs at thousands of messages a second)"
+        ),
+    ] = "demo",
 ) -> None:
     """Publish a realistic Guang'an feed to the configured broker, optionally with a scenario."""
     import time
@@ -150,9 +157,13 @@ def simulate(
         raise SystemExit(2)
     try:
         sim = CitySimulator(
-            seed=seed, prefix=settings.topic_prefix, scenario=scenario, story_seconds=story_minutes * 60
+            seed=seed,
+            prefix=settings.topic_prefix,
+            scenario=scenario,
+            story_seconds=story_minutes * 60,
+            mix=mix,
         )
-    except ValueError as exc:  # an unknown scenario or a story of no length
+    except ValueError as exc:  # an unknown scenario or mix, or a story of no length
         print(f"cityops: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     client = run_guarded(lambda: MqttClient(settings.mqtt.url, f"cityops-simulator-{seed}").start())

@@ -3,14 +3,17 @@
     make soak [SOAK_SECONDS=3600] [SOAK_RATE=2000] [SOAK_VIEWERS=10]
     .venv/bin/python bench/soak.py [--seconds 3600] [--rate 2000] [--viewers 10]
                                    [--sample-every 30] [--warmup S] [--web-workers 2]
-                                   [--viewer-nice 10]
+                                   [--viewer-nice 10] [--mix city]
 
 What runs, each a real service on free loopback ports and never the shared ones
 (tests/faults.py): a throw-away PostgreSQL 15 + PostGIS cluster (initdb in a temporary
 folder, migrated; fsync off, as a test cluster), a Redis without persistence, Mosquitto
 with production's deploy/mosquitto.conf; one ``cityops ingest`` worker; ``cityops simulate
---rate RATE``; the web tier as production runs it (gunicorn with deploy/gunicorn.conf.py,
-``--web-workers`` threaded workers); ``--viewers`` headless Chromium viewers signed in
+--rate RATE --mix MIX`` (default ``city``: the proportions of sensor readings, video
+sightings and 12345 orders Guang'an would send at full scale, docs/scaling.md — at
+2,000 msgs/s the demo's shares would be 60 new 12345 orders a second); the web tier as
+production runs it (gunicorn with deploy/gunicorn.conf.py, ``--web-workers`` threaded
+workers); ``--viewers`` headless Chromium viewers signed in
 with an account made by ``cityops users add``, each switching between ``/`` and ``/wall``
 every ``--view-seconds`` (the pages stay open in between and follow the server push).
 The viewers stand for screens on machines of their own: their Chromium processes run at
@@ -402,6 +405,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--view-seconds", type=float, default=120.0, help="each viewer's time per page")
     parser.add_argument("--web-workers", type=int, default=2)
     parser.add_argument(
+        "--mix",
+        default=os.environ.get("SOAK_MIX", "city"),
+        help="the simulator's mix: city (Guang'an's proportions at full scale) or demo",
+    )
+    parser.add_argument(
         "--viewer-nice",
         type=int,
         default=int(os.environ.get("SOAK_VIEWER_NICE", 10)),
@@ -422,7 +430,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     csv_path = OUT_DIR / f"soak-{started:%Y%m%dT%H%M%SZ}.csv"
     print(
         f"soak: {args.seconds:.0f} s at {args.rate:.0f} msgs/s, {args.viewers} viewers"
-        f" (nice {args.viewer_nice}) → {csv_path}"
+        f" (nice {args.viewer_nice}), {args.mix} mix → {csv_path}"
     )
 
     postgres, cache, broker, env = start_private_services(workdir)
@@ -430,7 +438,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     account = {"username": "soak.viewer", "password": secrets.token_urlsafe(18)}
     add_account(env, account["username"], "leader", account["password"])
     ingest = IngestProcess(workdir, env).start()
-    feed: CityopsProcess = simulator(workdir, env, args.rate, seed=7)
+    feed: CityopsProcess = simulator(workdir, env, args.rate, seed=7, mix=args.mix)
     web = GunicornWeb(workdir, env, args.web_workers)
     stop = threading.Event()
     viewers: list[Viewer] = []

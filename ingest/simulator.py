@@ -120,6 +120,30 @@ class Message:
     retain: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class Mix:
+    """What share of the everyday feed is video sightings and new 12345 orders (the rest
+    is sensor readings; each order then brings its own lifecycle events)."""
+
+    video: float
+    tickets: float
+
+    def __post_init__(self) -> None:
+        if not (self.video >= 0 and self.tickets >= 0 and self.video + self.tickets <= 1):
+            raise ValueError(f"mix shares must be ≥ 0 and add up to at most 1: {self}")
+
+
+#: ``demo``: a lively screen at the demo's 40 msgs/s (a sighting every 0.4 s, an order
+#: every second). ``city``: Guang'an's proportions at full scale (docs/scaling.md: 833
+#: readings, 2.9 sightings and 0.035 new orders a second), for long runs at thousands of
+#: messages a second, where the demo's shares would mean 60 new orders a second — five
+#: million a day, against the city's 3,000.
+MIXES: dict[str, Mix] = {
+    "demo": Mix(video=0.07, tickets=0.03),
+    "city": Mix(video=0.0035, tickets=0.00005),
+}
+
+
 class CitySimulator:
     """Generates the city's messages; a publisher function sends them.
 
@@ -137,10 +161,16 @@ class CitySimulator:
         scenario: str | Scenario = "normal",
         story_seconds: float | None = None,
         start: datetime | None = None,
+        mix: str | Mix = "demo",
     ):
         # Imported here: the scenarios build on this module's SimDevice.
         from ingest.scenarios import DEFAULT_STORY_SECONDS, City, scenario_named
 
+        if isinstance(mix, str):
+            if mix not in MIXES:
+                raise ValueError(f"unknown mix {mix!r}; known: {', '.join(MIXES)}")
+            mix = MIXES[mix]
+        self.mix = mix
         self.rng = random.Random(seed)
         self.router = TopicRouter(prefix)
         self.clock = clock or utc_now
@@ -274,6 +304,7 @@ class CitySimulator:
             dict(zip(self.rng.sample(range(total), len(extra)), extra, strict=True)) if extra else {}
         )
         out: list[Message] = []
+        readings = 1.0 - self.mix.video - self.mix.tickets
         step = timedelta(seconds=seconds) / max(total, 1)
         for i in range(total):
             now = end - step * (total - 1 - i)
@@ -282,10 +313,10 @@ class CitySimulator:
                 out.append(self._story_message(stream.make(self.city, self.progress(now), self.rng), now))
                 continue
             roll = self.rng.random()
-            if roll < 0.9:
+            if roll < readings:
                 d = self.rng.choice(sensors)
                 out.append(self._observation(d, now))
-            elif roll < 0.97:
+            elif roll < readings + self.mix.video:
                 out.append(self._video_event(self.rng.choice(cameras), now))
             else:
                 out.append(self._ticket(now))

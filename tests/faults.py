@@ -420,9 +420,12 @@ class WebProcess(CityopsProcess):
         return self
 
 
-def simulator(workdir: Path, env: dict[str, str], rate: float, seed: int = 1) -> CityopsProcess:
-    """``cityops simulate`` at ``rate`` messages a second (the everyday feed)."""
-    return CityopsProcess(workdir, env, ["simulate", "--rate", str(rate), "--seed", str(seed)], "simulate")
+def simulator(
+    workdir: Path, env: dict[str, str], rate: float, seed: int = 1, mix: str = "demo"
+) -> CityopsProcess:
+    """``cityops simulate`` at ``rate`` messages a second (the everyday feed, ``mix`` of it)."""
+    command = ["simulate", "--rate", str(rate), "--seed", str(seed), "--mix", mix]
+    return CityopsProcess(workdir, env, command, "simulate")
 
 
 def add_account(env: dict[str, str], username: str, role: str, password: str) -> None:

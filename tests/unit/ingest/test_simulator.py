@@ -61,6 +61,32 @@ def test_rate_is_respected_on_average(sim: CitySimulator) -> None:
     assert 40 <= sum(counts) / len(counts) <= 60
 
 
+def _shares(sim: CitySimulator, rate: float, ticks: int) -> tuple[float, float, float]:
+    messages = [m for _ in range(ticks) for m in sim.tick(rate=rate)]
+    video = sum(m.topic.endswith("/events") and "/video/" in m.topic for m in messages)
+    orders = sum(m.topic.endswith("/hotline/tickets") for m in messages)
+    return len(messages), video / len(messages), orders / len(messages)
+
+
+def test_the_city_mix_has_the_citys_proportions_and_the_demo_a_lively_screen() -> None:
+    total, video, orders = _shares(CitySimulator(seed=5, clock=lambda: NOW), 2000, 10)
+    assert total > 19_000
+    assert 0.05 <= video <= 0.09 and 0.02 <= orders <= 0.04  # the demo's default
+    total, video, orders = _shares(CitySimulator(seed=5, clock=lambda: NOW, mix="city"), 2000, 10)
+    assert total > 19_000
+    # Guang'an at full scale: ≈ 3.5 sightings and 0.05 new orders per 1,000 messages.
+    assert 0.002 <= video <= 0.005 and orders <= 0.0005
+
+
+def test_an_unknown_or_impossible_mix_is_refused() -> None:
+    from ingest.simulator import Mix
+
+    with pytest.raises(ValueError, match="unknown mix"):
+        CitySimulator(seed=5, clock=lambda: NOW, mix="busy")
+    with pytest.raises(ValueError, match="add up"):
+        Mix(video=0.8, tickets=0.3)
+
+
 def test_a_scenario_changes_readings_through_the_same_reading_call() -> None:
     flood = CitySimulator(seed=3, clock=lambda: NOW, scenario="flood", story_seconds=60, start=NOW)
     station = next(d for d in flood.devices if d.type == "water_level" and d.district_code == "511623")
