@@ -1,13 +1,15 @@
 /* The duty officers' console (/alerts): SLA countdowns and alert ages tick in the browser.
  *
  * The server sends the queue table only when its rows change, not every second: each
- * ticking cell carries its instant and the catalogue's texts in the viewer's language as
- * data-* attributes (dashboards/console.py: age_data, sla_data), and this script rewrites
- * its text and state class once a second, as console.sla_status and console.duration_text
- * would at that moment:
+ * ticking cell carries its instant, and the cell itself or the table around it the
+ * catalogue's texts in the viewer's language, as data-* attributes (dashboards/console.py:
+ * age_data, sla_data, countdown_texts); this script rewrites the cell's text and state
+ * class once a second, as console.sla_status and console.duration_text would at that moment.
  *
+ *   on the cell:
  *   data-since            epoch ms (UTC) an age counts from
  *   data-sla-due          epoch ms (UTC) of the deadline to acknowledge
+ *   on the cell or an element around it:
  *   data-sla-due-soon-s   seconds left under which the countdown turns due_soon
  *   data-sla-ok, data-sla-due-soon, data-sla-overdue    templates with {left} / {over}
  *   data-duration-ms, data-duration-hms, data-duration-days    templates with {d} {h} {m} {s}
@@ -46,7 +48,7 @@
   }
 
   /* console.duration_text: m:ss, h:mm:ss, then days and hours; never negative. */
-  function durationText(seconds, cell) {
+  function durationText(seconds, texts) {
     var total = Math.max(0, Math.trunc(seconds));
     var days = Math.floor(total / 86400);
     var rest = total % 86400;
@@ -55,31 +57,35 @@
     var minutes = Math.floor(rest / 60);
     var secs = rest % 60;
     if (days) {
-      return format(cell.getAttribute("data-duration-days"), { d: days, h: hours });
+      return format(texts.getAttribute("data-duration-days"), { d: days, h: hours });
     }
     if (hours) {
-      return format(cell.getAttribute("data-duration-hms"), { h: hours, m: minutes, s: secs });
+      return format(texts.getAttribute("data-duration-hms"), { h: hours, m: minutes, s: secs });
     }
-    return format(cell.getAttribute("data-duration-ms"), { m: minutes, s: secs });
+    return format(texts.getAttribute("data-duration-ms"), { m: minutes, s: secs });
   }
 
   /* console.sla_status's state and text at server time nowMs. */
-  function slaStatus(cell, nowMs) {
+  function slaStatus(cell, texts, nowMs) {
     var left = (Number(cell.getAttribute("data-sla-due")) - nowMs) / 1000;
     if (left <= 0) {
-      var over = durationText(-left, cell);
-      return { state: "overdue", text: format(cell.getAttribute("data-sla-overdue"), { over: over }) };
+      var over = durationText(-left, texts);
+      return { state: "overdue", text: format(texts.getAttribute("data-sla-overdue"), { over: over }) };
     }
-    var state = left <= Number(cell.getAttribute("data-sla-due-soon-s")) ? "due_soon" : "ok";
-    var template = cell.getAttribute(state === "ok" ? "data-sla-ok" : "data-sla-due-soon");
-    return { state: state, text: format(template, { left: durationText(left, cell) }) };
+    var state = left <= Number(texts.getAttribute("data-sla-due-soon-s")) ? "due_soon" : "ok";
+    var template = texts.getAttribute(state === "ok" ? "data-sla-ok" : "data-sla-due-soon");
+    return { state: state, text: format(template, { left: durationText(left, texts) }) };
   }
 
   /* One cell at server time nowMs; the DOM is touched only where something changed. */
   function render(cell, nowMs) {
+    var texts = cell.closest("[data-duration-ms]");
+    if (!texts) {
+      return;
+    }
     var text;
     if (cell.hasAttribute("data-sla-due")) {
-      var status = slaStatus(cell, nowMs);
+      var status = slaStatus(cell, texts, nowMs);
       text = status.text;
       var wanted = "sla-" + status.state;
       if (!cell.classList.contains(wanted)) {
@@ -89,7 +95,7 @@
         cell.classList.add(wanted);
       }
     } else if (cell.hasAttribute("data-since")) {
-      text = durationText((nowMs - Number(cell.getAttribute("data-since"))) / 1000, cell);
+      text = durationText((nowMs - Number(cell.getAttribute("data-since"))) / 1000, texts);
     } else {
       return;
     }

@@ -157,9 +157,11 @@ def sla_status(sla_due: datetime | None, now: datetime, *, state: str | None = N
 #
 # A queue of hundreds of rows changes a few times a minute, but its SLA countdowns and ages
 # change every second. The browser (assets/cityops-console.js) counts them on: each such
-# cell carries its instant and the catalogue's texts in the viewer's language as data-*
-# attributes, and the script writes what sla_status / duration_text would write at that
-# moment. So the server need not resend the table when only time passed.
+# cell carries its instant as a data-* attribute, the table around it (or the cell itself)
+# the catalogue's texts in the viewer's language, and the script writes what sla_status /
+# duration_text would write at that moment. So the server need not resend the table when
+# only time passed. The texts are on the table, once: on each of hundreds of cells they
+# would make every table sent a third bigger.
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
@@ -184,28 +186,21 @@ def epoch_ms(at: datetime) -> int:
 
 
 def countdown_texts() -> dict[str, str]:
-    """The templates a ticking cell carries, in the current language, by data-* attribute
-    (built once per table: the same for every row)."""
-    return {a: t(k) for a, k in (DURATION_TEXT_KEYS | SLA_TEXT_KEYS).items()}
+    """The data-* attributes of an element around ticking cells (or of one such cell): the
+    templates in the current language and the due-soon threshold, as the script reads them."""
+    texts = {a: t(k) for a, k in (DURATION_TEXT_KEYS | SLA_TEXT_KEYS).items()}
+    return {**texts, "data-sla-due-soon-s": str(DUE_SOON_S)}
 
 
-def age_data(since: datetime, texts: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The data-* attributes of a cell showing ``duration_text(now - since)``."""
-    texts = countdown_texts() if texts is None else texts
-    return {"data-since": str(epoch_ms(since)), **{a: texts[a] for a in DURATION_TEXT_KEYS}}
+def age_data(since: datetime) -> dict[str, str]:
+    """The data-* attribute of a cell showing ``duration_text(now - since)``."""
+    return {"data-since": str(epoch_ms(since))}
 
 
-def sla_data(sla_due: datetime | None, texts: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The data-* attributes of a cell showing ``sla_status(sla_due, now).text``: none
+def sla_data(sla_due: datetime | None) -> dict[str, str]:
+    """The data-* attribute of a cell showing ``sla_status(sla_due, now).text``: none
     without a deadline (that text does not change with time)."""
-    if sla_due is None:
-        return {}
-    texts = countdown_texts() if texts is None else texts
-    return {
-        "data-sla-due": str(epoch_ms(sla_due)),
-        "data-sla-due-soon-s": str(DUE_SOON_S),
-        **{a: texts[a] for a in (*SLA_TEXT_KEYS, *DURATION_TEXT_KEYS)},
-    }
+    return {} if sla_due is None else {"data-sla-due": str(epoch_ms(sla_due))}
 
 
 # --------------------------------------------------------------------------------------------

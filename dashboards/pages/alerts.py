@@ -271,8 +271,6 @@ def queue_table(rows: list[console.QueueRow], selected: int | None) -> html.Tabl
             )
         ]
     )
-    # The age and SLA cells tick in the browser: they carry their instants and texts.
-    texts = console.countdown_texts()
     body = []
     for r in rows:
         classes = ["console-row", f"sev-{r.colour or 'none'}", f"state-{r.state}"]
@@ -287,11 +285,10 @@ def queue_table(rows: list[console.QueueRow], selected: int | None) -> html.Tabl
                     html.Td(r.title, className="console-title-cell"),
                     html.Td(r.district),
                     html.Td(r.state_label, className="console-state-cell"),
-                    html.Td(r.age, className="num", **console.age_data(r.opened_at, texts)),
+                    # Age and SLA tick in the browser, from these instants.
+                    html.Td(r.age, className="num", **console.age_data(r.opened_at)),
                     html.Td(
-                        r.sla.text,
-                        className=f"num sla sla-{r.sla.state}",
-                        **console.sla_data(r.sla_due, texts),
+                        r.sla.text, className=f"num sla sla-{r.sla.state}", **console.sla_data(r.sla_due)
                     ),
                     html.Td(r.handler),
                 ],
@@ -301,7 +298,12 @@ def queue_table(rows: list[console.QueueRow], selected: int | None) -> html.Tabl
                 **{"data-alert-id": str(r.id)},
             )
         )
-    return html.Table([html.Thead(head), html.Tbody(body)], className="data-table console-table")
+    # The texts the ticking cells are written with, once for all of them.
+    return html.Table(
+        [html.Thead(head), html.Tbody(body)],
+        className="data-table console-table",
+        **console.countdown_texts(),
+    )
 
 
 def _fact(label_key: str, value: str, **attributes: str) -> html.Div:
@@ -350,7 +352,11 @@ def detail_view(alert: alert_model.AlertView, now: datetime) -> html.Div:
                         "console.field.sla_due",
                         sla.text,
                         className=f"sla sla-{sla.state}",
-                        **console.sla_data(alert.sla_due),
+                        **(
+                            console.sla_data(alert.sla_due) | console.countdown_texts()
+                            if alert.sla_due
+                            else {}
+                        ),
                     ),
                     _fact(
                         "console.field.escalation",

@@ -115,28 +115,29 @@ def test_durations_beyond_a_day() -> None:
     assert console.duration_text(-10) == "0:00"
 
 
-def test_ticking_cells_carry_their_instants_and_the_texts_in_the_viewers_language() -> None:
+def test_ticking_cells_carry_their_instants_and_the_table_the_texts_in_the_viewers_language() -> None:
     from dashboards.i18n import language
 
     due = NOW + timedelta(seconds=90, milliseconds=250)
-    data = console.sla_data(due)
-    assert data["data-sla-due"] == str(int(due.timestamp() * 1000)) == "1782871290250"
-    assert data["data-sla-due-soon-s"] == str(console.DUE_SOON_S)
-    assert (data["data-sla-ok"], data["data-sla-due-soon"], data["data-sla-overdue"]) == (
+    assert console.sla_data(due) == {"data-sla-due": str(int(due.timestamp() * 1000))}
+    assert console.sla_data(due)["data-sla-due"] == "1782871290250"
+    assert console.sla_data(None) == {}  # no deadline: a text that does not tick
+    assert console.age_data(NOW - timedelta(minutes=2)) == {
+        "data-since": str(console.epoch_ms(NOW) - 120_000)
+    }
+    texts = console.countdown_texts()
+    assert texts["data-sla-due-soon-s"] == str(console.DUE_SOON_S)
+    assert (texts["data-sla-ok"], texts["data-sla-due-soon"], texts["data-sla-overdue"]) == (
         "剩余 {left}",
         "即将超时 {left}",
         "已超时 {over}",
     )
-    assert data["data-duration-ms"] == "{m}:{s:02d}" and data["data-duration-days"] == "{d}天{h}小时"
-    assert console.sla_data(None) == {}  # no deadline: a text that does not tick
+    assert texts["data-duration-ms"] == "{m}:{s:02d}" and texts["data-duration-days"] == "{d}天{h}小时"
     with language("en"):
-        english = console.sla_data(due)
-        age = console.age_data(NOW - timedelta(minutes=2))
+        english = console.countdown_texts()
     assert (
         english["data-sla-overdue"] == "overdue by {over}" and english["data-duration-days"] == "{d} d {h} h"
     )
-    assert age["data-since"] == str(console.epoch_ms(NOW) - 120_000)
-    assert set(age) == {"data-since", *console.DURATION_TEXT_KEYS}
 
 
 def test_countdown_templates_use_only_fields_the_browser_fills() -> None:
@@ -161,15 +162,20 @@ global.window = {setInterval: () => 0, setTimeout: () => 0};
 global.document = {querySelectorAll: () => []};
 new Function(fs.readFileSync(process.argv[1], "utf8"))();
 const cases = JSON.parse(fs.readFileSync(0, "utf8"));
-const out = cases.map(([attributes, nowMs]) => {
+const element = (attributes, around) => ({
+  getAttribute: (name) => (name in attributes ? attributes[name] : null),
+  hasAttribute: (name) => name in attributes,
+  closest(selector) {
+    const name = selector.slice(1, -1);  // "[data-…]"
+    return name in attributes ? this : around ? around.closest(selector) : null;
+  },
+});
+const out = cases.map(([attributes, texts, nowMs]) => {
   const classes = new Set(["num", "sla", "sla-ok"]);
-  const cell = {
-    textContent: "",
-    getAttribute: (name) => (name in attributes ? attributes[name] : null),
-    hasAttribute: (name) => name in attributes,
-    classList: {
-      contains: (c) => classes.has(c), add: (c) => classes.add(c), remove: (c) => classes.delete(c),
-    },
+  const cell = element(attributes, element(texts, null));
+  cell.textContent = "";
+  cell.classList = {
+    contains: (c) => classes.has(c), add: (c) => classes.add(c), remove: (c) => classes.delete(c),
   };
   window.cityopsConsole.render(cell, nowMs);
   return [cell.textContent, [...classes].filter((c) => c.startsWith("sla-"))];
@@ -212,10 +218,11 @@ def test_the_browser_script_writes_what_the_server_would_at_each_moment() -> Non
                 now_ms = console.epoch_ms(now)
                 now = datetime.fromtimestamp(now_ms / 1000, UTC)  # the browser counts in ms
                 status = console.sla_status(due, now, state="new")
-                cases.append([console.sla_data(due), now_ms])
+                # The table carries the texts (the detail's cell carries both: same code).
+                cases.append([console.sla_data(due), console.countdown_texts(), now_ms])
                 expected.append([status.text, [f"sla-{status.state}"]])
                 opened = due - timedelta(hours=1)
-                cases.append([console.age_data(opened), now_ms])
+                cases.append([console.age_data(opened), console.countdown_texts(), now_ms])
                 expected.append([console.duration_text((now - opened).total_seconds()), ["sla-ok"]])
     answer = subprocess.run(
         ["node", "-e", _NODE_RENDER, str(script)],
@@ -541,7 +548,9 @@ def test_the_queue_table_travels_only_when_its_rows_change_not_as_time_passes(
     assert acked[0] is not dash.no_update and "已确认" in repr(acked[0])
 
 
-def test_the_sla_cell_carries_its_deadline_and_templates(console_page, engine, monkeypatch) -> None:
+def test_the_sla_cell_carries_its_deadline_and_the_table_its_templates(
+    console_page, engine, monkeypatch
+) -> None:
     from dash import html
 
     page, store = console_page
@@ -551,12 +560,30 @@ def test_the_sla_cell_carries_its_deadline_and_templates(console_page, engine, m
     row = next(tr for tr in table.children[1].children if tr.id == f"console-row-{alert_id}")
     age, sla = row.children[4], row.children[5]
     assert isinstance(sla, html.Td)
-    attributes = sla.to_plotly_json()["props"]
-    assert attributes["data-sla-due"] == str(console.epoch_ms(due))
     assert due == NOW + timedelta(minutes=2)  # a critical alert's deadline
-    assert attributes["data-sla-ok"] == "剩余 {left}" and attributes["data-sla-overdue"] == "已超时 {over}"
-    assert attributes["data-duration-ms"] == "{m}:{s:02d}"
+    assert sla.to_plotly_json()["props"]["data-sla-due"] == str(console.epoch_ms(due))
+    around = table.to_plotly_json()["props"]
+    assert around["data-sla-ok"] == "剩余 {left}" and around["data-sla-overdue"] == "已超时 {over}"
+    assert around["data-duration-ms"] == "{m}:{s:02d}" and around["data-sla-due-soon-s"] == "60"
     # 55 s left at render time: the server's text and state, which the script carries on.
     assert sla.children == "即将超时 0:55" and "sla-due_soon" in sla.className.split()
-    ticking = age.to_plotly_json()["props"]
-    assert ticking["data-since"] == str(console.epoch_ms(NOW)) and age.children == "1:05"
+    assert (
+        age.to_plotly_json()["props"]["data-since"] == str(console.epoch_ms(NOW)) and age.children == "1:05"
+    )
+    # The detail's deadline ticks too; it carries its texts itself.
+    with engine.connect() as conn:
+        detail = page.detail_view(alerts.get_alert(conn, alert_id), NOW + timedelta(seconds=65))
+    deadline = next(
+        c for c in _walk(detail) if isinstance(c, html.Dd) and "sla" in (getattr(c, "className", None) or "")
+    )
+    props = deadline.to_plotly_json()["props"]
+    assert props["children"] == "即将超时 0:55" and props["data-sla-due"] == str(console.epoch_ms(due))
+    assert props["data-sla-due-soon"] == "即将超时 {left}"
+
+
+def _walk(component):
+    yield component
+    children = getattr(component, "children", None)
+    for child in children if isinstance(children, list) else [children]:
+        if hasattr(child, "to_plotly_json"):
+            yield from _walk(child)
