@@ -35,6 +35,7 @@ from models.cases import (
     AWAITING_HANDLING,
     CASE_LIFECYCLE,
     CaseIndicators,
+    CaseMark,
     CaseView,
     case_type,
 )
@@ -332,7 +333,7 @@ _HANDLING = frozenset(str(s) for s in AWAITING_HANDLING)
 _CLOSING = frozenset(str(s) for s in AWAITING_CLOSE)
 
 
-def deadline_owed(case: CaseView) -> tuple[Literal["handle", "close"], datetime] | None:
+def deadline_owed(case: CaseView | CaseMark) -> tuple[Literal["handle", "close"], datetime] | None:
     """The nearest deadline the case still owes: 处置 while handled, 结案 until closed."""
     handle = case.due_at if case.state in _HANDLING else None
     close = case.close_due if case.state in _CLOSING else None
@@ -347,7 +348,7 @@ def _kind(key: str | None) -> tuple[str, str]:
     return kind.subcategory, kind.department
 
 
-def case_row(case: CaseView, now: datetime) -> CaseRow:
+def case_row(case: CaseView | CaseMark, now: datetime) -> CaseRow:
     owed = deadline_owed(case)
     left = None if owed is None else (owed[1] - now).total_seconds()
     status: Status
@@ -380,7 +381,7 @@ def case_row(case: CaseView, now: datetime) -> CaseRow:
     )
 
 
-def case_rows(cases: Iterable[CaseView], now: datetime) -> list[CaseRow]:
+def case_rows(cases: Iterable[CaseView | CaseMark], now: datetime) -> list[CaseRow]:
     """Rows in the order given (the query orders by urgency)."""
     return [case_row(c, now) for c in cases]
 
@@ -446,7 +447,7 @@ def cases_signature(rows: Sequence[CaseRow]) -> str:
     return digest.hexdigest()[:16]
 
 
-def newest_case_activity(cases: Iterable[CaseView]) -> datetime | None:
+def newest_case_activity(cases: Iterable[CaseView | CaseMark]) -> datetime | None:
     """The latest report or sighting among these cases: how current the case data is."""
     return max(
         (at for c in cases for at in (c.reported_at, c.last_evidence_at) if at is not None), default=None

@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import sqlalchemy as sa
 from shapely.geometry import Point
@@ -1353,44 +1353,73 @@ __all__ = [
 # Reads for the urban-management page: open cases by urgency, counts, video sightings.
 
 
-#: The columns a :class:`CaseView` holds: list reads leave out the geometry and the free-form
-#: properties (decoding them costs more than the rest of a row and nothing shows them).
-_VIEW_COLUMNS = tuple(_CASES.c[f] for f in CaseView.__dataclass_fields__)
+@dataclass(frozen=True, slots=True)
+class CaseMark:
+    """What a map or a list shows of an open case: its place, type, state and deadlines,
+    without its free text, geometry or history (a page reads thousands per refresh)."""
+
+    case_id: str
+    case_type: str | None
+    subcategory: str | None
+    state: str
+    department: str | None
+    district_code: str | None
+    lon: float | None
+    lat: float | None
+    reported_at: datetime
+    due_at: datetime | None
+    close_due: datetime | None
+    evidence_count: int
+    last_evidence_at: datetime | None
 
 
 def open_cases(conn: Connection, limit: int = 50, *, district_code: str | None = None) -> list[CaseView]:
     """Open cases, the most pressing first: nearest deadline owed (overdue ones first), then
-    cases with no deadline running (信息收集, 挂账), newest first.
+    cases with no deadline running (信息收集, 挂账), newest first."""
+    return _open_by_urgency(conn, CaseView, limit, district_code)
 
-    Read as three ordered, limited selects instead of one sort by the owed deadline: that
+
+def open_case_marks(conn: Connection, limit: int = 50, *, district_code: str | None = None) -> list[CaseMark]:
+    """:func:`open_cases` as marks (the same cases in the same order, fewer columns)."""
+    return _open_by_urgency(conn, CaseMark, limit, district_code)
+
+
+_Open = TypeVar("_Open", CaseView, CaseMark)
+
+
+def _open_by_urgency(
+    conn: Connection, make: type[_Open], limit: int, district_code: str | None
+) -> list[_Open]:
+    """Read as three ordered, limited selects instead of one sort by the owed deadline: that
     sort is computed per row, so it read and sorted every open case (tens of thousands in a
     city) for a page of a few thousand; each select here follows an index (``due_at``,
-    ``close_due``, ``reported_at``) and stops at ``limit``.
-    """
+    ``close_due``, ``reported_at``) and stops at ``limit``. Only ``make``'s columns are
+    read (no geometry or properties to decode)."""
     if limit <= 0:
         return []
     c = _CASES.c
+    columns = [c[f] for f in make.__dataclass_fields__]
     mine = in_district(c.district_code, district_code)
     handling = sorted(AWAITING_HANDLING)
     closing = sorted(AWAITING_CLOSE - AWAITING_HANDLING)
 
-    def read(where: sa.ColumnElement[bool], *order: Any, n: int) -> list[CaseView]:
-        query = sa.select(*_VIEW_COLUMNS).where(where, mine).order_by(*order).limit(n)
-        # The columns come in the view's field order: a row is the view's arguments.
-        return [CaseView(*r) for r in conn.execute(query).all()]
+    def read(where: sa.ColumnElement[bool], *order: Any, n: int) -> list[_Open]:
+        query = sa.select(*columns).where(where, mine).order_by(*order).limit(n)
+        # The columns come in the fields' order: a row is the arguments.
+        return [make(*r) for r in conn.execute(query).all()]
 
     # The deadline a case owes: 处置 while awaiting handling, else 结案 while awaiting
     # closure. Each list comes ordered; merged here by (deadline, newest, id) as one sort.
-    keyed: list[tuple[datetime, CaseView]] = []
+    keyed: list[tuple[datetime, _Open]] = []
     for states, due in ((handling, c.due_at), (closing, c.close_due)):
-        for view in read(
+        for case in read(
             sa.and_(c.state.in_(states), due.is_not(None)), due, c.reported_at.desc(), c.case_id, n=limit
         ):
-            keyed.append((getattr(view, due.key), view))
+            keyed.append((getattr(case, due.key), case))
     keyed.sort(key=lambda p: p[1].case_id)
     keyed.sort(key=lambda p: p[1].reported_at, reverse=True)  # stable: ties keep the id order
     keyed.sort(key=lambda p: p[0])
-    owed = [view for _, view in keyed[:limit]]
+    owed = [case for _, case in keyed[:limit]]
     if len(owed) == limit:
         return owed
     no_deadline = sa.or_(
@@ -1446,22 +1475,33 @@ def video_event_tallies(
     conn: Connection, since: datetime, until: datetime, *, district_code: str | None = None
 ) -> tuple[dict[str, int], dict[str, int]]:
     """Video sightings in [since, until) per grid cell and per event type, each as
-    :func:`video_event_counts` gives it, from one pass over the sightings (grouped by cell
-    and type together: a few thousand pairs at most, however many sightings)."""
+    :func:`video_event_counts` gives it, from one pass over the sightings.
+
+    PostgreSQL groups by cell and by type in the same scan (GROUPING SETS); SQLite, which
+    has none, groups by cell and type together (a few thousand pairs at most) and sums here.
+    """
     from models.schema import VideoEvent
 
     v = VideoEvent.__table__.c
+    period = sa.and_(v.ts >= since, v.ts < until, in_district(v.district_code, district_code))
     per_cell: Counter[str] = Counter()
     per_type: Counter[str] = Counter()
-    for grid_id, kind, n in conn.execute(
-        sa.select(v.grid_id, v.type, sa.func.count())
-        .where(v.ts >= since, v.ts < until, in_district(v.district_code, district_code))
-        .group_by(v.grid_id, v.type)
-    ):
-        if grid_id is not None:
-            per_cell[grid_id] += int(n)
-        if kind is not None:
-            per_type[kind] += int(n)
+    if conn.dialect.name == "postgresql":
+        sets = sa.func.grouping_sets(sa.tuple_(v.grid_id), sa.tuple_(v.type))
+        # grouping(grid_id) is 0 on the rows grouped by cell, 1 on those grouped by type.
+        query = sa.select(v.grid_id, v.type, sa.func.grouping(v.grid_id), sa.func.count())
+        for grid_id, kind, by_type, n in conn.execute(query.where(period).group_by(sets)):
+            if by_type == 0 and grid_id is not None:
+                per_cell[grid_id] = int(n)
+            elif by_type == 1 and kind is not None:
+                per_type[kind] = int(n)
+    else:
+        query = sa.select(v.grid_id, v.type, sa.func.count())
+        for grid_id, kind, n in conn.execute(query.where(period).group_by(v.grid_id, v.type)):
+            if grid_id is not None:
+                per_cell[grid_id] += int(n)
+            if kind is not None:
+                per_type[kind] += int(n)
     return _largest_first(per_cell), _largest_first(per_type)
 
 
@@ -1515,7 +1555,7 @@ def case_board(
     )
 
 
-__all__ += ["CaseBoard", "case_board", "video_event_tallies"]
+__all__ += ["CaseBoard", "CaseMark", "case_board", "open_case_marks", "video_event_tallies"]
 
 
 # --------------------------------------------------------------------------------------------

@@ -269,7 +269,7 @@ def refresh(_n: int | None, _live: dict | None, by_value: str | None, drawn: dic
         video_newest = ub.newest_stamp(ctx.live.recent("video", 1), "received_at")
         with ctx.engine.connect() as conn:
             per_cell, per_type = case_model.video_event_tallies(conn, since, now, district_code=scope)
-            open_cases = case_model.open_cases(conn, limit=ub.MAP_CASES, district_code=scope)
+            open_cases = case_model.open_case_marks(conn, limit=ub.MAP_CASES, district_code=scope)
             # Open, overdue and the month's indicators read the same cases: one pass.
             board = case_model.case_board(conn, month, now, by=by, now=now, district_code=scope)
     except Exception as exc:  # the page shows the degraded state instead of an error

@@ -306,6 +306,8 @@ def test_open_cases_most_pressing_first(engine: sa.Engine) -> None:
         add_case(conn, "NO", "not_filed")
         assert [c.case_id for c in cases.open_cases(conn)] == ["LATE", "SOON", "BACK", "NEW", "PARK", "OLD"]
         assert [c.case_id for c in cases.open_cases(conn, limit=2)] == ["LATE", "SOON"]
+        # The page reads marks: the rows it draws are those the full views give.
+        assert ub.case_rows(cases.open_case_marks(conn), NOW) == ub.case_rows(cases.open_cases(conn), NOW)
         counts = cases.state_counts(conn)
         assert counts["reported"] == 2 and counts["evaluated"] == 0 and sum(counts.values()) == 8
 

@@ -594,8 +594,13 @@ def check_page_reads(conn: sa.Connection) -> None:
 
     for scope in (None, "511602"):
         for limit in (1, 7, 40, 500):
-            got = [v.case_id for v in cases.open_cases(conn, limit=limit, district_code=scope)]
-            assert got == _reference_open_cases(conn, limit, scope), (scope, limit)
+            views = cases.open_cases(conn, limit=limit, district_code=scope)
+            assert [v.case_id for v in views] == _reference_open_cases(conn, limit, scope), (scope, limit)
+            # The marks are the same cases in the same order, each with the view's values.
+            marks = cases.open_case_marks(conn, limit=limit, district_code=scope)
+            assert [{f: getattr(m, f) for f in cases.CaseMark.__dataclass_fields__} for m in marks] == [
+                {f: getattr(v, f) for f in cases.CaseMark.__dataclass_fields__} for v in views
+            ]
         for now in (T0 - timedelta(hours=2), T0 + timedelta(hours=3), T0 + timedelta(days=1)):
             for by, since in product(("district", "department"), (T0 - timedelta(days=2), T0)):
                 board = cases.case_board(conn, since, now, by=by, now=now, district_code=scope)  # type: ignore[arg-type]
