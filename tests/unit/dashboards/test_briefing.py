@@ -18,7 +18,7 @@ from models.config import load_settings
 from models.lifecycle import Actor
 from models.schema import HotlineTicket, Incident, ObservationHourly
 from models.standards import aqi
-from tests.unit.dashboards.api.conftest import engine, live, migrated_template  # noqa: F401
+from tests.unit.dashboards.api.conftest import live  # noqa: F401
 from tests.unit.models.interop.test_cap import draft
 
 DAY = date(2026, 11, 24)

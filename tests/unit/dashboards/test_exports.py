@@ -21,7 +21,7 @@ from models import alerts
 from models.clock import CITY_TZ
 from models.config import load_settings
 from models.schema import HotlineTicket
-from tests.unit.dashboards.api.conftest import engine, live, migrated_template  # noqa: F401
+from tests.unit.dashboards.api.conftest import live  # noqa: F401
 from tests.unit.dashboards.signing import account, signed_in
 from tests.unit.models.interop.test_cap import draft
 
