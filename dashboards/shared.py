@@ -136,12 +136,20 @@ def viewer_key() -> tuple[str, str | None, str | None]:
     return current_language(), auth.scope_district(), role
 
 
-def refresh(max_age_s: float = MAX_AGE_S, *, results: SharedResults = RESULTS) -> Callable[[F], F]:
+def refresh(
+    max_age_s: float = MAX_AGE_S,
+    *,
+    version: Callable[[], Any] | None = None,
+    results: SharedResults = RESULTS,
+) -> Callable[[F], F]:
     """Share a page refresh callback's results between viewers (see the module's text).
 
     The callback's first two arguments are the page's timer (``n_intervals``) and its push
     trigger (:class:`dashboards.push.LiveTrigger`): they say *when* to refresh, not *what*
-    to show, so they are not part of the key; every other argument is.
+    to show, so they are not part of the key; every other argument is. ``version``, when
+    given, is a cheap read of a token that changes with the page's data (the live alert
+    queue's version): it joins the key, so a change is never answered from before it, with
+    or without a push.
     """
 
     def decorate(function: F) -> F:
@@ -149,10 +157,21 @@ def refresh(max_age_s: float = MAX_AGE_S, *, results: SharedResults = RESULTS) -
 
         @functools.wraps(function)
         def shared(tick: Any, live: Any, *args: Any, **kwargs: Any) -> Any:
-            key = (name, viewer_key(), json.dumps([args, kwargs], sort_keys=True, default=str))
+            token = _token(version)
+            args_key = json.dumps([args, kwargs], sort_keys=True, default=str)
+            key = (name, viewer_key(), token, args_key)
             since = fresh_after(live, time.time(), max_age_s)
             return results.get(key, since, lambda: function(tick, live, *args, **kwargs))
 
         return shared  # type: ignore[return-value]
 
     return decorate
+
+
+def _token(version: Callable[[], Any] | None) -> Any:
+    if version is None:
+        return None
+    try:
+        return version()
+    except Exception:  # the store is away: the page's own read will say so; share by time
+        return None

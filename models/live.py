@@ -718,6 +718,11 @@ class LiveStore:
                 cache.queues[(size, district_code)] = found
         return list(found)
 
+    def alerts_token(self) -> tuple[str, str, str] | None:
+        """A token that changes with every change of the open alerts (raised, acknowledged,
+        resolved, rebuilt); None while the store has none yet."""
+        return self._alerts_token()
+
     def _alerts_token(self) -> tuple[str, str, str] | None:
         """What the cached queue reads are valid for; None while the store has no version
         yet (written before it existed, or just flushed): nothing is kept then."""

@@ -452,7 +452,7 @@ def _now() -> datetime:
     State("console-version", "data"),
     State("console-queue-drawn", "data"),
 )
-@shared.refresh(max_age_s=CONSOLE_MAX_AGE_S)
+@shared.refresh(max_age_s=CONSOLE_MAX_AGE_S, version=lambda: context.current().live.alerts_token())
 def refresh_queue(
     _n: int | None,
     _live: dict | None,

@@ -153,3 +153,32 @@ def test_switched_off_every_call_computes() -> None:
     results = shared.SharedResults()
     results.enabled = False
     assert [results.get("k", 0, lambda n=n: n) for n in range(3)] == [0, 1, 2]
+
+
+def test_a_data_version_in_the_key_is_never_answered_from_before_it() -> None:
+    results = shared.SharedResults()
+    queue_version = [1]
+    calls: list[int] = []
+
+    @shared.refresh(version=lambda: queue_version[0], results=results)
+    def refresh(n: int | None, live: dict | None) -> str:
+        calls.append(queue_version[0])
+        return f"queue v{queue_version[0]}"
+
+    def broken() -> int:
+        raise ConnectionError("Redis away")
+
+    @shared.refresh(version=broken, results=results)
+    def refresh_without_store(n: int | None, live: dict | None) -> str:
+        return "read by time"
+
+    context = _request(None)
+    try:
+        assert refresh(1, None) == "queue v1"
+        assert refresh(2, None) == "queue v1"  # same version, a tick later: shared
+        queue_version[0] = 2  # an alert acknowledged, no push yet
+        assert refresh(3, None) == "queue v2"
+        assert refresh_without_store(1, None) == "read by time"
+    finally:
+        context.pop()
+    assert calls == [1, 2]
