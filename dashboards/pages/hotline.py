@@ -15,7 +15,7 @@ from typing import Any
 import dash
 from dash import Input, Output, State, callback, dcc, html
 
-from dashboards import auth, context, push
+from dashboards import auth, context, push, shared
 from dashboards import district as drill
 from dashboards import hotline as hl
 from dashboards import urban as ub
@@ -316,6 +316,7 @@ def rates_panel(rates: ticket_model.OnTimeRates, satisfaction: ticket_model.Sati
     *REFRESH,
     State("hotline-drawn", "data"),
 )
+@shared.refresh()
 def refresh(_n: int | None, _live: dict | None, drawn: dict[str, str] | None) -> tuple:
     ctx = context.current()
     now = datetime.now(UTC)

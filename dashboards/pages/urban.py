@@ -15,7 +15,7 @@ from typing import Any, Literal
 import dash
 from dash import Input, Output, State, callback, dcc, html
 
-from dashboards import auth, context, push
+from dashboards import auth, context, push, shared
 from dashboards import district as drill
 from dashboards import urban as ub
 from dashboards.console import city_time
@@ -257,6 +257,7 @@ def indicator_table(rows: list[ub.IndicatorRow], by: str) -> html.Table:
     Input("urban-ind-by", "value"),
     State("urban-map-drawn", "data"),
 )
+@shared.refresh()
 def refresh(_n: int | None, _live: dict | None, by_value: str | None, drawn: dict[str, str] | None) -> tuple:
     ctx = context.current()
     now = datetime.now(UTC)
