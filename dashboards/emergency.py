@@ -195,6 +195,9 @@ def sensor_prop_types(limits: Mapping[str, Sequence[Limit]]) -> list[str]:
 #: reported since (models.live), so a refresh builds rows only for the few that did (or
 #: that went offline, or whose properties or limits changed).
 _ROWS: dict[str, tuple[DeviceState, Mapping[str, Any], Sequence[Limit], bool, SensorRow]] = {}
+#: The memo is for every viewer (a district's viewers ask for some of the sensors, the city's
+#: for all); it only grows with devices removed since the process started.
+ROWS_KEPT = 50_000
 
 
 def sensor_rows(
@@ -224,10 +227,8 @@ def sensor_rows(
         row = _sensor_row(s, own, mine, online)
         _ROWS[s.device_id] = (s, own, mine, online, row)
         rows.append(row)
-    if len(_ROWS) > 2 * len(rows) + 1000:  # devices removed since: forget them
-        keep = {r.device_id for r in rows}
-        for device_id in [d for d in _ROWS if d not in keep]:
-            _ROWS.pop(device_id, None)
+    if len(_ROWS) > ROWS_KEPT:  # devices removed over time: start again
+        _ROWS.clear()
     order = {k: i for i, k in enumerate(SENSOR_TYPES)}
     rows.sort(key=lambda r: (r.status != "over", r.status == "offline", order[r.type], r.device_id))
     return rows

@@ -514,6 +514,9 @@ def test_a_refresh_builds_rows_only_for_the_sensors_that_changed() -> None:
     again = {r.device_id: r for r in em.sensor_rows(states, limits, {}, NOW.timestamp())}
     # The live store hands back the same state for a device that did not report: same row.
     assert all(again[d] is first[d] for d in first)
+    # A district's viewer asks for some of them: the others' rows are kept for the city's.
+    assert em.sensor_rows(states[:1], limits, {}, NOW.timestamp()) == [first["wl-memo"]]
+    assert em.sensor_rows(states, limits, {}, NOW.timestamp())[1] is first["smoke-memo"]
     # A new reading of one sensor: its row is built again, the other one's is kept.
     reported = [state("wl-memo", "water_level", {"level": 5.6}), states[1]]
     rows = {r.device_id: r for r in em.sensor_rows(reported, limits, {}, NOW.timestamp())}
