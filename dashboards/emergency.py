@@ -190,14 +190,28 @@ def sensor_prop_types(limits: Mapping[str, Sequence[Limit]]) -> list[str]:
     return [dtype for dtype, mine in limits.items() if any(lim.value_prop for lim in mine)]
 
 
-#: device id → (state, its properties, its type's limits, online, row) as of the last
-#: refresh. The live store hands back the same state object for a device that has not
-#: reported since (models.live), so a refresh builds rows only for the few that did (or
-#: that went offline, or whose properties or limits changed).
-_ROWS: dict[str, tuple[DeviceState, Mapping[str, Any], Sequence[Limit], bool, SensorRow]] = {}
+@dataclass(frozen=True, slots=True)
+class _Built:
+    """A sensor's row as built from one state, with what sorting and the map's signature
+    take from it."""
+
+    state: DeviceState
+    props: Mapping[str, Any]
+    limits: Sequence[Limit]
+    online: bool
+    row: SensorRow
+    order: tuple[bool, bool, int, str]
+    mark: tuple[Any, ...]
+
+
+#: device id → its row as of the last refresh. The live store hands back the same state
+#: object for a device that has not reported since (models.live), so a refresh builds rows
+#: only for the few that did (or went offline, or whose properties or limits changed).
+_ROWS: dict[str, _Built] = {}
 #: The memo is for every viewer (a district's viewers ask for some of the sensors, the city's
 #: for all); it only grows with devices removed since the process started.
 ROWS_KEPT = 50_000
+_TYPE_ORDER = {k: i for i, k in enumerate(SENSOR_TYPES)}
 
 
 def sensor_rows(
@@ -207,31 +221,45 @@ def sensor_rows(
     now: float,
 ) -> list[SensorRow]:
     """The emergency sensors with their latest value, over-threshold first, then by type and id."""
-    rows = []
+    built = []
     for s in states:
-        if s.type not in SENSOR_TYPES:
+        if s.type not in _TYPE_ORDER:
             continue
         own = props.get(s.device_id, {})
         mine = limits.get(s.type, ())
         online = s.online(now)
         known = _ROWS.get(s.device_id)
         if (
-            known is not None
-            and known[0] is s
-            and known[3] == online
-            and (known[2] is mine or known[2] == mine)
-            and known[1] == own
+            known is None
+            or known.state is not s
+            or known.online != online
+            or not (known.limits is mine or known.limits == mine)
+            or known.props != own
         ):
-            rows.append(known[4])
-            continue
-        row = _sensor_row(s, own, mine, online)
-        _ROWS[s.device_id] = (s, own, mine, online, row)
-        rows.append(row)
+            row = _sensor_row(s, own, mine, online)
+            status = row.status
+            known = _ROWS[s.device_id] = _Built(
+                s,
+                own,
+                mine,
+                online,
+                row,
+                (status != "over", status == "offline", _TYPE_ORDER[s.type], s.device_id),
+                (row.device_id, status, row.lon, row.lat, value_text(row)),
+            )
+        built.append(known)
     if len(_ROWS) > ROWS_KEPT:  # devices removed over time: start again
         _ROWS.clear()
-    order = {k: i for i, k in enumerate(SENSOR_TYPES)}
-    rows.sort(key=lambda r: (r.status != "over", r.status == "offline", order[r.type], r.device_id))
-    return rows
+    built.sort(key=lambda b: b.order)
+    return [b.row for b in built]
+
+
+def _sensor_mark(row: SensorRow) -> tuple[Any, ...]:
+    """What the map's sensor trace shows of a row (its signature's part)."""
+    known = _ROWS.get(row.device_id)
+    if known is not None and known.row is row:
+        return known.mark
+    return (row.device_id, row.status, row.lon, row.lat, value_text(row))
 
 
 def _sensor_row(s: DeviceState, own: Mapping[str, Any], mine: Sequence[Limit], online: bool) -> SensorRow:
@@ -602,7 +630,7 @@ def map_signatures(model: MapModel) -> dict[str, str]:
     selection = model.selection
     return {
         "resources": resources,
-        "sensors": signature((s.device_id, s.status, s.lon, s.lat, value_text(s)) for s in model.sensors),
+        "sensors": signature(_sensor_mark(s) for s in model.sensors),
         "alerts": alerts,
         "nearest": signature(
             []

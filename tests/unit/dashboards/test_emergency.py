@@ -529,6 +529,12 @@ def test_a_refresh_builds_rows_only_for_the_sensors_that_changed() -> None:
     # The same states an hour later: both silent, offline.
     later = em.sensor_rows(reported, limits, own, NOW.timestamp() + 3600)
     assert [r.status for r in later] == ["offline", "offline"]
+    # The map signs the sensors by what it draws of them, remembered rows or not.
+    from dashboards.drawn import signature
+
+    for sensors in (later, [replace(r, value=9.0) for r in later]):
+        drawn = signature((r.device_id, r.status, r.lon, r.lat, em.value_text(r)) for r in sensors)
+        assert em.map_signatures(em.MapModel([], sensors, [], [], None))["sensors"] == drawn
     # Other rules: the row follows them.
     stricter = {**limits, "smoke": [replace(lim, value=20.0) if lim.metric == "temp" else lim
                                     for lim in limits["smoke"]]}  # fmt: skip
