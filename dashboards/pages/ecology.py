@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 import sqlalchemy as sa
 from dash import Input, Output, Patch, State, callback, dcc, html
 
-from dashboards import auth, context, push, theme
+from dashboards import auth, context, push, shared, theme
 from dashboards import district as drill
 from dashboards import ecology as eco
 from dashboards.drawn import build_changed, content_signature, signature
@@ -604,6 +604,7 @@ def district_hourly_means(
     LIVE.input,
     State("eco-drawn", "data"),
 )
+@shared.refresh()
 def refresh(_n: int | None, _live: dict | None, drawn: dict[str, Any] | None = None) -> tuple:
     ctx = context.current()
     now = time.time()

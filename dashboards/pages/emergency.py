@@ -26,7 +26,7 @@ import dash
 import sqlalchemy as sa
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html
 
-from dashboards import auth, context, push
+from dashboards import auth, context, push, shared
 from dashboards import district as drill
 from dashboards import emergency as em
 from dashboards.console import COMMENT_MAX, OFFICER_NAME_MAX, city_time, clean_officer_name
@@ -296,6 +296,7 @@ def _radius(value: str | None) -> float | None:
     State("emergency-map-drawn", "data"),
     State(OFFICER_STORE, "data"),
 )
+@shared.refresh()
 def refresh(
     _n: int | None,
     _live: dict | None,
