@@ -3,20 +3,16 @@ the embedded backend."""
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import plotly.graph_objects as go
-import pytest
 import sqlalchemy as sa
 from dash import Patch
 
 from dashboards import hotline as hl
 from geo.locate import locate_point
-from models import db, tickets
+from models import tickets
 from models.tickets import DeadlineFlag, HotSpot, RepeatLink, TicketView
 from tests.unit.models.test_tickets import add_ticket, offset
 
@@ -172,22 +168,6 @@ def test_the_hot_spot_map_is_drawn_once_then_patched() -> None:
 # ---- the queries the page reads -------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("hotline") / "template.sqlite3"
-    db.upgrade_database(f"sqlite:///{path}")
-    return path
-
-
-@pytest.fixture
-def engine(tmp_path: Path, migrated: Path) -> Iterator[sa.Engine]:
-    path = tmp_path / "cityops.sqlite3"
-    shutil.copyfile(migrated, path)
-    engine = db.create_engine_for(f"sqlite:///{path}")
-    yield engine
-    engine.dispose()
-
-
 def test_recent_tickets_newest_first_with_callers_masked(engine: sa.Engine) -> None:
     with engine.begin() as conn:
         add_ticket(conn, "T-1", ts=NOW - timedelta(hours=2))
@@ -225,22 +205,6 @@ def test_repeat_links_are_merged_or_likely_repeats_since_a_date(engine: sa.Engin
 
 
 # ---- the page's refresh ---------------------------------------------------------------------
-
-
-@pytest.fixture
-def page(tmp_path: Path, engine: sa.Engine) -> Iterator[sa.Engine]:
-    """The real app over this database and an empty live store; yields the database."""
-    import fakeredis
-
-    from app import create_app
-    from models.config import load_settings
-    from models.live import LiveStore
-    from models.reference import seed_reference_data
-
-    seed_reference_data(engine)
-    live = LiveStore(fakeredis.FakeRedis(decode_responses=True))
-    create_app(load_settings({"CITYOPS_DATA_DIR": str(tmp_path)}), live=live, engine=engine)
-    yield engine
 
 
 def test_the_refresh_sends_each_table_only_when_what_it_shows_changed(page: sa.Engine) -> None:

@@ -3,11 +3,8 @@ queries it reads, on the embedded backend."""
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import plotly.graph_objects as go
@@ -17,7 +14,7 @@ from dash import Patch
 
 from dashboards import urban as ub
 from geo.locate import locate_point
-from models import cases, db
+from models import cases
 from models.cases import CaseIndicators, CaseView
 from models.schema import Case, VideoEvent
 from models.tickets import Rate
@@ -259,22 +256,6 @@ def test_bars_put_the_biggest_on_top_and_patches_carry_only_the_numbers() -> Non
 # ---- the queries the page reads -------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("urban") / "template.sqlite3"
-    db.upgrade_database(f"sqlite:///{path}")
-    return path
-
-
-@pytest.fixture
-def engine(tmp_path: Path, migrated: Path) -> Iterator[sa.Engine]:
-    path = tmp_path / "cityops.sqlite3"
-    shutil.copyfile(migrated, path)
-    engine = db.create_engine_for(f"sqlite:///{path}")
-    yield engine
-    engine.dispose()
-
-
 def add_case(conn: sa.Connection, case_id: str, state: str, **values: Any) -> None:
     row = {
         "case_id": case_id,
@@ -351,22 +332,6 @@ def test_video_event_counts_bin_in_the_database(engine: sa.Engine) -> None:
 
 
 # ---- the page's refresh ---------------------------------------------------------------------
-
-
-@pytest.fixture
-def page(tmp_path: Path, engine: sa.Engine) -> Iterator[sa.Engine]:
-    """The real app over this database and an empty live store; yields the database."""
-    import fakeredis
-
-    from app import create_app
-    from models.config import load_settings
-    from models.live import LiveStore
-    from models.reference import seed_reference_data
-
-    seed_reference_data(engine)
-    live = LiveStore(fakeredis.FakeRedis(decode_responses=True))
-    create_app(load_settings({"CITYOPS_DATA_DIR": str(tmp_path)}), live=live, engine=engine)
-    yield engine
 
 
 def test_the_refresh_sends_each_table_only_when_what_it_shows_changed(page: sa.Engine) -> None:

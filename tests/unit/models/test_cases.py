@@ -9,17 +9,15 @@ tests/integration/test_cases_postgis.py: both backends must give the same answer
 from __future__ import annotations
 
 import json
-import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import fakeredis
 import pytest
 import sqlalchemy as sa
 
-from models import cases, db
+from models import cases
 from models.cases import CASE_LIFECYCLE, CaseState
 from models.lifecycle import Actor, EntityNotFound, IllegalTransition
 from models.schema import Case, CaseEvent
@@ -32,22 +30,6 @@ HOME = (106.6330, 30.4560)
 YUECHI = (106.44, 30.55)
 OPERATOR = Actor("wang", role="operator", display_name="王五")
 S = CaseState
-
-
-@pytest.fixture(scope="module")
-def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("cases") / "template.sqlite3"
-    db.upgrade_database(f"sqlite:///{path}")
-    return path
-
-
-@pytest.fixture
-def engine(tmp_path: Path, migrated: Path) -> Iterator[sa.Engine]:
-    path = tmp_path / "cityops.sqlite3"
-    shutil.copyfile(migrated, path)
-    engine = db.create_engine_for(f"sqlite:///{path}")
-    yield engine
-    engine.dispose()
 
 
 # ---- shared helpers (the PostGIS tests import these) ---------------------------------------

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ import pytest
 import sqlalchemy as sa
 from shapely.geometry import Point
 
-from models import audit, db, tickets
+from models import audit, tickets
 from models.lifecycle import Actor, EntityNotFound, IllegalTransition
 from models.schema import Alert, DeadLetter, HotlineTicket, TicketEvent, User
 from models.tickets import DEFAULT_POLICY, TicketState
@@ -30,23 +29,6 @@ T0 = datetime(2026, 7, 15, 2, 0, tzinfo=UTC)  # 10:00 in Guang'an
 #: 广安区, near the city centre.
 HOME = (106.6330, 30.4560)
 OPERATOR = Actor("wang", role="operator", display_name="王五")
-
-
-@pytest.fixture(scope="module")
-def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One migrated file per module, copied for each test: migrating per test is slow."""
-    path = tmp_path_factory.mktemp("tickets") / "template.sqlite3"
-    db.upgrade_database(f"sqlite:///{path}")
-    return path
-
-
-@pytest.fixture
-def engine(tmp_path: Path, migrated: Path) -> Iterator[sa.Engine]:
-    path = tmp_path / "cityops.sqlite3"
-    shutil.copyfile(migrated, path)
-    engine = db.create_engine_for(f"sqlite:///{path}")
-    yield engine
-    engine.dispose()
 
 
 # ---- shared helpers (the PostGIS tests import these) ---------------------------------------
