@@ -210,5 +210,8 @@ def sign_in(driver: Any, url: str, role: str = "leader") -> dict[str, str]:
     driver.find_element(By.ID, "login-username").send_keys(account["username"])
     driver.find_element(By.ID, "login-password").send_keys(account["password"])
     driver.find_element(By.ID, "login-submit").click()
-    assert wait_until(lambda: driver.current_url.endswith("/healthz"), 20), driver.page_source[:500]
+    # The path, not the URL's end: the form's own address (/login?next=/healthz) ends with
+    # /healthz too, and taking it for the landing let a test navigate before the sign-in
+    # was processed (and land on the login page).
+    assert wait_until(lambda: urlsplit(driver.current_url).path == "/healthz", 20), driver.page_source[:500]
     return account
