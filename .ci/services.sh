@@ -81,6 +81,8 @@ command -v chromedriver >/dev/null || missing+=(chromium-driver)
 # Chinese text in screenshots needs a CJK font; the package is what we check (fc-list
 # comes with fontconfig, which a bare machine may lack).
 dpkg -s fonts-noto-cjk >/dev/null 2>&1 || missing+=(fonts-noto-cjk)
+# The console's browser script is also run under Node.js in the unit tests.
+command -v node >/dev/null || missing+=(nodejs)
 if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}" || true; fi
 command -v chromium >/dev/null && say "Chromium ready" || say "Chromium is not installed"
 exit 0
