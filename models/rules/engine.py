@@ -24,7 +24,7 @@ import random
 import string
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -62,6 +62,9 @@ WINDOW_SLACK_S = 3600
 MAX_ATTEMPTS = 12
 #: events or tickets shown as a window rule's evidence
 WINDOW_EVIDENCE = 10
+#: a rate rule's window keeps at most one reading per this fraction of its length (30 s
+#: stretches of a 1-hour window): a slope needs the shape of the series, not every reading
+RATE_POINTS_PER_WINDOW = 120
 #: set once the busy sets (:func:`busy_key`) list every subject whose state is not idle
 BUSY_READY_KEY = PREFIX + "busy:ready"
 #: a device's staleness metadata is written again at least this often (seconds), so a
@@ -93,6 +96,9 @@ class Place:
     lat: float | None
 
 
+_NOWHERE = Place(None, None, None, None)
+
+
 @dataclass(frozen=True, slots=True)
 class Sample:
     """One judgement of one (rule, subject) at reading time ``ts`` (epoch seconds)."""
@@ -112,6 +118,13 @@ class Sample:
     #: windows: the whole evidence, read from the window itself
     evidence: Mapping[str, Any] | None = None
     reason: str = "condition_ended"
+    #: builds the whole sample (place, fields, evidence) when the judge needs it: a reading
+    #: that neither holds the condition nor concerns a busy subject changes nothing, and
+    #: that is almost every reading, so its details are never built
+    complete: Callable[[], Sample] | None = None
+
+    def completed(self) -> Sample:
+        return self.complete() if self.complete is not None else self
 
 
 def state_key(rule_id: str, subject: str) -> str:
@@ -254,35 +267,56 @@ class RuleEngine:
         return out
 
     def _rate_samples(self, observations: Sequence[Mapping[str, Any]]) -> list[Sample]:
+        """One slope per (rule, device) per batch, judged at the device's newest reading.
+
+        A window keeps at most one point per :data:`RATE_POINTS_PER_WINDOW`-th of its length
+        (the newest reading of that stretch), so what is read and fitted stays bounded
+        however often a device reports: a window read whole for every reading of a device
+        sending several times a second grew quadratically and stalled ingest.
+        """
         rules = [r for r in self.rules.of_kind("rate") if isinstance(r, RateRule)]
         if not rules:
             return []
-        todo: list[tuple[RateRule, Mapping[str, Any], float]] = []
-        with self.redis.pipeline(transaction=False) as pipe:
-            newest: dict[str, tuple[float, float]] = {}
-            for rule in rules:
-                for r in observations:
-                    value = _reading_value(rule, r)
-                    if value is None:
-                        continue
-                    key = f"{PREFIX}series:{rule.id}:{r['device_id']}"
-                    ts = _epoch(r["ts"])
-                    pipe.zadd(key, {f"{ts!r}:{value!r}": ts})
-                    todo.append((rule, r, value))
-                    newest[key] = (max(ts, newest.get(key, (ts, 0))[0]), rule.window_s)
-            for rule, r, _value in todo:
+        #: window key → bucket → (ts, value): the newest point of each bucket in this batch
+        points: dict[str, dict[int, tuple[float, float]]] = {}
+        #: window key → (rule, its newest reading, ts, value)
+        newest: dict[str, tuple[RateRule, Mapping[str, Any], float, float]] = {}
+        for rule in rules:
+            step = rule.window_s / RATE_POINTS_PER_WINDOW
+            for r in observations:
+                value = _reading_value(rule, r)
+                if value is None:
+                    continue
+                key = f"{PREFIX}series:{rule.id}:{r['device_id']}"
                 ts = _epoch(r["ts"])
-                pipe.zrangebyscore(
-                    f"{PREFIX}series:{rule.id}:{r['device_id']}", ts - rule.window_s, ts, withscores=True
-                )
-            for key, (ts, window) in newest.items():
-                pipe.zremrangebyscore(key, "-inf", f"({ts - window}")
-                pipe.expire(key, int(window + WINDOW_SLACK_S))
+                buckets = points.setdefault(key, {})
+                bucket = int(ts // step)
+                kept = buckets.get(bucket)
+                if kept is None or ts >= kept[0]:
+                    buckets[bucket] = (ts, value)
+                last = newest.get(key)
+                if last is None or ts >= last[2]:
+                    newest[key] = (rule, r, ts, value)
+        writes = 0
+        with self.redis.pipeline(transaction=False) as pipe:
+            for key, buckets in points.items():
+                step = newest[key][0].window_s / RATE_POINTS_PER_WINDOW
+                for bucket, (ts, value) in buckets.items():
+                    # An older point of the same stretch gives way; a late one leaves a newer
+                    # point alone (it stays next to it until the stretch's next reading).
+                    pipe.zremrangebyscore(key, bucket * step, f"({ts!r}")
+                    pipe.zadd(key, {f"{ts!r}:{value!r}": ts})
+                    writes += 2
+            for key, (rule, _r, ts, _value) in newest.items():
+                pipe.zrangebyscore(key, ts - rule.window_s, ts, withscores=True)
+            for key, (rule, _r, ts, _value) in newest.items():
+                pipe.zremrangebyscore(key, "-inf", f"({ts - rule.window_s}")
+                pipe.expire(key, int(rule.window_s + WINDOW_SLACK_S))
             results = pipe.execute()
-        windows = results[len(todo) : 2 * len(todo)]
+        windows = results[writes : writes + len(newest)]
         out: list[Sample] = []
-        for (rule, r, value), points in zip(todo, windows, strict=True):
-            series = [(score, float(member.rsplit(":", 1)[1])) for member, score in points]
+        for (rule, r, _ts, value), window in zip(newest.values(), windows, strict=True):
+            series = [(score, float(member.rsplit(":", 1)[1])) for member, score in window]
             if len(series) < rule.min_points or series[-1][0] - series[0][0] < max(rule.min_span_s, 1e-9):
                 continue
             rate = _slope_per_hour(series)
@@ -655,7 +689,11 @@ class RuleEngine:
             # that is idle and holds in none of this batch's samples is neither read nor
             # judged; every other subject is read, watched and judged on all its samples.
             held = {(s.rule.id, s.subject) for s in samples if s.on}
-            needed = [s for s in samples if (s.rule.id, s.subject) in held or s.subject in busy[s.rule.id]]
+            needed = [
+                s.completed()
+                for s in samples
+                if (s.rule.id, s.subject) in held or s.subject in busy[s.rule.id]
+            ]
             keys = sorted({state_key(s.rule.id, s.subject) for s in needed})
             stored: list[dict[str, str]] = []
             if keys:
@@ -794,32 +832,47 @@ def _reading_sample(
     extra: Mapping[str, Any] | None = None,
 ) -> Sample:
     ts = _epoch(r["ts"])
-    item: dict[str, Any] = {"ts": _iso(ts)}
-    metric = getattr(rule, "metric", None)
-    if metric is not None and value is not None:
-        item[metric] = value
-    elif value is not None:
-        item["value"] = value
-    item |= dict(extra or {})
-    dtype = r.get("device_type") or ""
-    m = catalog_metric(dtype, metric) if metric else None
+    device_id = r["device_id"]
+
+    def complete() -> Sample:
+        item: dict[str, Any] = {"ts": _iso(ts)}
+        metric = getattr(rule, "metric", None)
+        if metric is not None and value is not None:
+            item[metric] = value
+        elif value is not None:
+            item["value"] = value
+        item |= dict(extra or {})
+        dtype = r.get("device_type") or ""
+        m = catalog_metric(dtype, metric) if metric else None
+        return Sample(
+            rule,
+            device_id,
+            ts,
+            on=on,
+            off=off,
+            place=_place(r),
+            source_kind="device",
+            source_id=device_id,
+            fields={
+                "device_id": device_id,
+                "metric": metric or "",
+                "metric_label": m.label_zh if m else (metric or ""),
+                "unit": m.unit if m else "",
+                **fields,
+            },
+            evidence_item=item,
+        )
+
     return Sample(
         rule,
-        r["device_id"],
+        device_id,
         ts,
         on=on,
         off=off,
-        place=_place(r),
+        place=_NOWHERE,
         source_kind="device",
-        source_id=r["device_id"],
-        fields={
-            "device_id": r["device_id"],
-            "metric": metric or "",
-            "metric_label": m.label_zh if m else (metric or ""),
-            "unit": m.unit if m else "",
-            **fields,
-        },
-        evidence_item=item,
+        source_id=device_id,
+        complete=complete,
     )
 
 

@@ -7,10 +7,12 @@ from collections.abc import Callable
 import fakeredis
 
 from models.rules import Clear, Draft, RuleEngine, load_rules, parse_rules
+from models.rules import engine as engine_module
 from models.rules.engine import (
     BUSY_READY_KEY,
     DEVICE_META_REFRESH_S,
     DEVICES_KEY,
+    RATE_POINTS_PER_WINDOW,
     SEEN_KEY,
     active_key,
     busy_key,
@@ -214,6 +216,54 @@ def test_rate_clears_when_the_river_levels_off(make_engine: Make) -> None:
     top = rising[-1][1]
     flat = [(s, top) for s in range(300, 1500, 30)]
     assert levels(engine, rising + flat) == ["raise", "clear"]
+
+
+def test_rate_window_stays_bounded_for_a_device_reporting_every_second(make_engine: Make) -> None:
+    engine = make_engine(rule_toml("rate", RATE))
+    # 40 minutes of a reading a second, rising 0.6 m/h, ten readings per batch: the window
+    # keeps one point per 15 s stretch (1800 s / RATE_POINTS_PER_WINDOW), the newest.
+    decisions: list[Draft | Clear] = []
+    for start in range(0, 2400, 10):
+        rows = [reading("wl-fast", s, {"level": 4.5 + 0.6 * s / 3600}) for s in range(start, start + 10)]
+        decisions += engine.evaluate(batch(rows))
+    assert kinds(decisions) == ["raise"]
+    (draft,) = decisions
+    assert isinstance(draft, Draft) and abs(draft.evidence["readings"][-1]["rate_per_h"] - 0.6) < 0.01
+    key = "cityops:rules:series:rule_a:wl-fast"
+    points = engine.redis.zrange(key, 0, -1, withscores=True)
+    step = 1800 / RATE_POINTS_PER_WINDOW
+    assert len(points) <= RATE_POINTS_PER_WINDOW + 1
+    # one point per stretch, and it is the stretch's newest reading
+    stretches = [int(score // step) for _member, score in points]
+    assert len(set(stretches)) == len(stretches)
+    assert all(int(score) % 15 == 14 for _member, score in points[:-1])
+
+
+def test_rate_window_late_reading_leaves_the_newer_point_of_its_stretch(make_engine: Make) -> None:
+    engine = make_engine(rule_toml("rate", RATE))
+    key = "cityops:rules:series:rule_a:wl-1"
+    engine.evaluate(batch([reading("wl-1", 16, {"level": 4.6})]))  # the stretch 15–30 s
+    engine.evaluate(batch([reading("wl-1", 17, {"level": 4.61})]))
+    assert [score for _m, score in engine.redis.zrange(key, 0, -1, withscores=True)] == [at(17).timestamp()]
+    engine.evaluate(batch([reading("wl-1", 16.5, {"level": 4.7})]))  # late: kept, 17 s stays
+    scores = [score for _m, score in engine.redis.zrange(key, 0, -1, withscores=True)]
+    assert scores == [at(16.5).timestamp(), at(17).timestamp()]
+    engine.evaluate(batch([reading("wl-1", 20, {"level": 4.62})]))  # newer: both go
+    assert [score for _m, score in engine.redis.zrange(key, 0, -1, withscores=True)] == [at(20).timestamp()]
+
+
+def test_quiet_readings_are_judged_without_building_their_details(make_engine: Make, monkeypatch) -> None:
+    engine = make_engine(rule_toml("threshold", LEVEL.format(duration=0)))
+    built: list[str] = []
+    real = engine_module.catalog_metric
+    monkeypatch.setattr(engine_module, "catalog_metric", lambda *a: built.append(a[1]) or real(*a))
+    # Below the level on an idle subject: nothing to build.
+    assert levels(engine, [(s, 4.0) for s in range(0, 100, 10)]) == []
+    assert built == []
+    # Holding: built for the alert, then for each reading of the busy subject (4.75 is in
+    # the hysteresis band, 4.5 clears), and no longer once the subject is idle again.
+    assert levels(engine, [(100, 4.9), (110, 4.75), (120, 4.5), (130, 4.0)]) == ["raise", "clear"]
+    assert len(built) == 3
 
 
 # ---- standards -----------------------------------------------------------------------------
