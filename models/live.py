@@ -69,8 +69,10 @@ INCREMENTAL_FROM = 2_000
 #: ... and reads every device anyway at least this often (registrations and meta changes
 #: that do not move last-seen, removals).
 FULL_READ_EVERY_S = 300.0
-#: The devices seen this long before the newest stamp already read are read again: workers'
-#: clocks differ a little, and a batch's stamp is taken just before its write lands.
+#: A batch's last-seen stamp may be this much older than the moment its write lands:
+#: workers' clocks differ a little, and the stamp is taken just before the write. So a read
+#: asks again for the stamps from this long before what it has already settled (the newest
+#: stamp read, or the previous read's own time, whichever is later).
 LAST_SEEN_SLACK_S = 2.0
 LAST_SEEN_KEY = KEY_PREFIX + "devices:last_seen"
 #: The types a device can register with (ingest refuses others): one set of ids each.
@@ -106,6 +108,8 @@ ALERT_ENDED_TTL_S = 24 * 3600
 
 _embedded_lock = threading.Lock()
 _embedded_server: Any = None
+#: The wall clock the device reads settle stamps against (tests move it with the stamps).
+_clock = time.time
 
 
 class LiveStoreUnavailable(RuntimeError):
@@ -307,11 +311,19 @@ class _DeviceCache:
 
     states: dict[str, DeviceState]
     order: list[str]
-    #: newest last-seen stamp read: the next read asks for the devices seen after it
+    #: last-seen of every device in the zset as read (devices without meta too)
+    stamps: dict[str, float]
+    #: newest last-seen stamp read
     watermark: float
+    #: wall-clock time just before the last read was sent: a write landing after it carries
+    #: a stamp of at least this less LAST_SEEN_SLACK_S (clocks in step, as pushes assume)
+    settled: float
     seen: int
     registered: int
+    #: monotonic time of the last full read
     read_at: float
+    #: the states in device-id order, as last returned (None: rebuild from ``states``)
+    listing: list[DeviceState] | None = None
 
 
 def _device_state(device_id: str, row: Mapping[str, str], last_seen: float | None) -> DeviceState | None:
@@ -547,6 +559,7 @@ class LiveStore:
 
     def _devices_full(self) -> list[DeviceState]:
         # Counted before the read: a device registered meanwhile makes the next call read fully.
+        settled = _clock()
         with self.redis.pipeline(transaction=False) as pipe:
             self._registry_counts(pipe)
             counts = pipe.execute()
@@ -563,44 +576,82 @@ class LiveStore:
             state = _device_state(device_id, row, last_seen.get(device_id))
             if state is not None:
                 states[device_id] = state
-        self._devices_cache = _DeviceCache(
+        cache = self._devices_cache = _DeviceCache(
             states=states,
             order=sorted(states),
+            stamps=last_seen,
             watermark=max(last_seen.values(), default=0.0),
+            settled=settled,
             seen=counts[0],
             registered=sum(counts[1:]),
             read_at=time.monotonic(),
         )
-        return [states[i] for i in self._devices_cache.order]
+        return self._listing(cache)
 
     def _devices_since(self, cache: _DeviceCache) -> list[DeviceState] | None:
         """The cached states with the devices seen since the last read read again; None when
-        the registry changed and a full read is needed."""
-        with self.redis.pipeline(transaction=False) as pipe:
+        the registry changed and a full read is needed.
+
+        Asks for the stamps from ``max(watermark, settled) - LAST_SEEN_SLACK_S`` on: with
+        the readings of a whole city stamped within a couple of seconds (a burst, then
+        quiet), asking from the newest stamp alone re-sent every device on every call. The
+        stretch between ``watermark - LAST_SEEN_SLACK_S`` and that floor, which only a
+        write landing later than the slack allows could still change, is checked by its
+        count (ZCOUNT, in the same MULTI) and read again as before when the count is not
+        the cached one. A web host whose clock runs ahead of the workers' by more than the
+        slack thus costs time rather than updates, with one exception: a device re-stamped
+        within that stretch while none entered it shows at the next read that finds the
+        stretch changed, or at the next full read.
+        """
+        gap_from = cache.watermark - LAST_SEEN_SLACK_S
+        floor = max(cache.watermark, cache.settled) - LAST_SEEN_SLACK_S
+        settled = _clock()
+        with self.redis.pipeline(transaction=True) as pipe:
             self._registry_counts(pipe)
-            pipe.zrangebyscore(LAST_SEEN_KEY, cache.watermark - LAST_SEEN_SLACK_S, "+inf", withscores=True)
-            *counts, moved_pairs = pipe.execute()
+            pipe.zcount(LAST_SEEN_KEY, gap_from, f"({floor!r}")
+            pipe.zrangebyscore(LAST_SEEN_KEY, floor, "+inf", withscores=True)
+            *counts, in_gap, moved_pairs = pipe.execute()
         if counts[0] != cache.seen or sum(counts[1:]) != cache.registered:
             return None
-        # Devices seen again in the slack window with the stamp already read are not re-read.
-        moved = {
-            device_id: stamp
-            for device_id, stamp in moved_pairs
-            if (known := cache.states.get(device_id)) is None or known.last_seen != stamp
-        }
+        changed = self._apply_moved(cache, moved_pairs)
+        if floor > gap_from:
+            known = sum(1 for stamp in cache.stamps.values() if gap_from <= stamp < floor)
+            if in_gap != known:
+                late = self.redis.zrangebyscore(LAST_SEEN_KEY, gap_from, f"({floor!r}", withscores=True)
+                changed = self._apply_moved(cache, late) or changed
+        cache.settled = max(cache.settled, settled)
+        if changed:
+            cache.listing = None
+        return self._listing(cache)
+
+    def _apply_moved(self, cache: _DeviceCache, pairs: list[tuple[str, float]]) -> bool:
+        """Read again the devices of ``pairs`` (id, last-seen) whose stamp is not the one
+        read before; True when any was."""
+        # Devices seen again with the stamp already read are not re-read.
+        moved = {device_id: stamp for device_id, stamp in pairs if cache.stamps.get(device_id) != stamp}
+        if not moved:
+            return False
         ids = list(moved)
         with self.redis.pipeline(transaction=False) as pipe:
             for device_id in ids:
                 pipe.hgetall(device_key(device_id))
             rows = pipe.execute()
         for device_id, row in zip(ids, rows, strict=True):
+            cache.stamps[device_id] = moved[device_id]
             state = _device_state(device_id, row, moved[device_id])
             if state is None:
                 cache.states.pop(device_id, None)
             else:
                 cache.states[device_id] = state
-        cache.watermark = max(cache.watermark, *moved.values()) if moved else cache.watermark
-        return [cache.states[i] for i in cache.order if i in cache.states]
+        cache.watermark = max(cache.watermark, *moved.values())
+        return True
+
+    @staticmethod
+    def _listing(cache: _DeviceCache) -> list[DeviceState]:
+        """The cached states in device-id order; a new list each call (callers may change it)."""
+        if cache.listing is None:
+            cache.listing = [cache.states[i] for i in cache.order if i in cache.states]
+        return list(cache.listing)
 
     def hourly_counts(
         self, name: str, hours: int, *, now: datetime | None = None

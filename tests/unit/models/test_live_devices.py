@@ -20,8 +20,25 @@ T0 = datetime(2026, 7, 15, 9, 0, tzinfo=UTC)
 STAMP = 1_785_000_000.0
 
 
+class Clock:
+    """The reading web process's wall clock, in step with the stamps the tests write."""
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+
+    def __call__(self) -> float:
+        return self.at
+
+
 @pytest.fixture
-def store(monkeypatch: pytest.MonkeyPatch) -> LiveStore:
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    reader = Clock(STAMP)
+    monkeypatch.setattr(live_module, "_clock", reader)
+    return reader
+
+
+@pytest.fixture
+def store(monkeypatch: pytest.MonkeyPatch, clock: Clock) -> LiveStore:
     monkeypatch.setattr(live_module, "INCREMENTAL_FROM", 3)
     return LiveStore(fakeredis.FakeRedis(decode_responses=True))
 
@@ -71,11 +88,12 @@ def test_a_new_reading_is_read_without_reading_every_device(
     assert states == full_read(store)
 
 
-def test_a_late_batch_with_an_older_stamp_is_still_read(store: LiveStore) -> None:
+def test_a_late_batch_with_an_older_stamp_is_still_read(store: LiveStore, clock: Clock) -> None:
     for i in range(4):
         register(store, f"aq-{i}")
     store.record_readings([reading(f"aq-{i}", 10.0, 0) for i in range(4)], now=STAMP)
     store.record_readings([reading("aq-0", 20.0, 1)], now=STAMP + 10)
+    clock.at = STAMP + 10
     store.devices()
     # Another worker's batch, stamped a moment before the newest stamp already read.
     store.record_readings([reading("aq-1", 30.0, 1)], now=STAMP + 9)
@@ -124,3 +142,96 @@ def test_devices_of_one_district(store: LiveStore) -> None:
     assert [s.device_id for s in store.devices("511602")] == ["aq-guangan"]
     assert store.devices("511681") == []
     assert [s.device_id for s in store.devices()] == ["aq-guangan", "aq-linshui"]
+
+
+def count_stamps_sent(store: LiveStore, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many (device, last-seen) pairs Redis sent back to each read's comparison."""
+    sent: list[int] = []
+    apply = store._apply_moved
+
+    def counted(cache: Any, pairs: list[tuple[str, float]]) -> bool:
+        sent.append(len(pairs))
+        return apply(cache, pairs)
+
+    monkeypatch.setattr(store, "_apply_moved", counted)
+    return sent
+
+
+def test_a_quiet_city_is_not_sent_again(
+    store: LiveStore, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every device stamped within the slack (a burst, then quiet): once the reader's clock
+    has moved past it, a read asks Redis for no stamps at all."""
+    for i in range(6):
+        register(store, f"aq-{i}")
+    store.record_readings([reading(f"aq-{i}", 10.0, 0) for i in range(3)], now=STAMP - 1.5)
+    store.record_readings([reading(f"aq-{i}", 10.0, 0) for i in range(3, 6)], now=STAMP)
+    first = store.devices()
+    sent = count_stamps_sent(store, monkeypatch)
+    full_reads = count_full_reads(store, monkeypatch)
+
+    clock.at = STAMP + 30
+    store.devices()  # the stamps from STAMP - 2 on, once more: written before this clock
+    clock.at = STAMP + 60
+    again = store.devices()
+
+    assert full_reads == [0]
+    assert sent == [6, 0], "the second read asks for the stamps after the first one's time only"
+    assert again == first == full_read(store)
+
+
+def test_a_reading_after_a_quiet_spell_is_read(store: LiveStore, clock: Clock) -> None:
+    for i in range(4):
+        register(store, f"aq-{i}")
+    store.record_readings([reading(f"aq-{i}", 10.0, 0) for i in range(4)], now=STAMP)
+    store.devices()
+    clock.at = STAMP + 120
+    store.devices()
+    # Written 5 s later, stamped a second before its write lands (within the slack).
+    store.record_readings([reading("aq-2", 42.0, 2)], now=STAMP + 124)
+    clock.at = STAMP + 125
+    states = {s.device_id: s for s in store.devices()}
+    assert states["aq-2"].metrics == {"pm25": 42.0}
+    assert states["aq-2"].last_seen == STAMP + 124
+    assert list(states.values()) == full_read(store)
+
+
+def test_a_late_write_is_read_when_the_web_clock_runs_ahead(store: LiveStore, clock: Clock) -> None:
+    """The reader's clock a minute ahead of the workers': a batch stamped before the
+    previous read's time (less the slack) is still found, by the count of that stretch."""
+    for i in range(4):
+        register(store, f"aq-{i}")
+    store.record_readings([reading(f"aq-{i}", 10.0, 0) for i in range(4)], now=STAMP - 100)
+    store.record_readings([reading("aq-0", 20.0, 1)], now=STAMP)
+    clock.at = STAMP + 60
+    store.devices()
+    store.record_readings([reading("aq-1", 30.0, 2)], now=STAMP - 1)
+    clock.at = STAMP + 61
+    states = {s.device_id: s for s in store.devices()}
+    assert states["aq-1"].metrics == {"pm25": 30.0}
+    assert list(states.values()) == full_read(store)
+
+
+def test_a_device_that_goes_silent_is_reported_offline(store: LiveStore, clock: Clock) -> None:
+    for i in range(4):
+        register(store, f"aq-{i}")
+    store.record_readings([reading(f"aq-{i}", 10.0, 0) for i in range(4)], now=STAMP)
+    assert all(s.online(STAMP) for s in store.devices())
+
+    later = STAMP + live_module.OFFLINE_AFTER_S + 1
+    store.record_readings([reading("aq-3", 11.0, 16)], now=later)
+    clock.at = later
+    states = store.devices()
+
+    assert [s.device_id for s in states if s.online(later)] == ["aq-3"]
+    assert [s.device_id for s in states if not s.online(later)] == ["aq-0", "aq-1", "aq-2"]
+
+
+def test_changing_the_returned_list_does_not_change_the_next_read(store: LiveStore) -> None:
+    for i in range(4):
+        register(store, f"aq-{i}")
+    store.record_readings([reading(f"aq-{i}", 10.0, 0) for i in range(4)], now=STAMP)
+    store.devices().clear()
+    states = store.devices()
+    states.pop()
+    assert [s.device_id for s in store.devices()] == ["aq-0", "aq-1", "aq-2", "aq-3"]
