@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import random
 import re
+from datetime import UTC, datetime
 from pathlib import Path
+from statistics import fmean
 
 from dashboards.i18n import STRINGS, t
-from dashboards.vitals import summarise
+from dashboards.vitals import AQI_POLLUTANTS, DistrictFigures, OverviewSnapshot, summarise
+from geo.boundaries import DISTRICTS
 from models.live import OFFLINE_AFTER_S, DeviceState
+from models.standards import aqi
+from models.standards.aqi import AqiResult
 
 NOW = 1_800_000_000.0
 
@@ -68,6 +74,74 @@ def test_summary_counts_online_devices_and_averages_pm25_of_online_stations_only
 def test_no_devices_gives_empty_figures_not_errors() -> None:
     s = summarise([], now=NOW)
     assert (s.devices, s.online, s.pm25_city, s.aqi_city, s.newest_reading_age_s) == (0, 0, None, None, None)
+
+
+def reference_summary(states: list[DeviceState], now: float) -> OverviewSnapshot:
+    """The figures as the page defines them, one figure at a time over every state."""
+
+    def aqi_of(some: list[DeviceState]) -> AqiResult | None:
+        stations = [s for s in some if s.type == "air_quality"]
+        means = {
+            p: fmean(values)
+            for p in AQI_POLLUTANTS
+            if (values := [s.metrics[p] for s in stations if p in s.metrics])
+        }
+        return aqi.realtime(means, at=datetime.fromtimestamp(now, UTC)) if means else None
+
+    def pm25_of(some: list[DeviceState]) -> float | None:
+        values = [s.metrics["pm25"] for s in some if s.type == "air_quality" and "pm25" in s.metrics]
+        return round(fmean(values), 1) if values else None
+
+    def newest_age(some: list[DeviceState]) -> float | None:
+        seen = [s.last_seen for s in some if s.last_seen is not None]
+        return now - max(seen) if seen else None
+
+    online = [s for s in states if s.online(now)]
+    return OverviewSnapshot(
+        devices=len(states),
+        online=len(online),
+        pm25_city=pm25_of(online),
+        aqi_city=aqi_of(online),
+        newest_reading_age_s=newest_age(states),
+        districts=tuple(
+            DistrictFigures(
+                d.code,
+                d.name,
+                len([s for s in states if s.district_code == d.code]),
+                len([s for s in online if s.district_code == d.code]),
+                pm25_of([s for s in online if s.district_code == d.code]),
+                aqi_of([s for s in online if s.district_code == d.code]),
+                newest_age([s for s in states if s.district_code == d.code]),
+            )
+            for d in DISTRICTS
+        ),
+    )
+
+
+def test_the_one_pass_summary_equals_the_figures_taken_one_by_one() -> None:
+    rng = random.Random(20261126)
+    codes = [d.code for d in DISTRICTS] + [None, "500116"]  # unlocated and a neighbour's
+    states = []
+    for i in range(3000):
+        metrics = {p: round(rng.uniform(1, 300), 3) for p in AQI_POLLUTANTS if rng.random() < 0.8}
+        states.append(
+            DeviceState(
+                device_id=f"dev-{i:05d}",
+                type=rng.choice(["air_quality", "air_quality", "noise", "smoke", "camera"]),
+                name=f"dev-{i}",
+                lon=106.6,
+                lat=30.4,
+                district_code=rng.choice(codes),
+                grid_id=None,
+                ts=None,
+                metrics=metrics,
+                derived={},
+                last_seen=None if rng.random() < 0.05 else NOW - rng.uniform(0, 2 * OFFLINE_AFTER_S),
+            )
+        )
+    rng.shuffle(states)
+    assert summarise(states, now=NOW) == reference_summary(states, NOW)
+    assert summarise(states[:7], now=NOW) == reference_summary(states[:7], NOW)
 
 
 def test_every_string_used_by_the_pages_is_in_the_catalogue_in_both_languages() -> None:
