@@ -22,7 +22,7 @@ from dash import html
 
 from dashboards import ecology as eco
 from dashboards.i18n import t
-from dashboards.vitals import VitalInputs, alert_counts, cases_for, tickets_for
+from dashboards.vitals import OverviewSnapshot, VitalInputs, alert_counts, cases_for, tickets_for
 from geo.boundaries import DISTRICTS
 from models.cases import CaseIndicators
 from models.clock import CITY_TZ
@@ -53,6 +53,9 @@ class WallData:
     #: The viewer's district when the account is district-scoped: everything above is
     #: that district's, and panels that read more (the incidents) read it only.
     district_code: str | None = None
+    #: ``vitals.summarise`` of the states at ``now`` (None: not taken yet), taken once per
+    #: refresh for the AQI tiles and the key figures alike.
+    snapshot: OverviewSnapshot | None = None
 
     @property
     def now(self) -> datetime:

@@ -26,7 +26,7 @@ from dashboards import district as drill
 from dashboards import ecology as eco
 from dashboards.i18n import t
 from dashboards.pages.alerts import ALARM_SOUND
-from dashboards.pages.ecology import device_props
+from dashboards.pages.emergency import sensor_props
 from dashboards.pages.overview import age_text, aqi_badge
 from dashboards.vitals import alert_counts, cases_for, city_day_start, read_inputs, summarise, tickets_for
 from models import cases as case_model
@@ -37,6 +37,8 @@ from models.clock import CITY_TZ
 REFRESH_MS = 15_000
 LIVE = push.LiveTrigger("wall-push", kinds=push.KINDS)
 _TRUE = {"1", "true", "yes"}
+#: The device types behind the ecology panel's station and river lists.
+AIR_TYPE, WATER_TYPE = "air_quality", "water_quality"
 
 
 def layout(mute: str | None = None, **_query: str) -> html.Div:
@@ -121,7 +123,7 @@ def layout(mute: str | None = None, **_query: str) -> html.Div:
 
 def kpis(data: wall.WallData, newest_age_s: float | None) -> list[html.Div]:
     """The left column: the city's figures that stay on screen whatever is in focus."""
-    snapshot = summarise(data.vitals.states, data.now.timestamp())
+    snapshot = data.snapshot or summarise(data.vitals.states, data.now.timestamp())
     counts = alert_counts(data.vitals.alerts, audible=data.vitals.audible)
     tickets = tickets_for(data.vitals.tickets)
     open_cases = cases_for(data.vitals.cases)
@@ -156,19 +158,23 @@ def read_wall(now: datetime | None = None) -> wall.WallData:
     if vitals.database_error is None:
         try:
             with ctx.engine.connect() as conn:
-                props = device_props(conn)
+                # The river sections' properties only: the wall shows no noise points.
+                props = sensor_props(conn, (WATER_TYPE,))
                 today = wall.total_indicators(
                     case_model.indicators(conn, city_day_start(now), now, district_code=scope)
                 )
         except Exception:  # the panels that need them show what they have
             props, today = {}, None
+    # One pass picks the two kinds the panels list out of the city's ten thousand devices.
+    kinds = eco.by_type(vitals.states, (AIR_TYPE, WATER_TYPE))
     return wall.WallData(
         vitals=vitals,
         district_aqi={d.district_code: d.aqi for d in snapshot.districts if scope in (None, d.district_code)},
-        air=eco.air_stations(vitals.states, stamp),
-        water=eco.water_sections(vitals.states, props, stamp),
+        air=eco.air_stations(kinds[AIR_TYPE], stamp),
+        water=eco.water_sections(kinds[WATER_TYPE], props, stamp),
         cases_today=today,
         district_code=scope,
+        snapshot=snapshot,
     )
 
 
