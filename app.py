@@ -17,7 +17,7 @@ import dash
 import sqlalchemy as sa
 from dash import Dash
 
-from dashboards import context, push, shell
+from dashboards import context, district, push, shell
 from dashboards.i18n import t
 from models.config import Settings, load_settings
 from models.live import LiveStore, connect_redis
@@ -51,6 +51,7 @@ def create_app(settings: Settings, *, live: LiveStore | None = None, engine: sa.
     shell.localise_registry(dash.page_registry)
     app.layout = shell.layout
     shell.register_routes(app.server)
+    district.register_routes(app.server)  # the district maps' grid cells
     # One subscription to the live updates per web process, shared by every open page.
     push.register(app.server, push.UpdateHub(lambda: connect_redis(settings)))
     from dashboards.api import register_api

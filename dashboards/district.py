@@ -8,11 +8,14 @@ Any page with a map opens a district the same way: :func:`district_href` for lin
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
+import flask
 import sqlalchemy as sa
 from dash import ClientsideFunction, Input, Output, clientside_callback, html
 
@@ -27,6 +30,15 @@ _BY_CODE = {d.code: d for d in DISTRICTS}
 #: Grid-cell outlines to 4 decimals (about 10 m): a third less to send than 5, and no
 #: one can tell the difference on a district-wide map.
 GRID_DECIMALS = 4
+#: Where the map fetches a district's grid cells (GeoJSON). Sent inside the figure, the
+#: cells (550 KB, 1,640 of them in 广安区) cost the first render twice on the main thread:
+#: Dash's graph deep-copies the figure's layout with a copy whose bookkeeping grows with
+#: the square of the coordinate pairs (0.7 s in Chromium), and the server deep-copies them
+#: into the Plotly figure (0.2 s). As a URL, MapLibre fetches and parses them in its
+#: worker, and the browser keeps them: they change only with a new release.
+GRID_PATH = "/geo/grid/<code>.geojson"
+#: The URL carries the cells' digest, so a cached copy is never stale: kept a year.
+GRID_CACHE_CONTROL = "private, max-age=31536000, immutable"
 
 
 def district_href(code: str) -> str:
@@ -82,13 +94,53 @@ def link_map_to_districts(graph_id: str) -> None:
 
 
 @lru_cache(maxsize=len(DISTRICTS))
-def _grid_geojson(code: str) -> dict[str, Any]:
-    return grid_cells_geojson(code, decimals=GRID_DECIMALS)
+def _grid_body(code: str) -> bytes:
+    return json.dumps(grid_cells_geojson(code, decimals=GRID_DECIMALS), separators=(",", ":")).encode()
+
+
+@lru_cache(maxsize=len(DISTRICTS))
+def grid_version(code: str) -> str:
+    """A digest of the district's grid cells as served: changes when they do."""
+    return hashlib.blake2b(_grid_body(code), digest_size=8).hexdigest()
+
+
+def grid_url(code: str) -> str:
+    """Where the browser fetches the district's grid cells, e.g.
+    ``/geo/grid/511602.geojson?v=<digest>``."""
+    return f"{GRID_PATH.replace('<code>', code)}?v={grid_version(code)}"
 
 
 def grid_layer(code: str) -> dict[str, Any]:
-    """The district's grid cells (网格) as a line layer of the MapLibre map: shapes, no text."""
-    return {"source": _grid_geojson(code), "type": "line", "color": "#2b4a72", "line": {"width": 0.6}}
+    """The district's grid cells (网格) as a line layer of the MapLibre map: shapes, no
+    text; the map fetches them from :func:`grid_url`."""
+    return {
+        "sourcetype": "geojson",
+        "source": grid_url(code),
+        "type": "line",
+        "color": "#2b4a72",
+        "line": {"width": 0.6},
+    }
+
+
+def grid_response(code: str) -> flask.Response:
+    """The district's grid cells as GeoJSON (properties ``grid_id``, ``district_code``).
+
+    Geography, not data: any signed-in account may fetch any district's cells (the gate in
+    :mod:`dashboards.auth` has already turned away the anonymous).
+    """
+    if find_district(code) is None:
+        return flask.Response(f"no district {code[:40]!r}\n", status=404, mimetype="text/plain")
+    response = flask.Response(_grid_body(code), mimetype="application/geo+json")
+    response.set_etag(grid_version(code))
+    fresh = flask.request.args.get("v") == grid_version(code)
+    # An old or missing digest is answered with today's cells, to be checked next time.
+    response.headers["Cache-Control"] = GRID_CACHE_CONTROL if fresh else "no-cache"
+    return response.make_conditional(flask.request)
+
+
+def register_routes(server: flask.Flask) -> None:
+    """Serve :data:`GRID_PATH` on ``server``."""
+    server.add_url_rule(GRID_PATH, "district_grid", grid_response, methods=["GET"])
 
 
 def map_view(code: str, width_px: int = 900, height_px: int = 620) -> tuple[dict[str, float], float]:

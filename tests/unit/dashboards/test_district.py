@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import dash
 import fakeredis
+import flask
 import pytest
 import sqlalchemy as sa
 
@@ -199,12 +200,42 @@ def test_map_view_fits_the_district() -> None:
     assert drill.map_view("511623")[1] < drill.map_view("511603")[1]
 
 
+def grid_fetch(code: str, query: str = "", headers: dict[str, str] | None = None) -> flask.Response:
+    app = flask.Flask("grid")
+    with app.test_request_context(f"/geo/grid/{code}.geojson{query}", headers=headers or {}):
+        return drill.grid_response(code)
+
+
 def test_grid_layer_holds_only_the_districts_cells() -> None:
     layer = drill.grid_layer("511681")
-    codes = {f["properties"]["district_code"] for f in layer["source"]["features"]}
-    assert codes == {"511681"}
-    assert layer["type"] == "line"
+    assert layer["type"] == "line" and layer["sourcetype"] == "geojson"
     assert "symbol" not in json.dumps(layer)  # no text on the map: no glyphs fetched
+    # The map fetches the cells by URL: the figure carries an address, not 500 KB of shapes.
+    assert layer["source"] == f"/geo/grid/511681.geojson?v={drill.grid_version('511681')}"
+    served = grid_fetch("511681", "?v=" + drill.grid_version("511681"))
+    assert served.status_code == 200 and served.mimetype == "application/geo+json"
+    cells = json.loads(served.get_data())["features"]
+    assert {f["properties"]["district_code"] for f in cells} == {"511681"}
+    assert len(cells) > 100 and all(f["geometry"]["type"] in ("Polygon", "MultiPolygon") for f in cells)
+
+
+def test_grid_cells_are_kept_by_the_browser_while_their_digest_holds() -> None:
+    version = drill.grid_version("511602")
+    assert version != drill.grid_version("511681")
+    current = grid_fetch("511602", f"?v={version}")
+    assert current.headers["Cache-Control"] == drill.GRID_CACHE_CONTROL
+    # A page drawn before a release names an older digest: today's cells, checked next time.
+    older = grid_fetch("511602", "?v=0000")
+    assert older.headers["Cache-Control"] == "no-cache" and older.get_data() == current.get_data()
+    assert grid_fetch("511602", headers={"If-None-Match": f'"{version}"'}).status_code == 304
+    missing = grid_fetch("999999")
+    assert missing.status_code == 404 and b"999999" in missing.get_data()
+
+
+def test_the_app_serves_grid_cells_to_a_session_only(page_context: context.PageContext) -> None:
+    server = dash.get_app().server
+    assert drill.GRID_PATH in {rule.rule for rule in server.url_map.iter_rules()}
+    assert server.test_client().get(drill.grid_url("511602")).status_code == 401
 
 
 def test_district_map_shows_one_district_its_devices_and_its_grid(page_context: context.PageContext) -> None:
@@ -218,7 +249,7 @@ def test_district_map_shows_one_district_its_devices_and_its_grid(page_context: 
     one = map_figure(snapshot, states, "aqi", "511602")
     assert list(one.data[0].locations) == ["511602"]
     assert list(one.data[1].text) == ["a"]
-    assert one.layout.map.layers[0].source["features"][0]["properties"]["district_code"] == "511602"
+    assert one.layout.map.layers[0].source == drill.grid_url("511602")
     assert one.layout.map.zoom > city.layout.map.zoom
     update = map_updates(snapshot, states, "511602")
     assert update["z"] == list(one.data[0].z) and update["text"] == ["a"]
