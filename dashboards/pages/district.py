@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 import dash
@@ -176,6 +177,44 @@ def alert_list(alerts: list[LiveAlert], code: str) -> html.Div | html.Ul:
     )
 
 
+@lru_cache(maxsize=4 * len(DISTRICTS))
+def _map_frame(code: str, tile_url: str | None) -> dict[str, Any]:
+    """The overview's map of one district (:func:`map_figure`) with nothing live on it, as a
+    plain figure: outline, grid layer, view and styles, which do not change between renders.
+
+    The area trace keeps the district's own outline, not the city's six (110 KB for one
+    shape on screen)."""
+    frame = map_figure(summarise([], 0.0), [], "aqi", code).to_plotly_json()
+    city = frame["data"][0]["geojson"]
+    frame["data"][0]["geojson"] = {
+        **city,
+        "features": [f for f in city["features"] if f["properties"]["district_code"] == code],
+    }
+    return frame
+
+
+def district_map_figure(update: dict[str, Any], code: str) -> dict[str, Any]:
+    """The district map drawn whole: its frame with what :func:`map_updates` computed (the
+    fields a refresh patches). Filled as a plain dict: building it as a Plotly figure
+    validated every device's colour and deep-copied the outlines, a third of a second at
+    1,756 devices, on every first render."""
+    frame = _map_frame(code, context.current().settings.tile_url)
+    area, points = frame["data"]
+    return {
+        "data": [
+            {**area, "z": update["z"], "customdata": update["customdata"]},
+            {
+                **points,
+                "lon": update["lon"],
+                "lat": update["lat"],
+                "text": update["text"],
+                "marker": {**points["marker"], "color": update["colors"]},
+            },
+        ],
+        "layout": frame["layout"],
+    }
+
+
 def district_map(
     snapshot: OverviewSnapshot, states: list[DeviceState], code: str, drawn: str | bool | None
 ) -> tuple[Any, str]:
@@ -189,7 +228,7 @@ def district_map(
     colours = signature([update["z"], update["customdata"], update["colors"]])
     now_drawn = f"{places}:{colours}"
     if not drawn:
-        return map_figure(snapshot, states, "aqi", code), now_drawn
+        return district_map_figure(update, code), now_drawn
     shown_places, _, shown_colours = str(drawn).partition(":")
     if shown_places == places and shown_colours == colours:
         return dash.no_update, now_drawn

@@ -255,6 +255,36 @@ def test_district_map_shows_one_district_its_devices_and_its_grid(page_context: 
     assert update["z"] == list(one.data[0].z) and update["text"] == ["a"]
 
 
+def test_the_district_page_draws_the_overview_map_of_its_district_with_its_outline_only(
+    page_context: context.PageContext,
+) -> None:
+    from dashboards.pages import district as page
+    from dashboards.pages.overview import map_figure, map_updates
+
+    states = [
+        state("a", "511602", seen_ago=10, pm25=40.0),
+        state("b", "511621", seen_ago=10, pm25=10.0),
+        state("c", "511602", seen_ago=10_000),
+    ]
+    snapshot = summarise(states, now=STATE_NOW)
+    overview = map_figure(snapshot, states, "aqi", "511602").to_plotly_json()
+    drawn = page.district_map_figure(map_updates(snapshot, states, "511602"), "511602")
+    assert drawn["layout"] == overview["layout"]
+    assert drawn["data"][1] == overview["data"][1]
+    assert drawn["data"][1]["text"] == ["a", "c"] and len(drawn["data"][1]["marker"]["color"]) == 2
+    area = {k: v for k, v in drawn["data"][0].items() if k != "geojson"}
+    assert area == {k: v for k, v in overview["data"][0].items() if k != "geojson"}
+    # The area trace shows one district: the city's other five outlines are not sent.
+    outline = drawn["data"][0]["geojson"]["features"]
+    assert [f["properties"]["district_code"] for f in outline] == ["511602"]
+    assert outline == [
+        f for f in overview["data"][0]["geojson"]["features"] if f["properties"]["district_code"] == "511602"
+    ]
+    # Each render fills its own copy: the frame kept between renders is not changed.
+    again = page.district_map_figure(map_updates(summarise([], now=STATE_NOW), [], "511602"), "511602")
+    assert again["data"][1]["lon"] == [] and drawn["data"][1]["text"] == ["a", "c"]
+
+
 def test_district_page_names_the_district_in_the_viewers_language(page_context: context.PageContext) -> None:
     from dashboards.pages import district as page
 
@@ -292,7 +322,7 @@ def test_district_refresh_fills_every_panel(page_context: context.PageContext) -
     devices, figure, status, drawn = out[1], out[5], out[9], out[10]
     assert isinstance(drawn, str) and drawn
     assert devices == "0 / 1"
-    assert list(figure.data[0].locations) == ["511602"]
+    assert figure["data"][0]["locations"] == ["511602"]
     assert "暂不可用" not in str(status)
     # Once the map is on screen, a refresh that changes nothing on it sends nothing ...
     again = page.refresh(1, None, "511602", drawn)
