@@ -65,7 +65,9 @@ def test_a_refresh_of_the_same_devices_patches_the_colours_only(page_context: co
     assert update["z"] == list(figure.data[0].z) and update["colors"] == list(figure.data[1].marker.color)
 
 
-@pytest.mark.parametrize("change", ["indicator", "new device", "moved device"])
+@pytest.mark.parametrize(
+    "change", ["indicator", "new device", "moved device", "renamed device", "names moved between devices"]
+)
 def test_other_devices_or_another_indicator_redraw_the_map(
     page_context: context.PageContext, change: str
 ) -> None:
@@ -80,6 +82,17 @@ def test_other_devices_or_another_indicator_redraw_the_map(
         from dataclasses import replace
 
         states = [replace(states[0], lon=106.7)]
+    elif change == "renamed device":
+        from dataclasses import replace
+
+        states = [replace(states[0], name="新站名")]
+    elif change == "names moved between devices":
+        from dataclasses import replace
+
+        # The same names and ids in the same order, but split differently: still another map.
+        two = [replace(states[0], device_id="a", name="b\x1fc"), replace(states[0], device_id="d", name="e")]
+        _figure, drawn = overview.city_map(summarise(two, now=NOW), two, "aqi", None)
+        states = [replace(two[0], name="b"), replace(two[1], name="c\x1fe")]
     figure, now_drawn = overview.city_map(summarise(states, now=NOW), states, indicator, drawn)
     assert not isinstance(figure, Patch) and now_drawn != drawn
     assert len(figure.data[1].lon) == len(states)
