@@ -19,6 +19,7 @@ larger when over a threshold of the alert rules.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -202,6 +203,9 @@ class _Built:
     row: SensorRow
     order: tuple[bool, bool, int, str]
     mark: tuple[Any, ...]
+    #: ``repr(mark)``, as the map's signature takes it (formatting thousands of sensors'
+    #: coordinates on every refresh was most of the signature's cost)
+    mark_text: str
 
 
 #: device id → its row as of the last refresh. The live store hands back the same state
@@ -238,6 +242,7 @@ def sensor_rows(
         ):
             row = _sensor_row(s, own, mine, online)
             status = row.status
+            mark = (row.device_id, status, row.lon, row.lat, value_text(row))
             known = _ROWS[s.device_id] = _Built(
                 s,
                 own,
@@ -245,7 +250,8 @@ def sensor_rows(
                 online,
                 row,
                 (status != "over", status == "offline", _TYPE_ORDER[s.type], s.device_id),
-                (row.device_id, status, row.lon, row.lat, value_text(row)),
+                mark,
+                repr(mark),
             )
         built.append(known)
     if len(_ROWS) > ROWS_KEPT:  # devices removed over time: start again
@@ -254,12 +260,19 @@ def sensor_rows(
     return [b.row for b in built]
 
 
-def _sensor_mark(row: SensorRow) -> tuple[Any, ...]:
-    """What the map's sensor trace shows of a row (its signature's part)."""
+def _sensor_mark(row: SensorRow) -> str:
+    """What the map's sensor trace shows of a row (its signature's part), as its ``repr``."""
     known = _ROWS.get(row.device_id)
     if known is not None and known.row is row:
-        return known.mark
-    return (row.device_id, row.status, row.lon, row.lat, value_text(row))
+        return known.mark_text
+    return repr((row.device_id, row.status, row.lon, row.lat, value_text(row)))
+
+
+def _signature_of_texts(texts: Iterable[str]) -> str:
+    """:func:`signature` of items given as their ``repr`` (the same digest)."""
+    digest = hashlib.sha1(usedforsecurity=False)
+    digest.update("".join([f"{text}\n" for text in texts]).encode())
+    return digest.hexdigest()[:16]
 
 
 def _sensor_row(s: DeviceState, own: Mapping[str, Any], mine: Sequence[Limit], online: bool) -> SensorRow:
@@ -630,7 +643,7 @@ def map_signatures(model: MapModel) -> dict[str, str]:
     selection = model.selection
     return {
         "resources": resources,
-        "sensors": signature(_sensor_mark(s) for s in model.sensors),
+        "sensors": _signature_of_texts(_sensor_mark(s) for s in model.sensors),
         "alerts": alerts,
         "nearest": signature(
             []
