@@ -137,6 +137,16 @@ def kpis(data: wall.WallData, newest_age_s: float | None) -> list[html.Div]:
     ]
 
 
+def newest_reading_age(data: wall.WallData) -> float | None:
+    """Seconds since the newest device reading, as of now (the read's summary has the
+    newest stamp already: no second pass over the city's devices)."""
+    if data.snapshot is None:
+        seen = [s.last_seen for s in data.vitals.states if s.last_seen is not None]
+        return (time.time() - max(seen)) if seen else None
+    age = data.snapshot.newest_reading_age_s
+    return None if age is None else time.time() - (data.now.timestamp() - age)
+
+
 def _kpi(label: str, value: Any, *, alarm: bool = False) -> html.Div:
     return html.Div(
         [html.Div(label, className="wall-kpi-label"), html.Div(value, className="wall-kpi-value")],
@@ -201,8 +211,7 @@ def refresh(_n: int | None, _live: dict | None) -> tuple:
             t("status.degraded", reason=type(exc).__name__),
         )
     built = {panel.key: body for panel, body in wall.build_panels(data)}
-    seen = [s.last_seen for s in data.vitals.states if s.last_seen is not None]
-    newest_age = (time.time() - max(seen)) if seen else None
+    newest_age = newest_reading_age(data)
     ringing = wall.ringing(data.vitals.alerts, data.vitals.audible)
     live = {
         # Always different, so the browser can tell a live wall from a stalled one.

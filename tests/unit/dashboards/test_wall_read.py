@@ -75,3 +75,17 @@ def test_the_figures_are_summarised_once_per_read(city: Any, monkeypatch: pytest
     monkeypatch.setattr(wall_page, "summarise", summarised_again)
     kpis = repr(wall_page.kpis(data, None))
     assert "4 / 5" in kpis
+
+
+def test_the_newest_reading_age_is_taken_from_the_summary(city: Any) -> None:
+    from dataclasses import replace
+
+    from dashboards.pages import wall as wall_page
+
+    data = wall_page.read_wall(NOW)
+    from_summary = wall_page.newest_reading_age(data)
+    from_states = wall_page.newest_reading_age(replace(data, snapshot=None))
+    assert from_summary is not None and from_states is not None
+    # Both as of now: the newest reading (every device here reported at NOW) is as old as NOW.
+    assert abs(from_summary - from_states) < 1.0
+    assert abs(from_summary - (datetime.now(UTC) - NOW).total_seconds()) < 5.0
