@@ -3,7 +3,7 @@
     make soak [SOAK_SECONDS=3600] [SOAK_RATE=2000] [SOAK_VIEWERS=10]
     .venv/bin/python bench/soak.py [--seconds 3600] [--rate 2000] [--viewers 10]
                                    [--sample-every 30] [--warmup S] [--web-workers 2]
-                                   [--viewer-nice 10] [--mix city]
+                                   [--viewer-nice 10] [--system-nice 0] [--mix city]
 
 What runs, each a real service on free loopback ports and never the shared ones
 (tests/faults.py): a throw-away PostgreSQL 15 + PostGIS cluster (initdb in a temporary
@@ -19,6 +19,9 @@ every ``--view-seconds`` (the pages stay open in between and follow the server p
 The viewers stand for screens on machines of their own: their Chromium processes run at
 ``--viewer-nice`` (default 10, ``SOAK_VIEWER_NICE``), so on a 2-core machine they take
 the CPU the system under test leaves instead of a core of it (0 runs them as equals).
+``--system-nice`` (``SOAK_SYSTEM_NICE``, default 0) sets the niceness of the system under
+test itself — services, worker, simulator, web tier; a negative value (root only) puts it
+ahead of whatever else shares the machine, as on a host of its own.
 
 Every ``--sample-every`` seconds a row goes to ``var/soak/soak-<start>.csv``: the resident
 memory of each part (a process and all its descendants: RSS summed as ``ps`` shows it,
@@ -169,15 +172,28 @@ class Viewer:
                     self.driver.quit()
 
 
-def renice_tree(pid: int, niceness: int) -> None:
-    """Every thread of ``pid`` and its descendants at ``niceness`` at least (on Linux a
-    thread has its own; Chromium raises some of its own above the default)."""
+def renice_tree(pid: int, niceness: int, *, at_least: bool = True) -> None:
+    """Every thread of ``pid`` and its descendants at ``niceness`` (on Linux a thread has
+    its own; Chromium raises some of its own above the default): at least that with
+    ``at_least``, exactly that without."""
     for member in process_tree(pid):
         for task in Path(f"/proc/{member}/task").glob("[0-9]*"):
             with contextlib.suppress(OSError, ValueError):
                 tid = int(task.name)
-                if os.getpriority(os.PRIO_PROCESS, tid) < niceness:
+                current = os.getpriority(os.PRIO_PROCESS, tid)
+                if current < niceness or (not at_least and current != niceness):
                     os.setpriority(os.PRIO_PROCESS, tid, niceness)
+
+
+def keep_system_niced(pids: Sequence[Callable[[], int | None]], niceness: int, stop: threading.Event) -> None:
+    """The system under test ahead of other work on a shared machine, as on a host of its
+    own (PostgreSQL's backends and new threads inherit it; checked again every few seconds)."""
+    while True:
+        for pid in pids:
+            if (p := pid()) is not None:
+                renice_tree(p, niceness, at_least=False)
+        if stop.wait(5.0):
+            return
 
 
 def keep_viewers_niced(viewers: Sequence[Viewer], niceness: int, stop: threading.Event) -> None:
@@ -415,6 +431,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=int(os.environ.get("SOAK_VIEWER_NICE", 10)),
         help="niceness of the viewers' Chromium processes (0: as the system under test)",
     )
+    parser.add_argument(
+        "--system-nice",
+        type=int,
+        default=int(os.environ.get("SOAK_SYSTEM_NICE", 0)),
+        help="niceness of the system under test (services, worker, simulator, web); below 0 "
+        "(needs root) puts it ahead of other work sharing the machine",
+    )
     args = parser.parse_args(argv)
     warmup = args.warmup if args.warmup is not None else min(300.0, args.seconds / 5)
     needed = ("mosquitto", "redis-server") + (("chromium", "chromedriver") if args.viewers else ())
@@ -430,7 +453,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     csv_path = OUT_DIR / f"soak-{started:%Y%m%dT%H%M%SZ}.csv"
     print(
         f"soak: {args.seconds:.0f} s at {args.rate:.0f} msgs/s, {args.viewers} viewers"
-        f" (nice {args.viewer_nice}), {args.mix} mix → {csv_path}"
+        f" (nice {args.viewer_nice}), system nice {args.system_nice}, {args.mix} mix → {csv_path}"
     )
 
     postgres, cache, broker, env = start_private_services(workdir)
@@ -472,6 +495,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             "redis": lambda: cache.pid,
             "mosquitto": lambda: broker.pid,
         }
+        if args.system_nice:
+            threads.append(
+                threading.Thread(
+                    target=keep_system_niced, args=(list(parts.values()), args.system_nice, stop), daemon=True
+                )
+            )
+            threads[-1].start()
         for viewer in viewers:
             parts[f"viewer-{viewer.number}"] = lambda v=viewer: v.pid
         sampler = Sampler(parts, client, engine, csv_path)
