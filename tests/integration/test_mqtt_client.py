@@ -313,3 +313,42 @@ def test_which_subscriptions_of_an_absent_session_survive_a_mosquitto_restart(
             assert (unrouted, received) == (0, [b"during"])
     finally:
         broker.stop()
+
+
+def test_publishes_beyond_the_in_flight_window_all_arrive_in_order(
+    broker: BrokerUnderTest, unique_name: str, clients: list[MqttClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A window of 4: almost every publish queues behind it and goes out as acks come back.
+    monkeypatch.setattr("ingest.mqtt.PUBLISH_MAX_INFLIGHT", 4)
+    consumer = start(clients, broker.url, f"{unique_name}-c")
+    consumer.subscribe(f"{unique_name}/x")
+    publisher = start(clients, broker.url, f"{unique_name}-p")
+    settle()
+    assert publisher.publish_many((f"{unique_name}/x", str(i)) for i in range(300)) == 300
+    got = collect(consumer, 300)
+    assert [m.payload for m in got] == [str(i).encode() for i in range(300)]
+    paho_client = publisher._client
+    assert not paho_client._queued_mids and paho_client._inflight_messages == 0
+
+
+def test_publishes_made_while_the_broker_is_down_go_out_after_it_returns(
+    tmp_path: Path, unique_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("ingest.mqtt.PUBLISH_MAX_INFLIGHT", 4)
+    broker = PrivateMosquitto(tmp_path).start()
+    consumer = MqttClient(broker.url, f"{unique_name}-c", persistent_session=True, **FAST).start()  # type: ignore[arg-type]
+    publisher = MqttClient(broker.url, f"{unique_name}-p", **FAST).start()  # type: ignore[arg-type]
+    try:
+        consumer.subscribe(f"{unique_name}/x", qos=1)
+        settle()
+        broker.stop()
+        assert _wait(lambda: not publisher.connected.is_set())
+        for i in range(50):
+            publisher.publish(f"{unique_name}/x", str(i))
+        broker.start()
+        got = collect(consumer, 50, timeout=15)
+        assert sorted(int(m.payload) for m in got) == list(range(50))
+    finally:
+        publisher.stop()
+        consumer.stop()
+        broker.stop()
