@@ -101,6 +101,8 @@ RSS_GROWTH_FLOOR_KIB = 50 * 1024
 REDIS_GROWTH_FLOOR_BYTES = 20 * 1024 * 1024
 #: Approximate trimming (``MAXLEN ~``) removes whole stream nodes (100 entries by default).
 STREAM_SLACK = 200
+#: Seconds a viewer's Chromium gets to quit at the end before it is killed.
+VIEWER_QUIT_TIMEOUT_S = 15.0
 #: What each viewer shows, in turn.
 VIEWER_PAGES = ("/", "/wall")
 
@@ -168,8 +170,24 @@ class Viewer:
             self.failures.append(f"viewer {self.number} stopped: {type(exc).__name__}: {exc}"[:300])
         finally:
             if self.driver is not None:
-                with contextlib.suppress(Exception):
-                    self.driver.quit()
+                self.close()
+
+    def close(self) -> None:
+        """``driver.quit()``, but a Chromium too starved to answer is killed, not waited for
+        (a quit can otherwise hang for the WebDriver's whole read timeout)."""
+        pid = self.pid
+        done = threading.Event()
+
+        def quit_driver() -> None:
+            with contextlib.suppress(Exception):
+                self.driver.quit()
+            done.set()
+
+        threading.Thread(target=quit_driver, name=f"viewer-{self.number}-quit", daemon=True).start()
+        if not done.wait(VIEWER_QUIT_TIMEOUT_S) and pid is not None:
+            for member in process_tree(pid):
+                with contextlib.suppress(OSError):
+                    os.kill(member, signal.SIGKILL)
 
 
 def renice_tree(pid: int, niceness: int, *, at_least: bool = True) -> None:
@@ -541,6 +559,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 time.sleep(0.5)
     finally:
         stop.set()
+        # All at once, and before waiting for the viewers: one busy in a page load would
+        # otherwise hold the end of the run for its whole WebDriver timeout.
+        quitters = [threading.Thread(target=v.close, daemon=True) for v in viewers if v.driver is not None]
+        for quitter in quitters:
+            quitter.start()
+        for quitter in quitters:
+            quitter.join(VIEWER_QUIT_TIMEOUT_S + 5)
         for thread in threads:
             thread.join(30)
         engine.dispose()
