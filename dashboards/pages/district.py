@@ -22,7 +22,7 @@ from dashboards import ecology as eco
 from dashboards.district import district_label
 from dashboards.drawn import signature
 from dashboards.exports import export_links
-from dashboards.i18n import t
+from dashboards.i18n import current_language, t
 from dashboards.pages.overview import (
     SEVERITY_COLOURS,
     age_text,
@@ -178,9 +178,10 @@ def alert_list(alerts: list[LiveAlert], code: str) -> html.Div | html.Ul:
 
 
 @lru_cache(maxsize=4 * len(DISTRICTS))
-def _map_frame(code: str, tile_url: str | None) -> dict[str, Any]:
+def _map_frame(code: str, tile_url: str | None, lang: str) -> dict[str, Any]:
     """The overview's map of one district (:func:`map_figure`) with nothing live on it, as a
-    plain figure: outline, grid layer, view and styles, which do not change between renders.
+    plain figure: outline, grid layer, view and styles, which do not change between renders
+    (kept per language too: a label on the map may one day be translated).
 
     The area trace keeps the district's own outline, not the city's six (110 KB for one
     shape on screen)."""
@@ -198,7 +199,7 @@ def district_map_figure(update: dict[str, Any], code: str) -> dict[str, Any]:
     fields a refresh patches). Filled as a plain dict: building it as a Plotly figure
     validated every device's colour and deep-copied the outlines, a third of a second at
     1,756 devices, on every first render."""
-    frame = _map_frame(code, context.current().settings.tile_url)
+    frame = _map_frame(code, context.current().settings.tile_url, current_language())
     area, points = frame["data"]
     return {
         "data": [

@@ -280,6 +280,10 @@ def test_the_district_page_draws_the_overview_map_of_its_district_with_its_outli
     assert outline == [
         f for f in overview["data"][0]["geojson"]["features"] if f["properties"]["district_code"] == "511602"
     ]
+    with language("en"):  # the frame is kept per language
+        english = map_figure(snapshot, states, "aqi", "511602").to_plotly_json()
+        drawn_en = page.district_map_figure(map_updates(snapshot, states, "511602"), "511602")
+        assert drawn_en["layout"] == english["layout"] and drawn_en["data"][1] == english["data"][1]
     # Each render fills its own copy: the frame kept between renders is not changed.
     again = page.district_map_figure(map_updates(summarise([], now=STATE_NOW), [], "511602"), "511602")
     assert again["data"][1]["lon"] == [] and drawn["data"][1]["text"] == ["a", "c"]
