@@ -113,7 +113,7 @@ def ingest() -> None:
     import threading
 
     from app import configure_logging
-    from ingest.worker import IngestWorker
+    from ingest.worker import IngestWorker, settle_heap
 
     settings = _settings()
     configure_logging(settings)
@@ -121,6 +121,7 @@ def ingest() -> None:
         print("cityops: error: CITYOPS_MQTT_URL: a standalone worker needs a broker URL", file=sys.stderr)
         raise SystemExit(2)
     worker = run_guarded(lambda: IngestWorker.from_settings(settings))
+    settle_heap()  # this process is the worker's own: what start-up loaded stays
     if settings.metrics_port is not None:
         from prometheus_client import start_http_server
 

@@ -259,6 +259,7 @@ def worker_process(
         settings = replace(settings, ingest_processes=processes)
     # Without rules: the ingest path alone, no rule evaluation per batch, no periodic tick.
     worker = worker_module.IngestWorker.from_settings(settings, client_id=client_id, rules=rules)
+    worker_module.settle_heap()  # as `cityops ingest` does
     halt = threading.Event()
     thread = threading.Thread(target=worker.run, args=(halt,), name="ingest", daemon=True)
     thread.start()

@@ -99,6 +99,24 @@ class Place:
 _NOWHERE = Place(None, None, None, None)
 
 
+class _ReadingsByType:
+    """A batch's readings by device type, each list in time order: a rule looks only at
+    the readings of its own device types (a dozen threshold rules each walking every
+    reading of the batch was most of the rules' time)."""
+
+    def __init__(self, observations: Sequence[Mapping[str, Any]]) -> None:
+        self._by_type: dict[Any, list[Mapping[str, Any]]] = defaultdict(list)
+        for r in observations:
+            self._by_type[r.get("device_type")].append(r)
+
+    def of(self, device_types: Sequence[str]) -> list[Mapping[str, Any]]:
+        if len(device_types) == 1:
+            return self._by_type.get(device_types[0], [])
+        merged = [r for t in device_types for r in self._by_type.get(t, ())]
+        merged.sort(key=lambda r: r["ts"])
+        return merged
+
+
 @dataclass(frozen=True, slots=True)
 class Sample:
     """One judgement of one (rule, subject) at reading time ``ts`` (epoch seconds)."""
@@ -169,9 +187,10 @@ class RuleEngine:
         samples: list[Sample] = []
         if observations:
             self._remember_devices(observations)
-            samples += self._threshold_samples(observations)
-            samples += self._standard_samples(observations)
-            samples += self._rate_samples(observations)
+            by_type = _ReadingsByType(observations)
+            samples += self._threshold_samples(by_type)
+            samples += self._standard_samples(by_type)
+            samples += self._rate_samples(by_type)
             samples += self._back_online_samples(observations)
         if videos:
             samples += self._video_samples(videos)
@@ -221,11 +240,11 @@ class RuleEngine:
         # Only once Redis has it: a failed write is tried again with the next reading.
         self._meta_written.update(remembered)
 
-    def _threshold_samples(self, observations: Sequence[Mapping[str, Any]]) -> list[Sample]:
+    def _threshold_samples(self, observations: _ReadingsByType) -> list[Sample]:
         out: list[Sample] = []
         for rule in self.rules.of_kind("threshold"):
             assert isinstance(rule, ThresholdRule)
-            for r in observations:
+            for r in observations.of(rule.device_types):
                 value = _reading_value(rule, r)
                 if value is None:
                     continue
@@ -250,11 +269,11 @@ class RuleEngine:
                 )
         return out
 
-    def _standard_samples(self, observations: Sequence[Mapping[str, Any]]) -> list[Sample]:
+    def _standard_samples(self, observations: _ReadingsByType) -> list[Sample]:
         out: list[Sample] = []
         for rule in self.rules.of_kind("standard"):
             assert isinstance(rule, StandardRule)
-            for r in observations:
+            for r in observations.of(rule.device_types):
                 if r.get("device_type") not in rule.device_types or not self._in_scope(
                     rule, r.get("district_code")
                 ):
@@ -266,7 +285,7 @@ class RuleEngine:
                 out.append(_reading_sample(rule, r, on=on, off=off, value=value, fields=fields))
         return out
 
-    def _rate_samples(self, observations: Sequence[Mapping[str, Any]]) -> list[Sample]:
+    def _rate_samples(self, observations: _ReadingsByType) -> list[Sample]:
         """One slope per (rule, device) per batch, judged at the device's newest reading.
 
         A window keeps at most one point per :data:`RATE_POINTS_PER_WINDOW`-th of its length
@@ -283,7 +302,7 @@ class RuleEngine:
         newest: dict[str, tuple[RateRule, Mapping[str, Any], float, float]] = {}
         for rule in rules:
             step = rule.window_s / RATE_POINTS_PER_WINDOW
-            for r in observations:
+            for r in observations.of(rule.device_types):
                 value = _reading_value(rule, r)
                 if value is None:
                     continue
