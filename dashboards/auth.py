@@ -650,13 +650,22 @@ SECURITY_HEADERS = {
 }
 
 
+#: Where Dash serves its component bundles and the project's assets from.
+STATIC_CODE_PATHS = ("/_dash-component-suites/", "/assets/")
+
+
 def _headers(response: flask.Response) -> flask.Response:
     response.headers["Content-Security-Policy"] = _csp()
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
     if flask.request.is_secure:
         response.headers["Strict-Transport-Security"] = "max-age=31536000"
-    if flask.g.get("cityops_account") is not None or flask.request.path == LOGIN_PATH:
+    if flask.request.path.startswith(STATIC_CODE_PATHS):
+        # Scripts, styles, sounds: the same for everyone and no data. Kept by the browser
+        # and checked again (ETag) instead of fetched again: plotly.js alone is 4.8 MB
+        # per page load otherwise. A fingerprinted URL keeps Dash's own long max-age.
+        response.headers.setdefault("Cache-Control", "no-cache")
+    elif flask.g.get("cityops_account") is not None or flask.request.path == LOGIN_PATH:
         response.headers.setdefault("Cache-Control", "no-store")
     token = flask.session.get("csrf")
     if isinstance(token, str) and flask.request.cookies.get(CSRF_COOKIE) != token:

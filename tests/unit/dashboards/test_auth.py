@@ -30,6 +30,7 @@ from models import audit, db, users
 from models.config import ConfigError, load_settings
 from models.live import LiveStore
 from models.reference import seed_reference_data
+from tests.unit.dashboards import signing
 
 PASSWORD = "correct horse battery"
 NOW = datetime(2026, 7, 14, 2, 0, tzinfo=UTC)
@@ -556,3 +557,20 @@ def test_the_demo_writes_its_accounts_readable_by_the_owner_only(system, tmp_pat
     assert set(accounts) == {"viewer", "leader", "operator", "duty_officer", "admin"}
     assert accounts["admin"]["password"] in capsys.readouterr().out  # printed once, at start-up
     assert accounts["admin"]["username"] == "demo-admin"
+
+
+def test_page_code_is_cached_and_revalidated_while_data_is_never_stored() -> None:
+    who = signing.account()
+    for path, expected in (
+        ("/_dash-component-suites/plotly/package_data/plotly.min.js", "no-cache"),
+        ("/assets/cityops.css", "no-cache"),
+        ("/_dash-update-component", "no-store"),
+        ("/api/export/alerts.csv", "no-store"),
+    ):
+        with signing.signed_in(who, path):
+            response = auth._headers(flask.Response("x"))
+        assert response.headers["Cache-Control"] == expected, path
+    with signing.signed_in(who, "/_dash-component-suites/dash/dcc/dash_core_components.v3_1_0m1.js"):
+        fingerprinted = flask.Response("x")
+        fingerprinted.cache_control.max_age = 31536000
+        assert auth._headers(fingerprinted).headers["Cache-Control"] == "max-age=31536000"
