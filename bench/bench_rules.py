@@ -4,6 +4,7 @@ simulator's city feed at a steady rate, against the real Redis.
     .venv/bin/python bench/bench_rules.py [--rate 2000] [--minutes 40] [--batch 500]
                                           [--mix city] [--seed 20261126]
                                           [--redis redis://127.0.0.1:6379/12]
+                                          [--profile PATH [--profile-after MIN]]
 
 The feed runs on simulated time as fast as the engine takes it (no MQTT, no database):
 ``--rate`` messages per simulated second, in batches of ``--batch`` as a worker hands
@@ -16,6 +17,7 @@ needs to keep up for hours. The Redis database is flushed before and after.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import sys
 import time
@@ -101,6 +103,10 @@ def main() -> None:
     ap.add_argument("--mix", default="city")
     ap.add_argument("--seed", type=int, default=20261126)
     ap.add_argument("--redis", default="redis://127.0.0.1:6379/12")
+    ap.add_argument("--profile", metavar="PATH", help="cProfile the engine's calls into PATH")
+    ap.add_argument(
+        "--profile-after", type=float, default=0.0, metavar="MIN", help="from this simulated minute on"
+    )
     args = ap.parse_args()
 
     client = redis.Redis.from_url(args.redis, decode_responses=True)
@@ -125,17 +131,24 @@ def main() -> None:
     elapsed = next_tick = 0.0
     minute, minute_msgs, minute_wall, minute_decisions = 0, 0, 0.0, 0
     started = time.perf_counter()
+    profiler: cProfile.Profile | None = None
     while elapsed < total_s:
         clock.now += timedelta(seconds=seconds_per_batch)
         elapsed += seconds_per_batch
         messages = sim.tick(args.rate, seconds_per_batch)
         accepted = accepted_rows(sim, messages, places)
+        if profiler is None and args.profile and elapsed >= args.profile_after * 60:
+            profiler = cProfile.Profile()
         t0 = time.perf_counter()
+        if profiler is not None:
+            profiler.enable()
         decisions = engine.evaluate(accepted)
         if elapsed >= next_tick:
             # A worker ticks the rules (staleness, windows running out) every interval.
             next_tick += TICK_INTERVAL_S
             decisions += engine.tick(clock.now)
+        if profiler is not None:
+            profiler.disable()
         minute_wall += time.perf_counter() - t0
         minute_msgs += len(messages)
         minute_decisions += len(decisions)
@@ -149,6 +162,8 @@ def main() -> None:
             )
             minute_msgs, minute_wall, minute_decisions = 0, 0.0, 0
     print(f"# wall {time.perf_counter() - started:,.0f} s in all")
+    if profiler is not None:
+        profiler.dump_stats(args.profile)
     client.flushdb()
 
 
