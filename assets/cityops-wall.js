@@ -25,10 +25,12 @@
     wallAlarm: function (live, muted, forced, texts) {
       texts = texts || { alarm: "{n}", mute: "", unmute: "", muted: "" };
       var quiet = Boolean(muted || forced);
-      var ringing = (live && live.ringing) || [];
+      // The server sends the count and the few titles the banner names, not every alert.
+      var count = (live && live.count) || 0;
+      var titles = (live && live.titles) || [];
       var audio = document.getElementById("wall-audio");
       if (audio) {
-        if (ringing.length && !quiet) {
+        if (count && !quiet) {
           if (audio.paused) {
             var played = audio.play();
             if (played) {
@@ -43,12 +45,12 @@
         }
       }
       var banner = "";
-      if (ringing.length) {
-        banner = texts.alarm.replace("{n}", ringing.length) +
-          ringing.slice(0, 3).map(function (a) { return a.title; }).join("；") +
+      if (count) {
+        banner = texts.alarm.replace("{n}", count) +
+          titles.join("；") +
           (quiet ? " · " + texts.muted : "");
       }
-      return [banner, ringing.length ? "wall-alarm ringing" : "wall-alarm", quiet ? texts.unmute : texts.mute];
+      return [banner, count ? "wall-alarm ringing" : "wall-alarm", quiet ? texts.unmute : texts.mute];
     },
     // M mutes this screen (a technician's keyboard; the wall itself needs no input).
     wallKeys: function () {

@@ -34,6 +34,8 @@ from models.tickets import Rate
 TICKER_LIMIT = 12
 #: Rows of a panel's list: what fits in large type on one screen.
 PANEL_ROWS = 6
+#: Titles of ringing alerts the alarm banner names (the rest are counted, not named).
+ALARM_TITLES = 3
 #: Severity → the console's badge colours.
 SEVERITY_COLOURS = {"critical": "red", "major": "orange", "minor": "yellow", "info": "blue"}
 _DISTRICT_NAMES = {d.code: d.name for d in DISTRICTS}
@@ -160,6 +162,18 @@ def ringing(alerts: Sequence[LiveAlert], audible: frozenset[int]) -> list[LiveAl
     """The alerts that make the wall flash and sound: the console's audible set (critical
     and major, not yet acknowledged), most severe first."""
     return [a for a in alerts if a.id in audible]
+
+
+def alarm_state(ringing_alerts: Sequence[LiveAlert], at: datetime) -> dict[str, Any]:
+    """What the wall's script needs to flash, sound and write the banner: how many alerts
+    ring and the first few titles. At city volume the audible set runs to hundreds of
+    alerts; sending them all made up most of every refresh's payload for three titles."""
+    return {
+        # Always different, so the browser can tell a live wall from a stalled one.
+        "at": at.isoformat(),
+        "count": len(ringing_alerts),
+        "titles": [a.title for a in ringing_alerts[:ALARM_TITLES]],
+    }
 
 
 def total_indicators(per_district: dict[str, CaseIndicators]) -> CaseIndicators:

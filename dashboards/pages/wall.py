@@ -213,11 +213,7 @@ def refresh(_n: int | None, _live: dict | None) -> tuple:
     built = {panel.key: body for panel, body in wall.build_panels(data)}
     newest_age = newest_reading_age(data)
     ringing = wall.ringing(data.vitals.alerts, data.vitals.audible)
-    live = {
-        # Always different, so the browser can tell a live wall from a stalled one.
-        "at": data.now.isoformat(),
-        "ringing": [{"id": a.id, "title": a.title} for a in ringing],
-    }
+    live = wall.alarm_state(ringing, data.now)
     status = t("console.live", at=data.now.astimezone(CITY_TZ).strftime("%H:%M:%S"))
     return (
         kpis(data, newest_age),

@@ -61,6 +61,19 @@ def test_the_wall_rings_for_the_consoles_audible_set_only() -> None:
     assert wall.ringing(alerts, frozenset()) == []
 
 
+def test_the_alarm_state_carries_the_count_and_the_bannered_titles_only() -> None:
+    ringing = [live_alert(i, "critical", title=f"烟火{i}") for i in range(1, 825)]
+    state = wall.alarm_state(ringing, NOW)
+    assert state == {"at": NOW.isoformat(), "count": 824, "titles": ["烟火1", "烟火2", "烟火3"]}
+    # The city's 824 ringing alerts cost the wall's refresh a few hundred bytes, not 70 KB.
+    assert len(json.dumps(state, ensure_ascii=False)) < 200
+    assert wall.alarm_state(ringing[:1], NOW)["titles"] == ["烟火1"]
+    # Acknowledged everywhere: nothing rings, the banner and the sound stop.
+    quiet = wall.alarm_state([], NOW + timedelta(seconds=15))
+    assert quiet["count"] == 0 and quiet["titles"] == []
+    assert quiet["at"] != state["at"]  # a live wall's state changes on every refresh
+
+
 def test_panels_are_registered_once_per_key_and_keep_their_place() -> None:
     saved = list(wall.PANELS)
     try:
