@@ -1244,6 +1244,46 @@ def indicators(
     return _indicators_of(rows, by)
 
 
+@dataclass(frozen=True, slots=True)
+class CaseIntake:
+    """Cases reported in a period and how many of them are filed (立案): the two case
+    figures of the day on the wall, without the other indicators' deadlines."""
+
+    reported: int = 0
+    filed: int = 0
+
+    @property
+    def filing_rate(self) -> float | None:
+        """立案率 = 立案 / 信息收集, as :attr:`CaseIndicators.filing_rate`."""
+        return None if self.reported == 0 else self.filed / self.reported
+
+
+def intake(
+    conn: Connection,
+    since: datetime,
+    until: datetime,
+    *,
+    now: datetime | None = None,
+    district_code: str | None = None,
+) -> CaseIntake:
+    """Cases reported in [since, until), all districts together (one district's with
+    ``district_code``), and how many were filed by ``now`` (default ``until``), counted
+    as :func:`indicators` counts them.
+
+    Two aggregates and no grouping: at city volume a day is 35,000 cases, and the nine
+    per-district aggregates of :func:`indicators` cost twice as much for a wall that
+    shows two figures.
+    """
+    at = until if now is None else now
+    c = _CASES.c
+    n, filed = conn.execute(
+        sa.select(
+            sa.func.count(), sa.func.coalesce(sa.func.sum(sa.case((c.filed_at <= at, 1), else_=0)), 0)
+        ).where(c.reported_at >= since, c.reported_at < until, in_district(c.district_code, district_code))
+    ).one()
+    return CaseIntake(int(n), int(filed))
+
+
 def _indicator_key(by: Literal["district", "department"]) -> sa.Column[Any]:
     return _CASES.c.district_code if by == "district" else _CASES.c.department
 
@@ -1315,6 +1355,7 @@ __all__ = [
     "CaseDeadlineFlag",
     "CaseEventView",
     "CaseIndicators",
+    "CaseIntake",
     "CaseState",
     "CaseType",
     "CaseView",
@@ -1336,6 +1377,7 @@ __all__ = [
     "file_case",
     "get_case",
     "indicators",
+    "intake",
     "overdue_cases",
     "park",
     "refuse_case",
@@ -1583,20 +1625,29 @@ def _late(now: datetime) -> sa.ColumnElement[bool]:
 def open_by_district(
     conn: Connection, now: datetime, *, district_code: str | None = None
 ) -> dict[str, OpenCases]:
-    """Per district code (:data:`UNLOCATED` for cases without one), districts with open cases."""
+    """Per district code (:data:`UNLOCATED` for cases without one), districts with open cases.
+
+    Two counts rather than one pass with a condition per row: at city volume nearly every
+    case is open (44,000 rows), and weighing each one's deadlines cost most of the read.
+    Late cases are few, and the deadline indexes (``due_at``, ``close_due``) find them;
+    every late case is open (:func:`_late` names open states only), so the counts agree.
+    """
     c = _CASES.c
-    late = _late(now)
-    rows = conn.execute(
-        sa.select(
-            c.district_code, sa.func.count(), sa.func.coalesce(sa.func.sum(sa.case((late, 1), else_=0)), 0)
-        )
-        .where(c.state.in_(sorted(OPEN_STATES)), in_district(c.district_code, district_code))
+    scope = in_district(c.district_code, district_code)
+    opened = conn.execute(
+        sa.select(c.district_code, sa.func.count())
+        .where(c.state.in_(sorted(OPEN_STATES)), scope)
         .group_by(c.district_code)
     ).all()
+    late = dict(
+        conn.execute(
+            sa.select(c.district_code, sa.func.count()).where(_late(now), scope).group_by(c.district_code)
+        ).all()
+    )
     return dict(
         sorted(
-            (code if code is not None else UNLOCATED, OpenCases(int(n), int(late_n)))
-            for code, n, late_n in rows
+            (code if code is not None else UNLOCATED, OpenCases(int(n), int(late.get(code, 0))))
+            for code, n in opened
         )
     )
 
