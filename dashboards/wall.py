@@ -24,7 +24,7 @@ from dashboards import ecology as eco
 from dashboards.i18n import t
 from dashboards.vitals import OverviewSnapshot, VitalInputs, alert_counts, cases_for, tickets_for
 from geo.boundaries import DISTRICTS
-from models.cases import CaseIndicators
+from models.cases import CaseIndicators, CaseIntake
 from models.clock import CITY_TZ
 from models.live import LiveAlert
 from models.standards.aqi import AqiResult
@@ -50,8 +50,8 @@ class WallData:
     district_aqi: dict[str, AqiResult | None] = field(default_factory=dict)
     air: list[eco.AirStation] = field(default_factory=list)
     water: list[eco.WaterSection] = field(default_factory=list)
-    #: Today's case indicators, all districts together (None: the database is away).
-    cases_today: CaseIndicators | None = None
+    #: Cases reported today and filed, all districts together (None: the database is away).
+    cases_today: CaseIntake | None = None
     #: The viewer's district when the account is district-scoped: everything above is
     #: that district's, and panels that read more (the incidents) read it only.
     district_code: str | None = None

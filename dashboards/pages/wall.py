@@ -170,9 +170,8 @@ def read_wall(now: datetime | None = None) -> wall.WallData:
             with ctx.engine.connect() as conn:
                 # The river sections' properties only: the wall shows no noise points.
                 props = sensor_props(conn, (WATER_TYPE,))
-                today = wall.total_indicators(
-                    case_model.indicators(conn, city_day_start(now), now, district_code=scope)
-                )
+                # The urban panel shows today's reported cases and filing rate only.
+                today = case_model.intake(conn, city_day_start(now), now, district_code=scope)
         except Exception:  # the panels that need them show what they have
             props, today = {}, None
     # One pass picks the two kinds the panels list out of the city's ten thousand devices.

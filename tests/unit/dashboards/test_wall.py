@@ -14,7 +14,7 @@ from dashboards import ecology as eco
 from dashboards import wall
 from dashboards.i18n import language
 from dashboards.vitals import VitalInputs
-from models.cases import CaseIndicators, OpenCases
+from models.cases import CaseIndicators, CaseIntake, OpenCases
 from models.config import ConfigError, load_settings
 from models.tickets import DistrictTickets, Rate, SatisfactionStats
 from tests.unit.dashboards.test_console import live_alert
@@ -114,9 +114,7 @@ def test_emergency_panel_counts_by_severity_and_domain_and_lists_emergency_alert
 
 def test_urban_panel_shows_12345_today_and_cases() -> None:
     tickets = {"511602": DistrictTickets(7, 5, 2, SatisfactionStats(3, 0, 1))}
-    today = CaseIndicators(
-        "", reported=10, filed=8, closed=2, handle=Rate(0, 0), close=Rate(0, 0), reported_back=0, reworked=0
-    )
+    today = CaseIntake(reported=10, filed=8)
     text = text_of(
         wall.urban_panel(data(tickets=tickets, cases={"511602": OpenCases(9, 1)}, cases_today=today))
     )
