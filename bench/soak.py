@@ -139,6 +139,7 @@ class Viewer:
     stop: threading.Event
     driver: Any = None
     loads: int = 0
+    restarts: int = 0
     failures: list[str] = field(default_factory=list)
 
     @property
@@ -148,29 +149,45 @@ class Viewer:
         return None
 
     def run(self) -> None:
-        try:
-            self.driver = support.chromium()
-            for attempt in range(3):  # a sign-in on a machine this busy may time out once
-                try:
-                    support.sign_in(self.driver, self.base_url + "/", "leader")
-                    break
-                except AssertionError as exc:
-                    if attempt == 2:
-                        raise RuntimeError(f"viewer {self.number} could not sign in") from exc
-            turn = self.number  # viewers start on different pages
-            while not self.stop.is_set():
-                path = VIEWER_PAGES[turn % len(VIEWER_PAGES)]
-                turn += 1
-                self.driver.get(self.base_url + path)
-                self.loads += 1
-                if not support.wait_until(lambda: self.driver.execute_script(_STREAM_OPEN), 60):
-                    self.failures.append(f"{datetime.now(UTC):%H:%M:%S} {path}: no event stream within 60 s")
-                self.stop.wait(self.view_seconds)
-        except Exception as exc:  # a viewer that dies is a finding, not a crash of the run
-            self.failures.append(f"viewer {self.number} stopped: {type(exc).__name__}: {exc}"[:300])
-        finally:
-            if self.driver is not None:
-                self.close()
+        """View until the run ends. A browser that fails (a page load past the WebDriver's
+        timeout on a starved machine, a crash) is a problem counted, then replaced, as a
+        kiosk's watchdog would: the run keeps its number of screens."""
+        turn = self.number  # viewers start on different pages
+        while not self.stop.is_set():
+            try:
+                self.driver = support.chromium()
+                self._sign_in()
+                while not self.stop.is_set():
+                    path = VIEWER_PAGES[turn % len(VIEWER_PAGES)]
+                    turn += 1
+                    self.driver.get(self.base_url + path)
+                    self.loads += 1
+                    if not support.wait_until(lambda: self.driver.execute_script(_STREAM_OPEN), 60):
+                        self.failures.append(
+                            f"{datetime.now(UTC):%H:%M:%S} {path}: no event stream within 60 s"
+                        )
+                    self.stop.wait(self.view_seconds)
+            except Exception as exc:  # a finding, not a crash of the run
+                if not self.stop.is_set():
+                    self.restarts += 1
+                    when = f"{datetime.now(UTC):%H:%M:%S}"
+                    self.failures.append(
+                        f"{when} viewer {self.number} restarted: {type(exc).__name__}: {exc}"[:300]
+                    )
+            finally:
+                if self.driver is not None:
+                    self.close()
+                    self.driver = None
+            self.stop.wait(5.0)
+
+    def _sign_in(self) -> None:
+        for attempt in range(3):  # a sign-in on a machine this busy may time out once
+            try:
+                support.sign_in(self.driver, self.base_url + "/", "leader")
+                return
+            except AssertionError as exc:
+                if attempt == 2:
+                    raise RuntimeError(f"viewer {self.number} could not sign in") from exc
 
     def close(self) -> None:
         """``driver.quit()``, but a Chromium too starved to answer is killed, not waited for
@@ -580,7 +597,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("\n".join(verdict.lines))
     loads = sum(v.loads for v in viewers)
     viewer_failures = [f for v in viewers for f in v.failures]
-    print(f"\nviewer page loads: {loads}; viewer problems: {len(viewer_failures)}")
+    restarts = sum(v.restarts for v in viewers)
+    print(f"\nviewer page loads: {loads}; problems: {len(viewer_failures)}; browsers replaced: {restarts}")
     for failure in viewer_failures[:20]:
         print("  " + failure)
     failures = verdict.failures + [f"{name} exited before the end" for name in early_exit]
