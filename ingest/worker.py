@@ -116,7 +116,8 @@ def build_pipeline(
     from models.db import create_engine_for
 
     settings = spec.settings
-    engine = engine or create_engine_for(settings.effective_database_url)
+    # Without a ping per batch: every stage retries until done (BatchProcessor._until_done).
+    engine = engine or create_engine_for(settings.effective_database_url, pre_ping=False)
     live = live or LiveStore(connect_redis(settings))
     rules = None
     hooks: list[Any] = []

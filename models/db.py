@@ -47,15 +47,21 @@ class DatabaseUnavailable(Exception):
 # Engines
 
 
-def create_engine_for(url: str) -> Engine:
-    """An engine tuned for the backend named by ``url`` (SQLite file or PostgreSQL)."""
+def create_engine_for(url: str, *, pre_ping: bool = True) -> Engine:
+    """An engine tuned for the backend named by ``url`` (SQLite file or PostgreSQL).
+
+    ``pre_ping`` tests a pooled connection with a round trip before each use. Callers that
+    retry a failed transaction anyway (ingest's stages) can leave it out: a connection the
+    server dropped fails its first statement, the pool discards every connection of that
+    generation, and the retry gets a new one.
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(parsed)
     if parsed.get_backend_name() == "postgresql":
         return sa.create_engine(
             parsed,
-            pool_pre_ping=True,
+            pool_pre_ping=pre_ping,
             pool_size=POOL_SIZE,
             max_overflow=MAX_OVERFLOW,
             pool_recycle=POOL_RECYCLE_S,
