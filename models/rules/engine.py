@@ -18,6 +18,7 @@ the engine never reads the wall clock itself.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import random
@@ -863,15 +864,9 @@ def _reading_sample(
         item |= dict(extra or {})
         dtype = r.get("device_type") or ""
         m = catalog_metric(dtype, metric) if metric else None
-        return Sample(
-            rule,
-            device_id,
-            ts,
-            on=on,
-            off=off,
+        return dataclasses.replace(
+            light,
             place=_place(r),
-            source_kind="device",
-            source_id=device_id,
             fields={
                 "device_id": device_id,
                 "metric": metric or "",
@@ -880,9 +875,10 @@ def _reading_sample(
                 **fields,
             },
             evidence_item=item,
+            complete=None,
         )
 
-    return Sample(
+    light = Sample(
         rule,
         device_id,
         ts,
@@ -893,6 +889,7 @@ def _reading_sample(
         source_id=device_id,
         complete=complete,
     )
+    return light
 
 
 def _judge_standard(
