@@ -372,7 +372,9 @@ def settle_heap() -> None:
     time per reading (bench/bench_rules.py, rules alone: 53–90 → 23–38 ms per 1,000
     messages). What start-up loaded lives as long as the process, so it is frozen out of
     the collector's view; what stays young is collected every :data:`GC_YOUNG_THRESHOLD`
-    allocations, a few MB at most.
+    allocations, a few MB at most. Called by ``cityops ingest`` for the worker process (not
+    yet in processing processes: with it their exit at the end of a run outlasted the
+    worker's check of how they ended).
     """
     gc.collect()
     gc.freeze()
@@ -399,7 +401,6 @@ def _processing_main(spec: PipelineSpec, index: int, inbox: Any, outbox: Any) ->
     processor: BatchProcessor[int] = BatchProcessor(
         pipeline, rules, on_degraded=lambda stage, reason: send(("degraded", stage, reason))
     )
-    settle_heap()
     stop = threading.Event()
     ended = threading.Event()
     # A thread empties the pipe into a local queue, so the worker never blocks on sending
