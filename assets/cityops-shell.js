@@ -38,8 +38,8 @@
     if (!watched(String(url))) {
       return pending;
     }
-    return pending.then(
-      function (response) {
+    return pending
+      .then(function (response) {
         mark(response.status === 502 || response.status === 503 || response.status === 504);
         if (response.status === 401 && !state.leaving) {
           // The session ended (idle, lifetime, logout elsewhere): back to the sign-in page,
@@ -49,13 +49,24 @@
             "/login?next=" + encodeURIComponent(window.location.pathname + window.location.search)
           );
         }
-        return response;
-      },
-      function (error) {
+        if (response.status !== 200 || String(url).indexOf("_dash-update-component") === -1) {
+          return response;
+        }
+        // Read a callback's reply here, whole: a server that dies mid-reply otherwise fails
+        // Dash's own body read, which nothing catches, and leaves that callback pending
+        // for good. Failing the request instead lets Dash treat it as "no response".
+        return response.arrayBuffer().then(function (body) {
+          return new Response(body, {
+            status: response.status,
+            statusText: response.statusText,
+            headers: response.headers,
+          });
+        });
+      })
+      .catch(function (error) {
         mark(true);
         throw error;
-      }
-    );
+      });
   };
 
   function ping() {

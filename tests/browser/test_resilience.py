@@ -56,6 +56,7 @@ OUTAGE_NOISE = (
     "ERR_CONNECTION_RESET",
     "ERR_EMPTY_RESPONSE",
     "ERR_INCOMPLETE_CHUNKED_ENCODING",
+    "ERR_CONTENT_LENGTH_MISMATCH",  # a reply cut off by the kill
     "ERR_NETWORK_CHANGED",
     # Dash's renderer, for a callback whose request found no server.
     "Callback failed: the server did not respond.",
