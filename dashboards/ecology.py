@@ -14,6 +14,7 @@ I–II blues/green, III green-yellow, IV orange, V red, 劣V dark red.
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -82,6 +83,11 @@ def _age(state: DeviceState, now: float) -> float | None:
     return None if state.last_seen is None else max(0.0, now - state.last_seen)
 
 
+def newest_reading(states: Iterable[DeviceState], now: float) -> Freshness:
+    """How fresh the newest reading of ``states`` is (silent when none is live)."""
+    return newest([_age(s, now) for s in states])
+
+
 #: The device types the page shows, each in its own panel.
 PAGE_TYPES: tuple[str, ...] = ("air_quality", "water_quality", "noise")
 
@@ -115,15 +121,25 @@ class AirStation:
     fresh: Freshness
 
 
-def air_stations(states: Sequence[DeviceState], now: float) -> list[AirStation]:
-    """Air stations, worst live AQI first; silent stations last (their index is not live)."""
+def air_stations(states: Sequence[DeviceState], now: float, *, limit: int | None = None) -> list[AirStation]:
+    """Air stations, worst live AQI first; silent stations last (their index is not live).
+    With ``limit``, only the first ``limit`` of that order are built (the wall shows three
+    of a thousand)."""
+
+    def live_aqi(s: DeviceState) -> int | None:
+        aqi_value = (s.derived or {}).get("aqi")
+        return aqi_value if isinstance(aqi_value, int) and not freshness(_age(s, now)).silent else None
+
+    def order(s: DeviceState) -> tuple[bool, int, str]:
+        aqi_value = live_aqi(s)
+        return (aqi_value is None, -(aqi_value or 0), s.device_id)
+
+    airs = [s for s in states if s.type == "air_quality"]
+    chosen = heapq.nsmallest(limit, airs, key=order) if limit is not None else sorted(airs, key=order)
     rows = []
-    for s in states:
-        if s.type != "air_quality":
-            continue
+    for s in chosen:
         d = s.derived or {}
-        fresh = freshness(_age(s, now))
-        live = not fresh.silent and isinstance(d.get("aqi"), int)
+        live = live_aqi(s) is not None
         rows.append(
             AirStation(
                 device_id=s.device_id,
@@ -136,10 +152,9 @@ def air_stations(states: Sequence[DeviceState], now: float) -> list[AirStation]:
                 category=d.get("category") if live else None,
                 color=d.get("color") if live else None,
                 primary=tuple(d.get("primary") or ()) if live else (),
-                fresh=fresh,
+                fresh=freshness(_age(s, now)),
             )
         )
-    rows.sort(key=lambda r: (r.aqi is None, -(r.aqi or 0), r.device_id))
     return rows
 
 
@@ -293,7 +308,7 @@ def noise_zones(
                 live_points=len(live),
                 mean_laeq=round(energy_mean([s.metrics["laeq"] for s in live]), 1) if live else None,
                 exceeded=sum(1 for s in live if (s.derived or {}).get("exceeded") is True),
-                fresh=newest([_age(s, now) for s in mine]),
+                fresh=newest_reading(mine, now),
             )
         )
     return rows

@@ -34,6 +34,8 @@ from models.tickets import Rate
 TICKER_LIMIT = 12
 #: Rows of a panel's list: what fits in large type on one screen.
 PANEL_ROWS = 6
+#: Air stations the ecology panel names: the worst live ones.
+AIR_ROWS = 3
 #: Titles of ringing alerts the alarm banner names (the rest are counted, not named).
 ALARM_TITLES = 3
 #: Severity → the console's badge colours.
@@ -48,7 +50,10 @@ class WallData:
     vitals: VitalInputs
     #: District code → real-time AQI (None: no live station there).
     district_aqi: dict[str, AqiResult | None] = field(default_factory=dict)
+    #: The worst live air stations the ecology panel lists (:data:`AIR_ROWS`).
     air: list[eco.AirStation] = field(default_factory=list)
+    #: How fresh the newest of every air station's readings is.
+    air_fresh: eco.Freshness = field(default_factory=lambda: eco.freshness(None))
     water: list[eco.WaterSection] = field(default_factory=list)
     #: Cases reported today and filed, all districts together (None: the database is away).
     cases_today: CaseIntake | None = None
@@ -282,8 +287,8 @@ def ecology_panel(data: WallData) -> html.Div:
         )
     live_sections = [s for s in data.water if s.grade is not None]
     worse = [s for s in live_sections if s.worse_than_target]
-    stations = [s for s in data.air if s.aqi is not None][:3]
-    air_fresh = eco.newest([s.fresh.age_s for s in data.air])
+    stations = [s for s in data.air if s.aqi is not None][:AIR_ROWS]
+    air_fresh = data.air_fresh
     return html.Div(
         [
             html.Div(tiles, className="wall-aqi-tiles"),

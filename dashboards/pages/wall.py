@@ -179,7 +179,8 @@ def read_wall(now: datetime | None = None) -> wall.WallData:
     return wall.WallData(
         vitals=vitals,
         district_aqi={d.district_code: d.aqi for d in snapshot.districts if scope in (None, d.district_code)},
-        air=eco.air_stations(kinds[AIR_TYPE], stamp),
+        air=eco.air_stations(kinds[AIR_TYPE], stamp, limit=wall.AIR_ROWS),
+        air_fresh=eco.newest_reading(kinds[AIR_TYPE], stamp),
         water=eco.water_sections(kinds[WATER_TYPE], props, stamp),
         cases_today=today,
         district_code=scope,

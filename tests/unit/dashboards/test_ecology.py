@@ -73,6 +73,15 @@ def test_air_stations_worst_first_and_silent_ones_show_no_live_index() -> None:
     assert silent.aqi is None and silent.color is None and silent.fresh.silent and silent.fresh.minutes == 60
 
 
+def test_air_stations_with_a_limit_builds_the_same_first_rows_only() -> None:
+    states = [air(f"s{i:02d}", 20 + (i * 37) % 180) for i in range(30)]
+    states += [air("quiet", 300, seen_ago=3600), state("x", "noise")]
+    every = eco.air_stations(states, NOW)
+    assert len(every) == 31 and every[-1].device_id == "quiet"
+    assert eco.air_stations(states, NOW, limit=3) == every[:3]
+    assert eco.air_stations(states[-2:], NOW, limit=3) == every[-1:]
+
+
 def sections(grades: list[str | None], river: str = "嘉陵江") -> tuple[list[DeviceState], dict[str, dict]]:
     states, props = [], {}
     for i, g in enumerate(grades):
