@@ -14,8 +14,10 @@ sightings and 12345 orders Guang'an would send at full scale, docs/scaling.md �
 2,000 msgs/s the demo's shares would be 60 new 12345 orders a second); the web tier as
 production runs it (gunicorn with deploy/gunicorn.conf.py, ``--web-workers`` threaded
 workers); ``--viewers`` headless Chromium viewers signed in
-with an account made by ``cityops users add``, each switching between ``/`` and ``/wall``
-every ``--view-seconds`` (the pages stay open in between and follow the server push).
+with an account made by ``cityops users add``: ``--kiosk-viewers`` of them (default half)
+open ``/`` or ``/wall`` once and keep it for the whole run, as a wall screen does, the
+others switch between the two every ``--view-seconds`` (the pages stay open in between
+and follow the server push). Each viewer notes its page's JavaScript heap every minute.
 The viewers stand for screens on machines of their own: their Chromium processes run at
 ``--viewer-nice`` (default 10, ``SOAK_VIEWER_NICE``), so on a 2-core machine they take
 the CPU the system under test leaves instead of a core of it (0 runs them as equals).
@@ -31,7 +33,8 @@ second (``observations`` + ``video_events`` inserts, from PostgreSQL's statistic
 the arrival latency of the newest readings in Redis: stream entry time (the XADD, after
 the database commit) − the reading's ``ts`` (set by the simulator when it builds the
 reading; a tick's readings are spread over the second before they are published, so up
-to 1 s of it is the simulator's own batching), p50 / p95 of the last 500 entries.
+to 1 s of it is the simulator's own batching), p50 / p95 of the last 500 entries; and a
+census of Redis: keys and bytes per key family (the report lists the families that grew).
 
 Verdict (exit status 1 when it fails), after a warm-up (default: a fifth of the run, at
 most 5 minutes; caches fill, the device map is read once, Chromium settles):
@@ -39,7 +42,12 @@ most 5 minutes; caches fill, the device map is read once, Chromium settles):
 - memory is flat: for every part still running, its PSS (proportional set size: shared
   pages split among their sharers, so PostgreSQL's shared buffers count once, not once per
   backend) at the end ≤ PSS at the end of the warm-up + max(20 %, 50 MB)
-  (:data:`RSS_GROWTH_FRACTION`, :data:`RSS_GROWTH_FLOOR_KIB`); RSS is reported beside it;
+  (:data:`RSS_GROWTH_FRACTION`, :data:`RSS_GROWTH_FLOOR_KIB`); RSS is reported beside it.
+  The viewers that switch pages are reported, not judged, on their Chromium's PSS: a full
+  page load every two minutes grows the browser's own caches, which no wall screen does;
+  the kiosk viewers (one page for the hour, as a wall screen) are judged like the rest;
+- every viewer's page heap (JavaScript, after a forced full collection) at the end ≤
+  its heap after the warm-up + max(20 %, 20 MB), per page (:func:`judge_heaps`);
 - the ingest worker, the simulator and the web tier run to the end (a viewer that stops
   is reported, not judged: under heavy load a WebDriver call may time out);
 - Redis stays within its caps: every ``cityops:stream:*`` no longer than
@@ -56,6 +64,7 @@ import argparse
 import contextlib
 import csv
 import json
+import math
 import os
 import secrets
 import shutil
@@ -103,8 +112,14 @@ REDIS_GROWTH_FLOOR_BYTES = 20 * 1024 * 1024
 STREAM_SLACK = 200
 #: Seconds a viewer's Chromium gets to quit at the end before it is killed.
 VIEWER_QUIT_TIMEOUT_S = 15.0
-#: What each viewer shows, in turn.
+#: What each viewer shows, in turn (a kiosk viewer: the first of them it comes to).
 VIEWER_PAGES = ("/", "/wall")
+#: Seconds between two samples of a viewer's JavaScript heap.
+HEAP_EVERY_S = 60.0
+#: Samples whose median stands for a page's heap after the warm-up and at the end.
+HEAP_EDGE = 3
+#: Allowed growth of a page's heap: max(RSS_GROWTH_FRACTION, this).
+HEAP_GROWTH_FLOOR_BYTES = 20 * 2**20
 
 
 class GunicornWeb(WebProcess):
@@ -137,10 +152,18 @@ class Viewer:
     base_url: str
     view_seconds: float
     stop: threading.Event
+    #: A kiosk viewer opens one page and keeps it for the whole run, as a wall screen does;
+    #: the others switch pages every ``view_seconds``.
+    kiosk: bool = False
+    started: float = field(default_factory=time.monotonic)
     driver: Any = None
     loads: int = 0
     restarts: int = 0
     failures: list[str] = field(default_factory=list)
+    #: (seconds since the run started, page, the page's JavaScript heap in bytes), every
+    #: :data:`HEAP_EVERY_S` and before each page change: a page that leaks grows here,
+    #: whatever Chromium's own caches do to the process's memory.
+    heap: list[tuple[float, str, int]] = field(default_factory=list)
 
     @property
     def pid(self) -> int | None:
@@ -155,7 +178,7 @@ class Viewer:
         turn = self.number  # viewers start on different pages
         while not self.stop.is_set():
             try:
-                self.driver = support.chromium()
+                self.driver = support.chromium(VIEWER_FLAGS)
                 self._sign_in()
                 while not self.stop.is_set():
                     path = VIEWER_PAGES[turn % len(VIEWER_PAGES)]
@@ -166,7 +189,7 @@ class Viewer:
                         self.failures.append(
                             f"{datetime.now(UTC):%H:%M:%S} {path}: no event stream within 60 s"
                         )
-                    self.stop.wait(self.view_seconds)
+                    self._watch(path, math.inf if self.kiosk else self.view_seconds)
             except Exception as exc:  # a finding, not a crash of the run
                 if not self.stop.is_set():
                     self.restarts += 1
@@ -179,6 +202,23 @@ class Viewer:
                     self.close()
                     self.driver = None
             self.stop.wait(5.0)
+
+    def _watch(self, path: str, seconds: float) -> None:
+        """Stay on the page for ``seconds`` (or until the run ends), noting its heap."""
+        until = time.monotonic() + seconds
+        while True:
+            self._note_heap(path)
+            if self.stop.wait(max(0.0, min(HEAP_EVERY_S, until - time.monotonic()))):
+                return
+            if time.monotonic() >= until:
+                self._note_heap(path)
+                return
+
+    def _note_heap(self, path: str) -> None:
+        with contextlib.suppress(Exception):  # a busy page is sampled next time
+            used = self.driver.execute_script(_JS_HEAP)
+            if used:
+                self.heap.append((time.monotonic() - self.started, path, int(used)))
 
     def _sign_in(self) -> None:
         for attempt in range(3):  # a sign-in on a machine this busy may time out once
@@ -240,6 +280,11 @@ def keep_viewers_niced(viewers: Sequence[Viewer], niceness: int, stop: threading
                 renice_tree(viewer.pid, niceness)
 
 
+#: Chromium's (non-standard) size of the page's JavaScript heap in use, after a full
+#: collection (so a sample is what the page holds, not when V8 last collected).
+_JS_HEAP = "if (window.gc) { window.gc(); } return performance.memory ? performance.memory.usedJSHeapSize : 0"
+#: ``gc()`` on the page and heap sizes not rounded to buckets.
+VIEWER_FLAGS = ("--js-flags=--expose-gc", "--enable-precise-memory-info")
 _STREAM_OPEN = (
     "const s = window.cityopsLive && window.cityopsLive.state;"
     "return !!(s && s.connected === true && s.source && s.source.readyState === 1);"
@@ -261,6 +306,7 @@ class Sample:
     latency_p50_ms: float | None
     latency_p95_ms: float | None
     load1: float
+    redis_families: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -276,6 +322,28 @@ def arrival_latencies_ms(client: redis.Redis, count: int = 500) -> list[float]:
             ts = datetime.fromisoformat(fields["ts"]).timestamp() * 1000
             out.append(int(entry_id.split("-")[0]) - ts)
     return out
+
+
+def key_family(key: str) -> str:
+    """``cityops:device:SIM-AQ-0007`` → ``cityops:device:*``: the key with each part that
+    names one thing (it holds a digit) replaced by ``*``, to count keys by kind."""
+    return ":".join("*" if any(c.isdigit() for c in part) else part for part in key.split(":"))
+
+
+def redis_census(client: redis.Redis) -> dict[str, tuple[int, int]]:
+    """Keys and bytes (``MEMORY USAGE``, sampled for aggregates) per key family."""
+    census: dict[str, list[int]] = {}
+    keys = list(client.scan_iter(count=1000))
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
+        pipe = client.pipeline(transaction=False)
+        for key in chunk:
+            pipe.memory_usage(key, samples=5)
+        for key, used in zip(chunk, pipe.execute(), strict=True):
+            entry = census.setdefault(key_family(key), [0, 0])
+            entry[0] += 1
+            entry[1] += int(used or 0)  # a key that expired in between: 0
+    return {family: (n, used) for family, (n, used) in census.items()}
 
 
 def stored_rows(engine: sa.Engine) -> int:
@@ -342,6 +410,7 @@ class Sampler:
             percentile(latencies, 0.50) if latencies else None,
             percentile(latencies, 0.95) if latencies else None,
             load1,
+            redis_census(self.cache),
         )
         self.samples.append(sample)
         self._write(sample)
@@ -380,7 +449,53 @@ class Verdict:
     failures: list[str]
 
 
-def judge(samples: Sequence[Sample], warmup_s: float, asked_rate: float) -> Verdict:
+def redis_growth_lines(base: Sample, end: Sample, top: int = 10) -> list[str]:
+    """The key families that grew most in bytes from ``base`` to ``end``, as table lines."""
+    families = set(base.redis_families) | set(end.redis_families)
+
+    def growth(family: str) -> int:
+        return end.redis_families.get(family, (0, 0))[1] - base.redis_families.get(family, (0, 0))[1]
+
+    lines = [f"  {'Redis key family':<44} {'keys warm':>9} {'end':>7} {'KB warm':>8} {'end':>8}"]
+    for family in sorted(families, key=growth, reverse=True)[:top]:
+        (n0, b0), (n1, b1) = base.redis_families.get(family, (0, 0)), end.redis_families.get(family, (0, 0))
+        lines.append(f"  {family[:44]:<44} {n0:>9,} {n1:>7,} {b0 / 1024:>8,.0f} {b1 / 1024:>8,.0f}")
+    return lines
+
+
+def judge_heaps(viewers: Sequence[Viewer], warmup_s: float) -> Verdict:
+    """Each viewer's page heap (JavaScript, after a full collection) per page: the median
+    of its first :data:`HEAP_EDGE` samples after the warm-up against that of its last ones
+    (a switching viewer's samples of one page come from several visits)."""
+    lines = [
+        f"  {'viewer':<10} {'mode':<6} {'page':<6} {'heap warm':>9} {'end':>6} {'max':>6} (MB, JavaScript)"
+    ]
+    failures: list[str] = []
+    for viewer in viewers:
+        for page in VIEWER_PAGES:
+            heap = [used for t, path, used in viewer.heap if path == page and t >= warmup_s]
+            if len(heap) < 2:
+                continue
+            first = statistics.median(heap[:HEAP_EDGE])
+            last = statistics.median(heap[-HEAP_EDGE:])
+            lines.append(
+                f"  viewer-{viewer.number:<3} {'kiosk' if viewer.kiosk else 'switch':<6} {page:<6}"
+                f" {first / 2**20:>9.1f} {last / 2**20:>6.1f} {max(heap) / 2**20:>6.1f}"
+            )
+            allowed = max(RSS_GROWTH_FRACTION * first, HEAP_GROWTH_FLOOR_BYTES)
+            if last - first > allowed:
+                failures.append(
+                    f"viewer-{viewer.number} {page}: page heap grew {(last - first) / 2**20:.0f} MB"
+                    f" (allowed {allowed / 2**20:.0f})"
+                )
+    return Verdict(lines, failures)
+
+
+def judge(
+    samples: Sequence[Sample], warmup_s: float, asked_rate: float, unjudged: Sequence[str] = ()
+) -> Verdict:
+    """The verdict on memory, Redis and the stored rate; ``unjudged`` parts are reported
+    only (the switching viewers: see the module docstring)."""
     settled = [s for s in samples if s.elapsed_s >= warmup_s] or list(samples)
     base, end = settled[0], samples[-1]
     lines = [
@@ -405,7 +520,7 @@ def judge(samples: Sequence[Sample], warmup_s: float, asked_rate: float) -> Verd
             f" {growth / 1024:>+7.0f}M"
         )
         allowed = max(RSS_GROWTH_FRACTION * pss_warm, RSS_GROWTH_FLOOR_KIB)
-        if growth > allowed:
+        if growth > allowed and name not in unjudged:
             failures.append(
                 f"{name}: PSS grew {growth / 1024:.0f} MB after warm-up (allowed {allowed / 1024:.0f})"
             )
@@ -419,6 +534,7 @@ def judge(samples: Sequence[Sample], warmup_s: float, asked_rate: float) -> Verd
         failures.append(
             f"redis used_memory grew {(end.redis_used_bytes - base.redis_used_bytes) / 2**20:.1f} MB"
         )
+    lines.extend(redis_growth_lines(base, end))
     longest = {k: max(s.streams.get(k, 0) for s in samples) for k in end.streams}
     lines.append("longest streams: " + ", ".join(f"{k} {v:,}" for k, v in sorted(longest.items())))
     for name, length in longest.items():
@@ -454,6 +570,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sample-every", type=float, default=30.0)
     parser.add_argument("--warmup", type=float, default=None, help="seconds (default: a fifth, ≤ 300)")
     parser.add_argument("--view-seconds", type=float, default=120.0, help="each viewer's time per page")
+    parser.add_argument(
+        "--kiosk-viewers",
+        type=int,
+        default=None,
+        help="viewers that keep one page for the whole run, like a wall screen (default: half)",
+    )
     parser.add_argument("--web-workers", type=int, default=2)
     parser.add_argument(
         "--mix",
@@ -475,6 +597,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     warmup = args.warmup if args.warmup is not None else min(300.0, args.seconds / 5)
+    if args.kiosk_viewers is None:
+        args.kiosk_viewers = args.viewers // 2
     needed = ("mosquitto", "redis-server") + (("chromium", "chromedriver") if args.viewers else ())
     for tool in needed:
         if not (shutil.which(tool) or shutil.which(tool, path="/usr/sbin:/usr/local/bin")):
@@ -511,7 +635,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         accounts.write_text(json.dumps({"leader": account}), encoding="utf-8")
         support._ACCOUNT_FILES[web.base_url] = accounts
         for number in range(args.viewers):
-            viewer = Viewer(number, web.base_url, args.view_seconds, stop)
+            viewer = Viewer(number, web.base_url, args.view_seconds, stop, kiosk=number < args.kiosk_viewers)
             viewers.append(viewer)
             threads.append(threading.Thread(target=viewer.run, name=f"viewer-{number}", daemon=True))
             threads[-1].start()
@@ -591,17 +715,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                 part.stop()
         postgres.remove()
 
-    verdict = judge(sampler.samples, warmup, args.rate)
+    switching = [f"viewer-{v.number}" for v in viewers if not v.kiosk]
+    verdict = judge(sampler.samples, warmup, args.rate, unjudged=switching)
+    heaps = judge_heaps(viewers, warmup)
     print(f"\nsoak {started:%Y-%m-%d %H:%M} UTC, {args.seconds:.0f} s asked, rate {args.rate:.0f} msgs/s,")
     print(f"{args.viewers} viewers, warm-up {warmup:.0f} s; samples in {csv_path}\n")
     print("\n".join(verdict.lines))
     loads = sum(v.loads for v in viewers)
     viewer_failures = [f for v in viewers for f in v.failures]
     restarts = sum(v.restarts for v in viewers)
+    if switching:
+        print(f"(PSS of switching viewers, reported only: {', '.join(switching)})")
+    print("\n" + "\n".join(heaps.lines))
     print(f"\nviewer page loads: {loads}; problems: {len(viewer_failures)}; browsers replaced: {restarts}")
     for failure in viewer_failures[:20]:
         print("  " + failure)
-    failures = verdict.failures + [f"{name} exited before the end" for name in early_exit]
+    failures = verdict.failures + heaps.failures + [f"{name} exited before the end" for name in early_exit]
     if failures:
         print("\nFAILED: " + "; ".join(failures))
         return 1

@@ -124,8 +124,9 @@ def running_demo(
                 process.kill()
 
 
-def chromium() -> Any:
-    """A headless Chromium (1920×1080, Chinese) that records its console log."""
+def chromium(extra_flags: Sequence[str] = ()) -> Any:
+    """A headless Chromium (1920×1080, Chinese) that records its console log; ``extra_flags``
+    are passed on (the soak's viewers measure their pages' heap with them)."""
     if not (shutil.which("chromium") and shutil.which("chromedriver")):
         service_missing(
             "Chromium", "chromium and chromium-driver are not installed (make test installs them)"
@@ -149,6 +150,7 @@ def chromium() -> Any:
         "--lang=zh-CN",
         "--enable-unsafe-swiftshader",
         "--mute-audio",
+        *extra_flags,
     ):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
