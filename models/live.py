@@ -106,6 +106,9 @@ ALERTS_INDEXED_KEY = KEY_PREFIX + "alerts:indexed_at"
 ALERTS_EPOCH_KEY = KEY_PREFIX + "alerts:epoch"
 #: An alert that left the queue keeps its hash this long, for pages showing "just closed".
 ALERT_ENDED_TTL_S = 24 * 3600
+#: Alerts a process keeps as read (:meth:`LiveStore._read_alerts`) before dropping those
+#: that are not in the queue it is reading.
+ALERT_ROWS_KEPT = 20_000
 
 _embedded_lock = threading.Lock()
 _embedded_server: Any = None
@@ -359,6 +362,8 @@ class LiveStore:
         self._devices_cache: _DeviceCache | None = None
         self._alerts_lock = threading.Lock()
         self._alerts_cache: _AlertCache | None = None
+        #: alert id → (its ``version`` as stored, the alert as read then)
+        self._alert_rows: dict[str, tuple[str, LiveAlert]] = {}
 
     # ---- writes (ingest) -------------------------------------------------------------
 
@@ -789,11 +794,38 @@ class LiveStore:
         return self._alerts_cache
 
     def _read_alerts(self, ids: list[str]) -> list[LiveAlert]:
+        """The alerts of ``ids`` that still exist, in that order.
+
+        Every change of an alert raises its ``version`` (compare-and-set in the database,
+        checked again when the hash is written), so an alert read before at the same
+        version is taken from :attr:`_alert_rows`: a queue of a thousand alerts in which one
+        changed is a thousand one-field reads and one whole hash, not a thousand hashes."""
         with self.redis.pipeline(transaction=False) as pipe:
             for alert_id in ids:
-                pipe.hgetall(alert_key(alert_id))
-            rows = pipe.execute()
-        return [LiveAlert.from_hash(row) for row in rows if row]
+                pipe.hget(alert_key(alert_id), "version")
+            versions = pipe.execute()
+        with self._alerts_lock:
+            kept = self._alert_rows
+            stale = [
+                alert_id
+                for alert_id, version in zip(ids, versions, strict=True)
+                if version is not None and (alert_id not in kept or kept[alert_id][0] != version)
+            ]
+        fresh: dict[str, tuple[str, LiveAlert]] = {}
+        if stale:
+            with self.redis.pipeline(transaction=False) as pipe:
+                for alert_id in stale:
+                    pipe.hgetall(alert_key(alert_id))
+                for alert_id, row in zip(stale, pipe.execute(), strict=True):
+                    if row:  # gone in between (expired): not in the queue any more
+                        fresh[alert_id] = (row.get("version", ""), LiveAlert.from_hash(row))
+        with self._alerts_lock:
+            kept.update(fresh)
+            found = [kept[a][1] for a, v in zip(ids, versions, strict=True) if v is not None and a in kept]
+            if len(kept) > ALERT_ROWS_KEPT:  # alerts that left every queue read since
+                wanted = set(ids)
+                self._alert_rows = {a: row for a, row in kept.items() if a in wanted}
+        return found
 
     def _open_alerts_walk(self, size: int, district_code: str) -> list[LiveAlert]:
         """A district's first ``size`` alerts without the per-district queues: the city

@@ -13,7 +13,11 @@ import redis
 import sqlalchemy as sa
 
 from models.live import LiveStore
-from tests.unit.models.test_live_alerts import SCENARIOS, unchanged_queue_is_not_read_again
+from tests.unit.models.test_live_alerts import (
+    SCENARIOS,
+    only_changed_alerts_are_read_whole,
+    unchanged_queue_is_not_read_again,
+)
 
 pytestmark = pytest.mark.real_services
 
@@ -39,3 +43,9 @@ def test_unchanged_queue_is_not_read_again(
     engine: sa.Engine, live: LiveStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     unchanged_queue_is_not_read_again(engine, live, monkeypatch)
+
+
+def test_only_changed_alerts_are_read_whole(
+    engine: sa.Engine, live: LiveStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    only_changed_alerts_are_read_whole(engine, live, monkeypatch)

@@ -23,6 +23,7 @@ from models.live import (
     ALERTS_INDEXED_KEY,
     ALERTS_OPEN_KEY,
     ALERTS_VERSION_KEY,
+    LiveAlert,
     LiveStore,
     alerts_district_key,
 )
@@ -170,6 +171,43 @@ def unchanged_queue_is_not_read_again(
     assert [x.id for x in live.open_alerts(limit=50)] == [a, b]
 
 
+def only_changed_alerts_are_read_whole(
+    engine: sa.Engine, live: LiveStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a change, a process reads the whole hash of the changed alert only (the
+    others are the same version as it read them) and still sees every change."""
+    with engine.begin() as conn:
+        raised = [
+            alerts.raise_alert(conn, draft(f"k{i}", "major"), now=T0 + timedelta(seconds=i)) for i in range(6)
+        ]
+    live.apply_alert_changes(raised)
+    ids = [change.alert.id for change in raised]
+    parsed: list[str] = []
+    parse = LiveAlert.from_hash
+
+    def counted(row: dict[str, str]) -> LiveAlert:
+        parsed.append(row["id"])
+        return parse(row)
+
+    monkeypatch.setattr(LiveAlert, "from_hash", staticmethod(counted))
+    assert [a.id for a in live.open_alerts(limit=50)] == ids
+    assert sorted(parsed) == sorted(str(i) for i in ids)
+
+    parsed.clear()
+    other = LiveStore(live.redis)  # the change comes from another process
+    with engine.begin() as conn:
+        ack = alerts.acknowledge(conn, ids[2], actor="zhang", address=None, now=T0 + timedelta(minutes=1))
+        closed = alerts.mark_false_alarm(
+            conn, ids[4], actor="zhang", address=None, now=T0 + timedelta(minutes=2)
+        )
+    assert other.apply_alert_changes([ack, closed]) == 2
+    again = live.open_alerts(limit=50)
+    assert parsed == [str(ids[2])]  # the false alarm left the queue: nothing to read
+    assert [a.id for a in again] == [i for i in ids if i != ids[4]]
+    assert again[2].state == "acknowledged" and again[2].version == ack.alert.version
+    assert [a.state for a in again if a.id != ids[2]] == ["new"] * 4
+
+
 def a_store_written_before_the_district_queues(engine: sa.Engine, live: LiveStore) -> None:
     """A queue written before the per-district queues existed (no marker, no district
     keys): a scoped read walks the city queue, then builds them for the next reads."""
@@ -242,6 +280,12 @@ def test_unchanged_queue_is_not_read_again(
     engine: sa.Engine, live: LiveStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     unchanged_queue_is_not_read_again(engine, live, monkeypatch)
+
+
+def test_only_changed_alerts_are_read_whole(
+    engine: sa.Engine, live: LiveStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    only_changed_alerts_are_read_whole(engine, live, monkeypatch)
 
 
 def test_scoped_read_of_a_large_queue_is_one_range(
