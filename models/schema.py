@@ -647,7 +647,10 @@ class Case(Base):
         Index("ix_cases_district_code_filed_at", "district_code", "filed_at"),
         Index("ix_cases_source_source_ref", "source", "source_ref"),
         Index("ix_cases_department_state", "department", "state"),
-        Index("ix_cases_reported_at", "reported_at"),
+        # The open-case and today's-intake counts of every page refresh, from the indexes
+        # alone (migration 0008).
+        Index("ix_cases_state_district_code", "state", "district_code"),
+        Index("ix_cases_reported_at", "reported_at", postgresql_include=["filed_at", "district_code"]),
         Index("ix_cases_due_at", "due_at"),
         Index("ix_cases_close_due", "close_due"),
         Index(
@@ -663,7 +666,7 @@ class Case(Base):
     category: Mapped[str] = mapped_column(String(64))
     subcategory: Mapped[str | None] = mapped_column(String(64))
     description: Mapped[str | None] = mapped_column(Text)
-    state: Mapped[str] = mapped_column(String(24), index=True)
+    state: Mapped[str] = mapped_column(String(24))
     department: Mapped[str | None] = mapped_column(String(64))
     district_code: Mapped[str | None] = mapped_column(String(12))
     grid_id: Mapped[str | None] = mapped_column(String(20), index=True)
