@@ -9,8 +9,7 @@ district and today's reported and filed cases. At city volume (tens of thousands
 cases, about 20,000 reported a day) both read every matching row of the wide ``cases``
 table. ``(state, district_code)`` replaces the index on ``state`` alone, and the index on
 ``reported_at`` carries ``filed_at`` and ``district_code`` (PostgreSQL's ``INCLUDE``), so
-PostgreSQL answers both counts from the indexes (bench/README.md, Web: 44,000 cases,
-today's intake 23–34 → 4–10 ms, open by district 51–67 → 29–37 ms).
+PostgreSQL answers both counts from the indexes (figures in bench/README.md, Web).
 """
 
 from __future__ import annotations
