@@ -35,6 +35,7 @@ the database commit) − the reading's ``ts`` (set by the simulator when it buil
 reading; a tick's readings are spread over the second before they are published, so up
 to 1 s of it is the simulator's own batching), p50 / p95 of the last 500 entries; and a
 census of Redis: keys and bytes per key family (the report lists the families that grew).
+The viewers' page-heap samples go to ``var/soak/soak-<start>-heaps.csv`` at the end.
 
 Verdict (exit status 1 when it fails), after a warm-up (default: a fifth of the run, at
 most 5 minutes; caches fill, the device map is read once, Chromium settles):
@@ -715,6 +716,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 part.stop()
         postgres.remove()
 
+    heap_csv = csv_path.with_name(csv_path.stem + "-heaps.csv")
+    with heap_csv.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["viewer", "mode", "elapsed_s", "page", "js_heap_bytes"])
+        for v in viewers:
+            for elapsed, page, used in v.heap:
+                writer.writerow([v.number, "kiosk" if v.kiosk else "switch", round(elapsed), page, used])
     switching = [f"viewer-{v.number}" for v in viewers if not v.kiosk]
     verdict = judge(sampler.samples, warmup, args.rate, unjudged=switching)
     heaps = judge_heaps(viewers, warmup)
