@@ -13,15 +13,18 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
 
-#: Starts eight threads that allocate after (optionally) the worker's setting, then asks
+#: Starts eight threads that allocate after (optionally) the worker's setting and stay
+#: alive until all have (a thread that ended hands its arena to the next one), then asks
 #: glibc how many arenas it made: ``malloc_stats`` prints one "Arena N:" block each.
 _PROBE = """
 import ctypes, runpy, sys, threading
 conf = runpy.run_path(sys.argv[1])
 if sys.argv[2] == "limit":
     assert conf["limit_malloc_arenas"]() is True
+all_in = threading.Barrier(8)
 def work():
-    kept = [bytes(2000) for _ in range(2000)]
+    kept = [bytes(2000) for _ in range(200)]
+    all_in.wait(30)
     del kept
 threads = [threading.Thread(target=work) for _ in range(8)]
 for t in threads: t.start()
