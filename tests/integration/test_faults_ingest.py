@@ -319,6 +319,9 @@ def test_database_outage_applies_back_pressure_and_loses_nothing(services: Servi
         before = feed(200)
         publish_in_background(services.broker.url, before).finish(30)
         assert wait_for(lambda: stored(services.engine) == 200, 30)
+        # A batch is acknowledged after its live write, which follows the commit: wait for
+        # every message received so far to be acknowledged before the outage starts.
+        assert wait_for(lambda: client.stats().acked == client.stats().received, 30), client.stats()
         acked_before = client.stats().acked
 
         services.postgres.stop()

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from dashboards import auth
 from dashboards import district as drill
 from dashboards.i18n import t
+from dashboards.vitals import city_day_start
 from geo.boundaries import district_geometries
 from models import alerts, cases, db
 from models.config import load_settings
@@ -63,11 +64,14 @@ def city(tmp_path: Path, migrated: Path) -> Iterator[dict[str, Any]]:
     live = LiveStore(fakeredis.FakeRedis(decode_responses=True))
     create_app(load_settings({"CITYOPS_DATA_DIR": str(tmp_path)}), live=live, engine=engine)
     now = datetime.now(UTC)
+    # The orders are today's in Beijing whenever the test runs (an hour before 00:30 is
+    # yesterday there): the pages count "today" from the city's midnight.
+    called = now - min(timedelta(hours=1), (now - city_day_start(now)) / 2)
     where = {MINE: _inside(MINE), OTHER: HOME}
     made: dict[str, Any] = {"engine": engine, "live": live, "case": {}, "alert": {}, "incident": {}}
     with engine.begin() as conn:
         for code, at in where.items():
-            add_ticket(conn, f"T-{code}", ts=now - timedelta(hours=1), at=at, district_code=code)
+            add_ticket(conn, f"T-{code}", ts=called, at=at, district_code=code)
             case = cases.report_case(
                 conn,
                 source="inspector",
