@@ -49,7 +49,7 @@ def hourly_means(
     # The mean of the station means, per pollutant and hour, taken by the database: a city
     # day is 24 rows per station and pollutant, about 190,000 for a thousand stations.
     query = (
-        sa.select(t.c.metric, t.c.hour, sa.func.avg(t.c.sum / t.c.count).label("mean"))
+        sa.select(t.c.metric, t.c.hour, sa.func.avg(_station_mean(t)).label("mean"))
         .where(t.c.metric.in_(POLLUTANTS), t.c.hour >= min(hours), t.c.hour <= max(hours), t.c.count > 0)
         .group_by(t.c.metric, t.c.hour)
     )
@@ -64,10 +64,11 @@ def hourly_means(
 def hourly_means_by_district(
     conn: sa.Connection, hours: list[datetime], district_codes: list[str]
 ) -> dict[str, dict[str, list[float | None]]]:
-    """:func:`hourly_means` of several districts, in one query instead of one per district."""
+    """:func:`hourly_means` of several districts, in one query instead of one per district
+    (the ecology page's 48-hour chart and the exports read every district at once)."""
     t = ObservationHourly.__table__
     query = (
-        sa.select(t.c.district_code, t.c.metric, t.c.hour, sa.func.avg(t.c.sum / t.c.count).label("mean"))
+        sa.select(t.c.district_code, t.c.metric, t.c.hour, sa.func.avg(_station_mean(t)).label("mean"))
         .where(
             t.c.metric.in_(POLLUTANTS),
             t.c.hour >= min(hours),
@@ -81,6 +82,12 @@ def hourly_means_by_district(
     for row in conn.execute(query):
         means[row.district_code][(row.metric, row.hour.astimezone(UTC))] = float(row.mean)
     return {code: _area_means(means[code], hours) for code in district_codes}
+
+
+def _station_mean(t: sa.Table) -> sa.ColumnElement[float]:
+    """A station's hourly mean as a float division, as Python's (SQLAlchemy would cast the
+    integer count to NUMERIC by itself, and PostgreSQL would then divide in decimal)."""
+    return t.c.sum / sa.cast(t.c.count, sa.Float)
 
 
 def _area_means(

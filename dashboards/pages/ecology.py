@@ -24,7 +24,7 @@ from dashboards.exports import export_links
 from dashboards.i18n import current_language, t
 from dashboards.pages.overview import CITY_CENTRE, aqi_badge
 from geo.boundaries import DISTRICTS, districts_geojson
-from models.air_quality import POLLUTANTS
+from models.air_quality import hourly_means_by_district
 from models.clock import CITY_TZ
 from models.schema import Device, ObservationHourly
 from models.scope import in_district
@@ -542,49 +542,6 @@ def noise_hourly(
     return [(r.device_id, r.hour.astimezone(UTC), r.sum / r.count) for r in conn.execute(query)]
 
 
-def district_hourly_means(
-    conn: sa.Connection, hours: list[datetime], district_codes: list[str]
-) -> dict[str, dict[str, list[float | None]]]:
-    """Per district and pollutant, the area mean concentration of each UTC hour of ``hours``
-    (None without data): the mean over the district's stations of their hourly means, as
-    :func:`models.air_quality.hourly_means_by_district` defines it.
-
-    The database adds the stations' means up: one row per district, pollutant and hour
-    instead of one per station (tens of thousands in a 48-hour window at city scale, which
-    took most of a refresh to fetch).
-    """
-    h = ObservationHourly.__table__
-    # Each station's mean as a float division, as Python's (SQLAlchemy casts an integer
-    # divisor to NUMERIC by itself).
-    station_mean = h.c.sum / sa.cast(h.c.count, sa.Float)
-    query = (
-        sa.select(
-            h.c.district_code,
-            h.c.metric,
-            h.c.hour,
-            sa.func.sum(station_mean).label("total"),
-            sa.func.count().label("stations"),
-        )
-        .where(
-            h.c.metric.in_(POLLUTANTS),
-            h.c.hour >= min(hours),
-            h.c.hour <= max(hours),
-            h.c.count > 0,
-            h.c.district_code.in_(district_codes),
-        )
-        .group_by(h.c.district_code, h.c.metric, h.c.hour)
-    )
-    index = {hour: i for i, hour in enumerate(hours)}
-    means: dict[str, dict[str, list[float | None]]] = {
-        code: {p: [None] * len(hours) for p in POLLUTANTS} for code in district_codes
-    }
-    for row in conn.execute(query):
-        i = index.get(row.hour.astimezone(UTC))
-        if i is not None:
-            means[row.district_code][row.metric][i] = row.total / row.stations
-    return means
-
-
 @callback(
     Output("eco-status", "children"),
     Output("eco-map", "figure"),
@@ -620,7 +577,7 @@ def refresh(_n: int | None, _live: dict | None, drawn: dict[str, Any] | None = N
             # One query for every district (or the viewer's own) and the whole window
             # (yesterday 00:00 to now).
             codes = [scope] if scope else [d.code for d in DISTRICTS]
-            means = district_hourly_means(conn, hours, codes)
+            means = hourly_means_by_district(conn, hours, codes)
             today_start = next(h for h in hours if h.astimezone(CITY_TZ).date() == today)
             # Only the hours loud enough to break some zone's limit count as exceedances.
             lowest = eco.lowest_noise_limit(props)

@@ -15,7 +15,7 @@ from models import db
 from models.config import load_settings
 from models.db import record_observations
 from models.live import LiveStore
-from tests.unit.dashboards.test_ecology_page import check_district_means
+from tests.unit.dashboards.test_ecology_page import check_district_means, stations_means_in_python
 
 pytestmark = pytest.mark.real_services
 
@@ -31,10 +31,9 @@ def test_district_means_added_up_by_postgresql_equal_the_stations_means(engine: 
     from app import create_app
 
     create_app(load_settings({}), live=LiveStore(fakeredis.FakeRedis(decode_responses=True)), engine=engine)
-    from dashboards.pages import ecology
     from models.air_quality import hourly_means_by_district
 
-    check_district_means(engine, ecology.district_hourly_means, hourly_means_by_district)
+    check_district_means(engine, hourly_means_by_district)
 
     # Station means of 0.1 and 0.2: in floats, as Python adds them up, the mean is
     # 0.15000000000000002; divided and added as NUMERIC it would be 0.15.
@@ -54,6 +53,6 @@ def test_district_means_added_up_by_postgresql_equal_the_stations_means(engine: 
             ],
         )
     with engine.connect() as conn:
-        summed = ecology.district_hourly_means(conn, [hour], ["511681"])
-        assert summed == hourly_means_by_district(conn, [hour], ["511681"])
+        summed = hourly_means_by_district(conn, [hour], ["511681"])
+        assert summed == stations_means_in_python(conn, [hour], ["511681"])
     assert summed["511681"]["pm25"] == [(0.1 + 0.2) / 2]
