@@ -804,24 +804,28 @@ class LiveStore:
             for alert_id in ids:
                 pipe.hget(alert_key(alert_id), "version")
             versions = pipe.execute()
+        current: dict[str, LiveAlert] = {}
+        stale: list[str] = []
         with self._alerts_lock:
             kept = self._alert_rows
-            stale = [
-                alert_id
-                for alert_id, version in zip(ids, versions, strict=True)
-                if version is not None and (alert_id not in kept or kept[alert_id][0] != version)
-            ]
+            for alert_id, version in zip(ids, versions, strict=True):
+                row = kept.get(alert_id)
+                if version is not None and row is not None and row[0] == version:
+                    current[alert_id] = row[1]
+                else:  # new, changed, or a hash without a version: read whole
+                    stale.append(alert_id)
         fresh: dict[str, tuple[str, LiveAlert]] = {}
         if stale:
             with self.redis.pipeline(transaction=False) as pipe:
                 for alert_id in stale:
                     pipe.hgetall(alert_key(alert_id))
                 for alert_id, row in zip(stale, pipe.execute(), strict=True):
-                    if row:  # gone in between (expired): not in the queue any more
+                    if row:  # an empty reply: the hash expired, the alert left the queue
                         fresh[alert_id] = (row.get("version", ""), LiveAlert.from_hash(row))
+                        current[alert_id] = fresh[alert_id][1]
+        found = [current[a] for a in ids if a in current]
         with self._alerts_lock:
             kept.update(fresh)
-            found = [kept[a][1] for a, v in zip(ids, versions, strict=True) if v is not None and a in kept]
             if len(kept) > ALERT_ROWS_KEPT:  # alerts that left every queue read since
                 wanted = set(ids)
                 self._alert_rows = {a: row for a, row in kept.items() if a in wanted}
