@@ -81,9 +81,10 @@ KEEPALIVE_SECONDS = 30
 #: Unacknowledged messages a compliant broker may have outstanding to this client
 #: (MQTT 5 Receive Maximum). It bounds the work a crashed worker leaves for redelivery
 #: and the memory a slow worker holds; too small and the broker idles waiting for acks
-#: while a batch is being written. 1000 ≈ two ingest batches at ~15k msgs/s shared by
-#: a few workers, i.e. tens of milliseconds of traffic.
-RECEIVE_MAXIMUM = 1000
+#: while a batch is being written. A worker holds up to three batches of 500 in its stages
+#: (store, live, rules) while the next one fills: 2500 keeps every stage busy (with 1000
+#: only two batches fitted and one worker stored 7 % less, bench/README.md "Ingest").
+RECEIVE_MAXIMUM = 2500
 
 #: Received messages waiting for the consumer. Twice :data:`RECEIVE_MAXIMUM` so that,
 #: with a broker that honours Receive Maximum, the network thread never waits even

@@ -280,13 +280,21 @@ class IngestPipeline:
         committed, only this step is retried: the database is not asked again and the
         live state still gets every new row.
         """
+        self.write_live(stored)
+        self.run_hooks(stored)
+        return stored
+
+    def write_live(self, stored: StoredBatch) -> None:
+        """The live-state half of :meth:`publish` (raises when Redis fails: retry it alone)."""
         self._write_live(stored.devices, stored.accepted, stored.result)
+
+    def run_hooks(self, stored: StoredBatch) -> None:
+        """The rules' half of :meth:`publish`: every hook sees the batch; one failing is logged."""
         for hook in self.hooks:
             try:
                 hook(stored.accepted)
             except Exception:  # a faulty rule must not stop ingest; the batch is already stored
                 log.exception("batch hook %r failed", hook)
-        return stored
 
     # ---- parsing -----------------------------------------------------------------------
 

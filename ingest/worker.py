@@ -30,11 +30,14 @@ duplicate. Restarting the one process and resending its parts would keep the wor
 but would need the resent parts re-ordered against later ones of the same devices;
 starting over from the broker session is simpler and provably complete.
 
-Within one process two stages overlap: while the live stage writes batch N to Redis,
-hands it to the rules and reports it, the store stage already validates batch N+1 and
-writes it to the database. The live stage takes batches strictly in order, and at most
-:data:`LIVE_BACKLOG` committed batches wait for it, so a slow Redis slows the database
-writes down too instead of letting unacknowledged batches pile up.
+Within one process three stages overlap, each in its own thread: while the rule stage
+hands batch N to the rules and reports it (acknowledges it), the live stage writes batch
+N+1 to Redis and the store stage validates batch N+2 and writes it to the database. Each
+stage waits on a different server most of its time (the rules are mostly Python), so the
+waits overlap with another stage's work. Every stage takes batches strictly in order and
+at most :data:`STAGE_BACKLOG` batches wait between two stages, so a slow Redis slows the
+database writes down too instead of letting unacknowledged batches pile up. A batch is
+reported only after the rules saw it, as before: a crash before then means redelivery.
 """
 
 from __future__ import annotations
@@ -76,12 +79,12 @@ BATCH_WAIT_S = 0.05
 RETRY_MIN_S = 0.5
 RETRY_MAX_S = 15.0
 SHARED_GROUP = "ingest"
-#: Committed batches waiting for the live stage. One keeps both stages busy; more would
-#: only hold more messages unacknowledged when Redis is slow.
-LIVE_BACKLOG = 1
-#: How often an idle live stage wakes up to run the periodic rule tick.
+#: Batches waiting between two stages (committed → live, live → rules). One keeps every
+#: stage busy; more would only hold more messages unacknowledged when Redis is slow.
+STAGE_BACKLOG = 1
+#: How often an idle rule stage wakes up to run the periodic rule tick.
 TICK_POLL_S = 0.25
-#: How often the live stage checks that Redis still holds the live state (one EXISTS):
+#: How often the rule stage checks that Redis still holds the live state (one EXISTS):
 #: after a Redis restart or flush the pages would show an empty city until every device
 #: sent its meta again, so the state is rebuilt from the database within seconds.
 LIVE_WATCH_S = 2.0
@@ -199,7 +202,14 @@ class BatchProcessor(Generic[Token]):
         return stored
 
     def publish(self, stored: StoredBatch, stop: threading.Event) -> bool:
-        return self._until_done("live", lambda: self.pipeline.publish(stored), stop) is not None
+        """Live write (retried until done) and rules, one after the other; False if stopped."""
+        if not self.write_live(stored, stop):
+            return False
+        self.pipeline.run_hooks(stored)
+        return True
+
+    def write_live(self, stored: StoredBatch, stop: threading.Event) -> bool:
+        return self._until_done("live", lambda: self.pipeline.write_live(stored) or True, stop) is not None
 
     def run(
         self,
@@ -209,16 +219,21 @@ class BatchProcessor(Generic[Token]):
         *,
         idle: Callable[[], bool] = lambda: False,
     ) -> None:
-        """Batches from ``next_batch`` through both stages, overlapped; ``done`` after each.
+        """Batches from ``next_batch`` through the three stages, overlapped; ``done`` after each.
 
         ``next_batch`` returns None when nothing arrived in a while; the loop ends when
         ``stop`` is set or ``idle()`` says there will be no more. Committed batches still
-        get their live write and ``done`` when stopping (tried at least once).
+        get their live write, the rules and ``done`` when stopping (tried at least once).
         """
-        committed: queue.Queue[tuple[Token, StoredBatch] | None] = queue.Queue(maxsize=LIVE_BACKLOG)
-        live = threading.Thread(
-            target=self._live_stage, args=(committed, done, stop), name="ingest-live", daemon=True
+        committed: queue.Queue[tuple[Token, StoredBatch] | None] = queue.Queue(maxsize=STAGE_BACKLOG)
+        written: queue.Queue[tuple[Token, StoredBatch] | None] = queue.Queue(maxsize=STAGE_BACKLOG)
+        rules = threading.Thread(
+            target=self._rule_stage, args=(written, done), name="ingest-rules", daemon=True
         )
+        live = threading.Thread(
+            target=self._live_stage, args=(committed, written, rules, stop), name="ingest-live", daemon=True
+        )
+        rules.start()
         live.start()
         try:
             while not stop.is_set() and live.is_alive():
@@ -232,45 +247,53 @@ class BatchProcessor(Generic[Token]):
                 if stored is None:
                     break
                 # Even when stopping: a committed batch still gets its live write and ack.
-                while live.is_alive():
-                    try:
-                        committed.put((token, stored), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
+                _hand_on(committed, (token, stored), live)
         finally:
-            # The live stage finishes what was committed (unless stopped mid-outage: then
+            # The later stages finish what was committed (unless stopped mid-outage: then
             # those messages stay unacknowledged and the broker redelivers them).
-            while live.is_alive():
-                try:
-                    committed.put(None, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
+            _hand_on(committed, None, live)
             live.join()
+            rules.join()
 
     def _live_stage(
         self,
         committed: queue.Queue[tuple[Token, StoredBatch] | None],
-        done: Callable[[Token, StoredBatch], None],
+        written: queue.Queue[tuple[Token, StoredBatch] | None],
+        rules: threading.Thread,
         stop: threading.Event,
     ) -> None:
-        """Committed batches in order → live state, rules, ``done``; the rule tick between."""
+        """Committed batches in order → live state → the rule stage."""
+        try:
+            while rules.is_alive():
+                item = committed.get()
+                if item is None:
+                    return
+                if not self.write_live(item[1], stop):
+                    return  # stopped during a Redis outage: the batch stays unacknowledged
+                _hand_on(written, item, rules)
+        finally:
+            _hand_on(written, None, rules)
+
+    def _rule_stage(
+        self,
+        written: queue.Queue[tuple[Token, StoredBatch] | None],
+        done: Callable[[Token, StoredBatch], None],
+    ) -> None:
+        """Batches written live, in order → rules and other hooks, ``done``; the rule tick between."""
         next_tick = next_watch = time.monotonic()
         while True:
             if time.monotonic() >= next_watch:
                 next_watch = time.monotonic() + LIVE_WATCH_S
                 self._watch_live_state()
             try:
-                item = committed.get(timeout=TICK_POLL_S)
+                item = written.get(timeout=TICK_POLL_S)
             except queue.Empty:
                 item = _IDLE
             if item is None:
                 return
             if item is not _IDLE:
                 token, stored = item
-                if not self.publish(stored, stop):
-                    return  # stopped during a Redis outage: the batch stays unacknowledged
+                self.pipeline.run_hooks(stored)
                 done(token, stored)
             if self.rules is not None and time.monotonic() >= next_tick:
                 next_tick = time.monotonic() + self.rules.interval_s
@@ -279,9 +302,10 @@ class BatchProcessor(Generic[Token]):
     def _watch_live_state(self) -> None:
         """Rebuild the live state from the database when Redis has lost it (or never had it).
 
-        Runs in the live stage, between batches, so it never races this worker's own live
-        writes; the rebuild never moves a device backwards, so another worker's writes are
-        safe too. Redis away: the next batch's live write reports it; nothing to do here.
+        Runs in the rule stage, between batches, so it never races this worker's own alert
+        writes; the rebuild never moves a device backwards, so the live stage's reading
+        writes (and another worker's) are safe meanwhile. Redis away: the next batch's live
+        write reports it; nothing to do here.
         """
         live = self.pipeline.live
         try:
@@ -338,8 +362,18 @@ class BatchProcessor(Generic[Token]):
             self._on_degraded(stage, reason)
 
 
-#: The live stage's "nothing arrived": time to look at the rule tick.
+#: The rule stage's "nothing arrived": time to look at the rule tick.
 _IDLE: Any = object()
+
+
+def _hand_on(to: queue.Queue[Any], item: Any, consumer: threading.Thread) -> None:
+    """Put ``item`` for the next stage, waiting for room as long as that stage runs."""
+    while consumer.is_alive():
+        try:
+            to.put(item, timeout=0.1)
+            return
+        except queue.Full:
+            continue
 
 
 # ---- processing processes ----------------------------------------------------------------
@@ -394,7 +428,7 @@ def _processing_main(spec: PipelineSpec, index: int, inbox: Any, outbox: Any) ->
     send_lock = threading.Lock()
 
     def send(message: Any) -> None:
-        with send_lock:  # the main thread (degraded notes) and the live stage both send
+        with send_lock:  # the stages (degraded notes, reports) all send
             outbox.send(message)
 
     pipeline, rules = build_pipeline(spec)

@@ -43,8 +43,11 @@ def test_mosquitto_conf_starts_and_sets_receive_maximum(deployed_mosquitto: Priv
         client.loop(0.1)
     client.disconnect()
     assert not seen["rc"].is_failure  # type: ignore[attr-defined]
-    # max_inflight_messages is announced to MQTT 5 clients as Receive Maximum.
-    assert seen["props"].ReceiveMaximum == 1000  # type: ignore[attr-defined]
+    # max_inflight_messages is announced to MQTT 5 clients as Receive Maximum, and it is
+    # the same window the cityops client asks for (the smaller of the two would apply).
+    from ingest.mqtt import RECEIVE_MAXIMUM
+
+    assert seen["props"].ReceiveMaximum == RECEIVE_MAXIMUM == 2500  # type: ignore[attr-defined]
 
 
 def test_mosquitto_conf_accepts_mqtt5_qos1_shared_subscriptions(

@@ -1,0 +1,165 @@
+"""A worker's three stages (database, live state, rules) overlap, keep batch order, and a
+batch is reported only after all three are done with it."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import pytest
+
+from ingest import worker as worker_module
+from ingest.pipeline import BatchResult, Inbound, StoredBatch
+from ingest.worker import BatchProcessor
+
+WAIT_S = 5.0
+
+
+class StagedPipeline:
+    """Stands in for IngestPipeline: records what each stage did, in order, per thread.
+
+    ``gates[(stage, n)]``, when set, must open before that stage finishes batch ``n``.
+    """
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, int]] = []
+        self.started: dict[tuple[str, int], threading.Event] = {}
+        self.gates: dict[tuple[str, int], threading.Event] = {}
+        self.threads: dict[str, set[str]] = {}
+        self.lock = threading.Lock()
+        self.live_failures = 0
+        self.live = None
+        self.engine = None
+
+    def _enter(self, stage: str, n: int) -> None:
+        with self.lock:
+            self.threads.setdefault(stage, set()).add(threading.current_thread().name)
+            self.started.setdefault((stage, n), threading.Event()).set()
+        gate = self.gates.get((stage, n))
+        if gate is not None and not gate.wait(WAIT_S):
+            raise AssertionError(f"{stage} of batch {n} waited in vain: the stages do not overlap")
+        with self.lock:
+            self.events.append((stage, n))
+
+    def was_started(self, stage: str, n: int) -> threading.Event:
+        with self.lock:
+            return self.started.setdefault((stage, n), threading.Event())
+
+    def store_isolating(self, inbound: Sequence[Inbound]) -> StoredBatch:
+        n = int(inbound[0].topic)
+        self._enter("store", n)
+        return StoredBatch(BatchResult(), [], {"n": [{"n": n}]})
+
+    def write_live(self, stored: StoredBatch) -> None:
+        n = stored.accepted["n"][0]["n"]
+        if self.live_failures:
+            self.live_failures -= 1
+            raise ConnectionError("redis away")
+        self._enter("live", n)
+
+    def run_hooks(self, stored: StoredBatch) -> None:
+        self._enter("rules", stored.accepted["n"][0]["n"])
+
+
+@pytest.fixture(autouse=True)
+def quiet_watch(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(worker_module, "live_state_lost", lambda live: False)
+    monkeypatch.setattr(worker_module, "RETRY_MIN_S", 0.0)
+    monkeypatch.setattr(worker_module, "RETRY_MAX_S", 0.0)
+
+
+def run(pipeline: StagedPipeline, batches: int, done: list[int], stop: threading.Event) -> threading.Thread:
+    pending = list(range(batches))
+    lock = threading.Lock()
+
+    def next_batch() -> tuple[int, list[Inbound]] | None:
+        with lock:
+            if not pending:
+                return None
+            n = pending.pop(0)
+        return n, [Inbound(str(n), b"{}", datetime.now(UTC))]
+
+    def report(token: int, stored: StoredBatch) -> None:
+        # Reported only once the rules saw the batch.
+        assert ("rules", token) in pipeline.events
+        done.append(token)
+
+    processor: BatchProcessor[int] = BatchProcessor(pipeline)  # type: ignore[arg-type]
+    thread = threading.Thread(
+        target=processor.run, args=(next_batch, report, stop), kwargs={"idle": lambda: not pending}
+    )
+    thread.start()
+    return thread
+
+
+def test_the_three_stages_work_on_three_batches_at_once() -> None:
+    pipeline = StagedPipeline()
+    # The rules may finish batch 0 only once the live stage holds batch 1 and the store
+    # stage batch 2: with the stages one after the other this would wait in vain.
+    both = threading.Event()
+    pipeline.gates[("rules", 0)] = both
+    done: list[int] = []
+    stop = threading.Event()
+    thread = run(pipeline, 4, done, stop)
+    assert pipeline.was_started("live", 1).wait(WAIT_S)
+    assert pipeline.was_started("store", 2).wait(WAIT_S)
+    assert done == []  # nothing reported while batch 0 is with the rules
+    both.set()
+    thread.join(WAIT_S)
+    assert not thread.is_alive()
+    assert done == [0, 1, 2, 3]
+    # Each stage takes the batches in order, each in a thread of its own.
+    for stage in ("store", "live", "rules"):
+        assert [n for s, n in pipeline.events if s == stage] == [0, 1, 2, 3]
+    names = [pipeline.threads[s] for s in ("store", "live", "rules")]
+    assert all(len(n) == 1 for n in names)
+    assert len(set.union(*names)) == 3
+
+
+def test_a_failed_live_write_is_retried_before_the_rules_see_the_batch() -> None:
+    pipeline = StagedPipeline()
+    pipeline.live_failures = 2
+    done: list[int] = []
+    thread = run(pipeline, 2, done, threading.Event())
+    thread.join(WAIT_S)
+    assert done == [0, 1]
+    assert pipeline.events.index(("live", 0)) < pipeline.events.index(("rules", 0))
+
+
+def test_a_batch_committed_before_the_stop_still_gets_its_live_write_rules_and_report() -> None:
+    pipeline = StagedPipeline()
+    stop = threading.Event()
+    hold = threading.Event()
+    pipeline.gates[("live", 0)] = hold
+    done: list[int] = []
+    thread = run(pipeline, 1, done, stop)
+    assert pipeline.was_started("live", 0).wait(WAIT_S)
+    stop.set()
+    hold.set()
+    thread.join(WAIT_S)
+    assert not thread.is_alive()
+    assert done == [0]
+    assert pipeline.events == [("store", 0), ("live", 0), ("rules", 0)]
+
+
+def test_the_rule_stage_ticks_the_rules_when_no_batch_comes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(worker_module, "TICK_POLL_S", 0.01)
+    ticks = threading.Event()
+
+    class Rules:
+        interval_s = 0.01
+
+        def tick(self) -> None:
+            ticks.set()
+
+    processor: BatchProcessor[int] = BatchProcessor(StagedPipeline(), Rules())  # type: ignore[arg-type]
+    stop = threading.Event()
+    thread = threading.Thread(target=processor.run, args=(lambda: None, lambda t, s: None, stop))
+    thread.start()
+    try:
+        assert ticks.wait(WAIT_S)
+    finally:
+        stop.set()
+        thread.join(WAIT_S)
+    assert not thread.is_alive()
