@@ -6,7 +6,6 @@ callers pass a URL and never branch on the backend themselves.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -15,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
@@ -624,18 +624,27 @@ def _pg_insert_observations(conn: Connection, params: list[dict[str, Any]]) -> s
     both unique keys), but the driver sends seven array parameters instead of binding,
     type-processing and rendering each row, which was most of the write cost per message.
     """
-    serialize = conn.dialect._json_serializer or json.dumps  # type: ignore[attr-defined]
-    rows = [
-        {
-            **p,
-            "ts": _utc(p["ts"]),
-            "received_at": _utc(p["received_at"]),
-            "metrics": None if p["metrics"] is None else serialize(p["metrics"]),
-        }
-        for p in params
-    ]
-    result = conn.exec_driver_sql(_PG_INSERT_OBSERVATIONS, _columns(rows, _OBSERVATION_COLUMNS))
+    serialize = conn.dialect._json_serializer or _json_text  # type: ignore[attr-defined]
+    # One list per column, built directly (no row dicts in between): this runs per message.
+    columns = {
+        "device_id": [p["device_id"] for p in params],
+        "ts": [_utc(p["ts"]) for p in params],
+        "received_at": [_utc(p["received_at"]) for p in params],
+        "metrics": [None if p["metrics"] is None else serialize(p["metrics"]) for p in params],
+        "msg_id": [p["msg_id"] for p in params],
+        "district_code": [p["district_code"] for p in params],
+        "grid_id": [p["grid_id"] for p in params],
+    }
+    result = conn.exec_driver_sql(
+        _PG_INSERT_OBSERVATIONS, tuple(columns[name] for name, _ in _OBSERVATION_COLUMNS)
+    )
     return {(device_id, ts.astimezone(UTC)) for device_id, ts in result}
+
+
+def _json_text(value: Any) -> str:
+    """JSON text for a jsonb parameter (orjson: several times faster than json.dumps here;
+    validated metrics hold only finite numbers, booleans and short strings)."""
+    return orjson.dumps(value).decode()
 
 
 __all__ = [
