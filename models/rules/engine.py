@@ -118,7 +118,10 @@ class _ReadingsByType:
         return merged
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass sets each field through object.__setattr__, four times
+# the cost of building one, and a batch builds a sample per reading and rule. Samples are
+# still never changed after they are built (dataclasses.replace makes the complete one).
+@dataclass(slots=True)
 class Sample:
     """One judgement of one (rule, subject) at reading time ``ts`` (epoch seconds)."""
 
@@ -245,16 +248,22 @@ class RuleEngine:
         out: list[Sample] = []
         for rule in self.rules.of_kind("threshold"):
             assert isinstance(rule, ThresholdRule)
+            # The rule's settings once per batch, not per reading (this loop runs for every
+            # reading of every threshold rule's device types).
+            metric, value_prop, districts = rule.metric, rule.value_prop, rule.districts
+            rising = rule.op == ">="
             for r in observations.of(rule.device_types):
-                value = _reading_value(rule, r)
+                if districts and r.get("district_code") not in districts:
+                    continue
+                value = _number((r.get("metrics") or {}).get(metric))
                 if value is None:
                     continue
-                threshold = _number((r.get("props") or {}).get(rule.value_prop)) if rule.value_prop else None
+                threshold = _number((r.get("props") or {}).get(value_prop)) if value_prop else None
                 if threshold is None:
                     threshold = rule.value
                 if threshold is None:
                     continue
-                if rule.op == ">=":
+                if rising:
                     on, off = value >= threshold, value < threshold - rule.hysteresis
                 else:
                     on, off = value <= threshold, value > threshold + rule.hysteresis
@@ -274,10 +283,9 @@ class RuleEngine:
         out: list[Sample] = []
         for rule in self.rules.of_kind("standard"):
             assert isinstance(rule, StandardRule)
-            for r in observations.of(rule.device_types):
-                if r.get("device_type") not in rule.device_types or not self._in_scope(
-                    rule, r.get("district_code")
-                ):
+            districts = rule.districts
+            for r in observations.of(rule.device_types):  # only the rule's device types
+                if districts and r.get("district_code") not in districts:
                     continue
                 judged = _judge_standard(rule, r)
                 if judged is None:
@@ -1132,6 +1140,11 @@ def _slope_per_hour(series: Sequence[tuple[float, float]]) -> float:
 
 
 def _number(value: Any) -> float | None:
+    kind = type(value)
+    if kind is float:  # by far the most common: every metric of every reading
+        return value
+    if kind is int:
+        return float(value)
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return float(value)
