@@ -539,6 +539,8 @@ class PhaseResult:
     p50_ms: float | None = None
     p99_ms: float | None = None
     latency_samples: int = 0
+    #: (second of the phase, readings, p50 ms, p99 ms, max ms) by arrival second
+    latency_by_second: list[tuple[int, int, float, float, float]] = field(default_factory=list)
     #: the largest RSS of a whole worker (its process and its processing processes)
     max_rss_kb: int = 0
     #: the largest RSS of any one process of a worker
@@ -793,7 +795,7 @@ class Bench:
         sample_workers([p.pid for p in processes], phase)
         phase.cpu_at_start = dict(phase.cpu_by_pid)
         publisher = FastPublisher(self.broker.port, "bench-pub-lat")
-        samples: list[float] = []
+        samples: list[tuple[int, float]] = []
         reader_stop = threading.Event()
         reader = threading.Thread(target=self._read_stream, args=(samples, reader_stop), daemon=True)
         reader.start()
@@ -824,13 +826,14 @@ class Bench:
         self.stop_workers(processes, client_ids, stop, results, phase)
         self.count_rows(phase)
         if samples:
-            ordered = sorted(samples)
+            ordered = sorted(ms for _, ms in samples)
             phase.p50_ms = statistics.median(ordered)
-            phase.p99_ms = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+            phase.p99_ms = _percentile(ordered, 0.99)
+            phase.latency_by_second = latency_by_second(samples)
         phase.latency_samples = len(samples)
         return phase
 
-    def _read_stream(self, samples: list[float], stop: threading.Event) -> None:
+    def _read_stream(self, samples: list[tuple[int, float]], stop: threading.Event) -> None:
         """Arrival (XADD server time, from the entry id) minus publish time (the reading's ts)."""
         client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
         last_id = "0-0"
@@ -841,7 +844,26 @@ class Bench:
                     last_id = entry_id
                     arrived_ms = int(entry_id.split("-", 1)[0])
                     published = datetime.fromisoformat(fields["ts"]).timestamp() * 1000
-                    samples.append(arrived_ms - published)
+                    samples.append((arrived_ms, arrived_ms - published))
+
+
+def _percentile(ordered: Sequence[float], q: float) -> float:
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def latency_by_second(samples: Sequence[tuple[int, float]]) -> list[tuple[int, int, float, float, float]]:
+    """(second, readings, p50, p99, max) per second of arrival: a start-up spike and a queue
+    that grows for the whole phase look alike in one p99, and differently here."""
+    start = min(arrived for arrived, _ in samples)
+    by_second: dict[int, list[float]] = {}
+    for arrived, ms in samples:
+        by_second.setdefault(int((arrived - start) // 1000), []).append(ms)
+    out = []
+    for second in sorted(by_second):
+        ordered = sorted(by_second[second])
+        p50, p99 = statistics.median(ordered), _percentile(ordered, 0.99)
+        out.append((second, len(ordered), p50, p99, ordered[-1]))
+    return out
 
 
 # ---- report ------------------------------------------------------------------------------
@@ -905,6 +927,13 @@ def report(args: argparse.Namespace, phases: list[PhaseResult]) -> str:
         if p.latency_samples:
             checks += f", latency samples {p.latency_samples:,}"
         lines.append(checks + ("; " + "; ".join(p.notes) if p.notes else ""))
+        if p.latency_by_second:
+            lines.append(
+                f"{p.name}, by second of arrival (readings: p50/p99/max ms): "
+                + ", ".join(
+                    f"{s}s {n}: {p50:.0f}/{p99:.0f}/{mx:.0f}" for s, n, p50, p99, mx in p.latency_by_second
+                )
+            )
     return "\n".join(lines)
 
 
