@@ -132,6 +132,9 @@ class DeviceInfo:
     props: Mapping[str, Any]
 
 
+#: Device ids looked up per query when a batch names devices this worker does not know yet.
+DEVICE_LOOKUP_CHUNK = 1000
+
 #: Called with each committed batch's accepted records; the rules engine plugs in here.
 BatchHook = Callable[[dict[str, list[dict[str, Any]]]], None]
 
@@ -418,20 +421,25 @@ class IngestPipeline:
         # The last meta message of a device in a batch wins.
         return list({r["device_id"]: r for r in rows}.values())
 
-    def _device(self, conn: sa.Connection, device_id: str) -> DeviceInfo | None:
-        info = self._devices.get(device_id)
-        if info is None:
-            t = schema.Device.__table__
-            row = conn.execute(
+    def _known_devices(
+        self, conn: sa.Connection, items: list[tuple[Inbound, Route, Any]]
+    ) -> dict[str, DeviceInfo]:
+        """The devices a batch's messages name, those not yet known to this worker looked up
+        in one query per :data:`DEVICE_LOOKUP_CHUNK`. Asked one by one, a worker that had just
+        started (or met a district's new devices) spent its first seconds in round trips,
+        and the readings queued behind them."""
+        missing = {route.key for _, route, _ in items if route.key not in self._devices}
+        t = schema.Device.__table__
+        wanted = sorted(missing)
+        for start in range(0, len(wanted), DEVICE_LOOKUP_CHUNK):
+            chunk = wanted[start : start + DEVICE_LOOKUP_CHUNK]
+            for row in conn.execute(
                 sa.select(
                     t.c.device_id, t.c.type, t.c.lon, t.c.lat, t.c.district_code, t.c.grid_id, t.c.props
-                ).where(t.c.device_id == device_id)
-            ).first()
-            if row is None:
-                return None
-            info = DeviceInfo(*row[:-1], props=row[-1] or {})
-            self._devices[device_id] = info
-        return info
+                ).where(t.c.device_id.in_(chunk))
+            ):
+                self._devices[row[0]] = DeviceInfo(*row[:-1], props=row[-1] or {})
+        return self._devices
 
     def _observation_rows(
         self,
@@ -446,10 +454,11 @@ class IngestPipeline:
         duplicate; with ``merge`` (SensorThings: one metric per message) its metrics not
         seen yet join that instant's row, and only repeated metrics are duplicates."""
         rows: dict[tuple[str, datetime], dict[str, Any]] = {}
+        devices = self._known_devices(conn, items)
         for message, route, model in items:
             assert isinstance(model, CheckedObservation | Observation)
             try:
-                device = self._device(conn, route.key)
+                device = devices.get(route.key)
                 if device is None:
                     raise Rejected("unknown_device", f"device {route.key!r} has no meta message")
                 self._check_time(model.ts, now)
@@ -596,10 +605,11 @@ class IngestPipeline:
         now: datetime,
     ) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
+        devices = self._known_devices(conn, items)
         for message, route, model in items:
             assert isinstance(model, VideoEvent)
             try:
-                camera = self._device(conn, route.key)
+                camera = devices.get(route.key)
                 if camera is None:
                     raise Rejected("unknown_device", f"camera {route.key!r} has no meta message")
                 self._check_time(model.ts, now)

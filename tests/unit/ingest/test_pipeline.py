@@ -264,3 +264,31 @@ def test_a_redelivery_in_the_same_batch_counts_as_one_duplicate(pipeline: Ingest
     result = pipeline.process([meta(), camera, reading, reading, event, event])
     assert (result.stored["observations"], result.duplicates["observations"]) == (1, 1)
     assert (result.stored["video_events"], result.duplicates["video_events"]) == (1, 1)
+
+
+def test_a_batch_looks_up_the_devices_it_does_not_know_in_one_query(
+    engine: sa.Engine, live: LiveStore
+) -> None:
+    IngestPipeline(engine, live, clock=lambda: NOW).process([meta(f"air-{i}") for i in range(30)])
+    # A worker that starts now knows none of the thirty devices.
+    fresh = IngestPipeline(engine, live, clock=lambda: NOW)
+    lookups: list[str] = []
+
+    def count_device_selects(conn, cursor, statement, parameters, context, executemany) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "FROM devices" in statement:
+            lookups.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", count_device_selects)
+    try:
+        result = fresh.process([obs(f"air-{i}", minutes=1) for i in range(30)] + [obs("nobody", minutes=1)])
+        assert len(lookups) == 1
+        assert result.stored["observations"] == 30
+        assert result.rejected_by_reason == {"unknown_device": 1}
+        # Known now: the next batch asks nothing, except again for the unknown device.
+        lookups.clear()
+        fresh.process([obs(f"air-{i}", minutes=2) for i in range(30)])
+        assert lookups == []
+        fresh.process([obs("nobody", minutes=2)])
+        assert len(lookups) == 1
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", count_device_selects)
