@@ -64,11 +64,8 @@ class FuzzFailure(AssertionError):
 class _NoDatabase:
     """Stands in for a connection where the pipeline looks a device up: nobody else is known."""
 
-    def execute(self, *_args: Any, **_kwargs: Any) -> _NoDatabase:
-        return self
-
-    def first(self) -> None:
-        return None
+    def execute(self, *_args: Any, **_kwargs: Any) -> list[Any]:
+        return []
 
 
 def ingest_target() -> Callable[[bytes], None]:
