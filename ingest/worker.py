@@ -115,10 +115,14 @@ def build_pipeline(
     spec: PipelineSpec, *, engine: sa.Engine | None = None, live: LiveStore | None = None
 ) -> tuple[IngestPipeline, RuleRunner | None]:
     """The pipeline (and rule runner) of one worker or processing process."""
+    from geo.locate import prepare_index
     from models.cases import VideoCaseHook
     from models.db import create_engine_for
 
     settings = spec.settings
+    # Before the first message, not during it: the first batch would wait ≈ 1 s for the
+    # index, and every message received meanwhile behind it.
+    log.debug("locate index ready in %.2f s", prepare_index())
     # Without a ping per batch: every stage retries until done (BatchProcessor._until_done).
     engine = engine or create_engine_for(settings.effective_database_url, pre_ping=False)
     live = live or LiveStore(connect_redis(settings))

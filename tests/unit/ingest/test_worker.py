@@ -157,3 +157,16 @@ def test_the_subscription_setting_is_checked() -> None:
 
     with pytest.raises(ConfigError, match="CITYOPS_INGEST_SUBSCRIPTION: must be shared or plain"):
         load_settings({"CITYOPS_INGEST_SUBSCRIPTION": "both"})
+
+
+def test_a_worker_builds_the_locate_index_before_its_first_message(pipeline: IngestPipeline) -> None:
+    from geo import locate as locate_module
+    from models.config import load_settings
+
+    locate_module._index.cache_clear()
+    locate_module._district_trees.cache_clear()
+    settings = load_settings({"CITYOPS_MQTT_URL": "mqtt://127.0.0.1:1883", "CITYOPS_DATA_DIR": "var/unused"})
+    IngestWorker.from_settings(settings, engine=pipeline.engine, live=pipeline.live, rules=False)
+    assert locate_module._index.cache_info().currsize == 1
+    assert locate_module._district_trees.cache_info().currsize == 1
+    assert locate_module.prepare_index() < 0.05  # built already: nothing left to do
