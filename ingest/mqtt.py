@@ -81,10 +81,11 @@ KEEPALIVE_SECONDS = 30
 #: Unacknowledged messages a compliant broker may have outstanding to this client
 #: (MQTT 5 Receive Maximum). It bounds the work a crashed worker leaves for redelivery
 #: and the memory a slow worker holds; too small and the broker idles waiting for acks
-#: while a batch is being written. A worker holds up to three batches of 500 in its stages
-#: (store, live, rules) while the next one fills: 2500 keeps every stage busy (with 1000
-#: only two batches fitted and one worker stored 7 % less, bench/README.md "Ingest").
-RECEIVE_MAXIMUM = 2500
+#: while a batch is being written. A worker holds up to four batches of 500 in its stages
+#: (parsing, database, live state, rules) and one waiting between each two while the next
+#: one fills: 3500 keeps the stages busy (bench_ingest, one worker: 2500 stored 6 % less,
+#: 5000 was no faster).
+RECEIVE_MAXIMUM = 3500
 
 #: Received messages waiting for the consumer. Twice :data:`RECEIVE_MAXIMUM` so that,
 #: with a broker that honours Receive Maximum, the network thread never waits even

@@ -111,6 +111,22 @@ class StoredBatch:
     accepted: dict[str, list[dict[str, Any]]]
 
 
+@dataclass(slots=True)
+class PreparedBatch:
+    """A batch parsed, and its readings of devices already known checked, located and
+    derived, before its transaction (:meth:`IngestPipeline.prepare`): what is left for
+    :meth:`IngestPipeline.store_prepared` is mostly the database's work."""
+
+    messages: Sequence[Inbound]
+    #: rejections so far (parsing, the prepared readings); copied by each store attempt
+    result: BatchResult
+    #: parsed messages by kind; readings only of devices unknown when prepared
+    parsed: dict[Kind, list[tuple[Inbound, Route, Any]]]
+    #: rows of the readings of known devices
+    observation_rows: list[dict[str, Any]]
+    now: datetime
+
+
 class Rejected(Exception):
     """A message cannot be accepted; ``reason`` is a short machine-readable code."""
 
@@ -184,11 +200,21 @@ class IngestPipeline:
         try:
             return self.store(messages)
         except DATA_REFUSED as exc:
-            if len(messages) == 1:
-                return self._store_refused(messages[0], exc)
-            log.warning("database refused a batch of %d (%s); isolating the message", len(messages), exc.orig)
-            middle = len(messages) // 2
-            return _merged(self.store_isolating(messages[:middle]), self.store_isolating(messages[middle:]))
+            return self._isolate(messages, exc)
+
+    def store_prepared_isolating(self, prepared: PreparedBatch) -> StoredBatch:
+        """:meth:`store_isolating` for a batch already prepared (the worker's pipeline)."""
+        try:
+            return self.store_prepared(prepared)
+        except DATA_REFUSED as exc:
+            return self._isolate(prepared.messages, exc)
+
+    def _isolate(self, messages: Sequence[Inbound], exc: sa.exc.DBAPIError) -> StoredBatch:
+        if len(messages) == 1:
+            return self._store_refused(messages[0], exc)
+        log.warning("database refused a batch of %d (%s); isolating the message", len(messages), exc.orig)
+        middle = len(messages) // 2
+        return _merged(self.store_isolating(messages[:middle]), self.store_isolating(messages[middle:]))
 
     def _store_refused(self, message: Inbound, exc: Exception) -> StoredBatch:
         first_line = (str(getattr(exc, "orig", exc)).splitlines() or [""])[0]
@@ -206,6 +232,17 @@ class IngestPipeline:
         Safe to repeat after a failure: nothing is stored twice, and a repeat reports the
         rows it finds already stored as duplicates.
         """
+        return self.store_prepared(self.prepare(messages))
+
+    def prepare(self, messages: Sequence[Inbound]) -> PreparedBatch:
+        """The part of :meth:`store` that needs no database: parse every message, and check,
+        locate and derive the readings of devices this worker already knows.
+
+        A worker prepares batch N+1 while batch N is written, so the Python work of one
+        overlaps the database's of the other. A reading of a device not known yet (its meta
+        may be in the batch being written) is left for :meth:`store_prepared`. A device's
+        meta changing meanwhile reaches the readings prepared after it is stored.
+        """
         result = BatchResult()
         parsed: dict[Kind, list[tuple[Inbound, Route, Any]]] = {k: [] for k in Kind}
         for message in messages:
@@ -215,8 +252,29 @@ class IngestPipeline:
                 result.rejected.append(self._reject(message, exc))
                 continue
             parsed[route.kind].append((message, route, model))
-
         now = self.clock()
+        readings, unknown = [], []
+        for item in parsed[Kind.SENSOR_OBS]:
+            (readings if item[1].key in self._devices else unknown).append(item)
+        parsed[Kind.SENSOR_OBS] = unknown
+        # Every device of ``readings`` is known: the lookup asks the database nothing.
+        rows = self._observation_rows(None, readings, result, now)
+        return PreparedBatch(messages, result, parsed, rows, now)
+
+    def store_prepared(self, prepared: PreparedBatch) -> StoredBatch:
+        """Write a prepared batch (and its dead letters) in one database transaction.
+
+        Safe to repeat after a failure, like :meth:`store`: each attempt starts from the
+        prepared counts, so a repeat counts nothing twice.
+        """
+        before = prepared.result
+        result = BatchResult(
+            Counter(before.stored),
+            Counter(before.duplicates),
+            list(before.rejected),
+            Counter(before.rejected_counts),
+        )
+        parsed, now = prepared.parsed, prepared.now
         accepted: dict[str, list[dict[str, Any]]] = {}
         with self.engine.begin() as conn:
             # Metadata first: an observation in the same batch may need its device.
@@ -224,7 +282,9 @@ class IngestPipeline:
             self._upsert_devices(conn, devices)
             result.stored["devices"] += len(devices)
 
-            obs_rows = self._observation_rows(conn, parsed[Kind.SENSOR_OBS], result, now)
+            obs_rows = prepared.observation_rows + self._observation_rows(
+                conn, parsed[Kind.SENSOR_OBS], result, now
+            )
             inserted = record_observations(conn, obs_rows)
             result.stored["observations"] += len(inserted)
             result.duplicates["observations"] += len(obs_rows) - len(inserted)
@@ -422,13 +482,15 @@ class IngestPipeline:
         return list({r["device_id"]: r for r in rows}.values())
 
     def _known_devices(
-        self, conn: sa.Connection, items: list[tuple[Inbound, Route, Any]]
+        self, conn: sa.Connection | None, items: list[tuple[Inbound, Route, Any]]
     ) -> dict[str, DeviceInfo]:
         """The devices a batch's messages name, those not yet known to this worker looked up
         in one query per :data:`DEVICE_LOOKUP_CHUNK`. Asked one by one, a worker that had just
         started (or met a district's new devices) spent its first seconds in round trips,
         and the readings queued behind them."""
         missing = {route.key for _, route, _ in items if route.key not in self._devices}
+        if conn is None:  # preparing: only what is known already
+            return self._devices
         t = schema.Device.__table__
         wanted = sorted(missing)
         for start in range(0, len(wanted), DEVICE_LOOKUP_CHUNK):
@@ -443,7 +505,7 @@ class IngestPipeline:
 
     def _observation_rows(
         self,
-        conn: sa.Connection,
+        conn: sa.Connection | None,
         items: list[tuple[Inbound, Route, Any]],
         result: BatchResult,
         now: datetime,

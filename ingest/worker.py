@@ -30,11 +30,12 @@ duplicate. Restarting the one process and resending its parts would keep the wor
 but would need the resent parts re-ordered against later ones of the same devices;
 starting over from the broker session is simpler and provably complete.
 
-Within one process three stages overlap, each in its own thread: while the rule stage
+Within one process four stages overlap, each in its own thread: while the rule stage
 hands batch N to the rules and reports it (acknowledges it), the live stage writes batch
-N+1 to Redis and the store stage validates batch N+2 and writes it to the database. Each
-stage waits on a different server most of its time (the rules are mostly Python), so the
-waits overlap with another stage's work. Every stage takes batches strictly in order and
+N+1 to Redis, the store stage writes batch N+2 to the database and the receiving thread
+parses and checks batch N+3 (:meth:`IngestPipeline.prepare`). The store and live stages
+wait on a server most of their time and the other two are mostly Python, so the waits
+overlap with another stage's work. Every stage takes batches strictly in order and
 at most :data:`STAGE_BACKLOG` batches wait between two stages, so a slow Redis slows the
 database writes down too instead of letting unacknowledged batches pile up. A batch is
 reported only after the rules saw it, as before: a crash before then means redelivery.
@@ -61,7 +62,7 @@ import sqlalchemy as sa
 
 from ingest import heartbeat, metrics
 from ingest.mqtt import MqttClient, ReceivedMessage
-from ingest.pipeline import BatchResult, Inbound, IngestPipeline, StoredBatch
+from ingest.pipeline import BatchResult, Inbound, IngestPipeline, PreparedBatch, StoredBatch
 from ingest.sensorthings import load_datastreams
 from models.config import Settings
 from models.live import LiveStore, connect_redis, live_state_lost, rebuild_live_state
@@ -79,7 +80,7 @@ BATCH_WAIT_S = 0.05
 RETRY_MIN_S = 0.5
 RETRY_MAX_S = 15.0
 SHARED_GROUP = "ingest"
-#: Batches waiting between two stages (committed → live, live → rules). One keeps every
+#: Batches waiting between two stages (prepared → store → live → rules). One keeps every
 #: stage busy; more would only hold more messages unacknowledged when Redis is slow.
 STAGE_BACKLOG = 1
 #: How often an idle rule stage wakes up to run the periodic rule tick.
@@ -195,8 +196,15 @@ class BatchProcessor(Generic[Token]):
         self._on_degraded = on_degraded
 
     def store(self, inbound: Sequence[Inbound], stop: threading.Event) -> StoredBatch | None:
+        """Parse and write one batch (outside the pipelined :meth:`run`)."""
+        return self._stored(lambda: self.pipeline.store_isolating(inbound), stop)
+
+    def store_prepared(self, prepared: PreparedBatch, stop: threading.Event) -> StoredBatch | None:
+        return self._stored(lambda: self.pipeline.store_prepared_isolating(prepared), stop)
+
+    def _stored(self, action: Callable[[], StoredBatch], stop: threading.Event) -> StoredBatch | None:
         started = time.perf_counter()
-        stored = self._until_done("database", lambda: self.pipeline.store_isolating(inbound), stop)
+        stored = self._until_done("database", action, stop)
         if stored is not None:
             metrics.STORE_SECONDS.observe(time.perf_counter() - started)
             if stored.result.rejected:
@@ -223,12 +231,13 @@ class BatchProcessor(Generic[Token]):
         *,
         idle: Callable[[], bool] = lambda: False,
     ) -> None:
-        """Batches from ``next_batch`` through the three stages, overlapped; ``done`` after each.
+        """Batches from ``next_batch`` through the four stages, overlapped; ``done`` after each.
 
         ``next_batch`` returns None when nothing arrived in a while; the loop ends when
         ``stop`` is set or ``idle()`` says there will be no more. Committed batches still
         get their live write, the rules and ``done`` when stopping (tried at least once).
         """
+        prepared: queue.Queue[tuple[Token, PreparedBatch] | None] = queue.Queue(maxsize=STAGE_BACKLOG)
         committed: queue.Queue[tuple[Token, StoredBatch] | None] = queue.Queue(maxsize=STAGE_BACKLOG)
         written: queue.Queue[tuple[Token, StoredBatch] | None] = queue.Queue(maxsize=STAGE_BACKLOG)
         rules = threading.Thread(
@@ -237,27 +246,49 @@ class BatchProcessor(Generic[Token]):
         live = threading.Thread(
             target=self._live_stage, args=(committed, written, rules, stop), name="ingest-live", daemon=True
         )
-        rules.start()
-        live.start()
+        store = threading.Thread(
+            target=self._store_stage, args=(prepared, committed, live, stop), name="ingest-store", daemon=True
+        )
+        for thread in (rules, live, store):
+            thread.start()
         try:
-            while not stop.is_set() and live.is_alive():
+            while not stop.is_set() and store.is_alive():
                 item = next_batch()
                 if item is None:
                     if idle():
                         break
                     continue
                 token, inbound = item
-                stored = self.store(inbound, stop)
-                if stored is None:
-                    break
-                # Even when stopping: a committed batch still gets its live write and ack.
-                _hand_on(committed, (token, stored), live)
+                _hand_on(prepared, (token, self.pipeline.prepare(inbound)), store)
         finally:
             # The later stages finish what was committed (unless stopped mid-outage: then
             # those messages stay unacknowledged and the broker redelivers them).
+            _hand_on(prepared, None, store)
+            for thread in (store, live, rules):
+                thread.join()
+
+    def _store_stage(
+        self,
+        prepared: queue.Queue[tuple[Token, PreparedBatch] | None],
+        committed: queue.Queue[tuple[Token, StoredBatch] | None],
+        live: threading.Thread,
+        stop: threading.Event,
+    ) -> None:
+        """Prepared batches in order → the database → the live stage."""
+        try:
+            while live.is_alive():
+                item = prepared.get()
+                if item is None:
+                    return
+                if stop.is_set():
+                    continue  # not stored, not acknowledged: the broker delivers it again
+                stored = self.store_prepared(item[1], stop)
+                if stored is None:
+                    return  # stopped during a database outage: the batch stays unacknowledged
+                # Even when stopping: a committed batch still gets its live write and ack.
+                _hand_on(committed, (item[0], stored), live)
+        finally:
             _hand_on(committed, None, live)
-            live.join()
-            rules.join()
 
     def _live_stage(
         self,

@@ -47,7 +47,7 @@ def test_mosquitto_conf_starts_and_sets_receive_maximum(deployed_mosquitto: Priv
     # the same window the cityops client asks for (the smaller of the two would apply).
     from ingest.mqtt import RECEIVE_MAXIMUM
 
-    assert seen["props"].ReceiveMaximum == RECEIVE_MAXIMUM == 2500  # type: ignore[attr-defined]
+    assert seen["props"].ReceiveMaximum == RECEIVE_MAXIMUM == 3500  # type: ignore[attr-defined]
 
 
 def test_mosquitto_conf_accepts_mqtt5_qos1_shared_subscriptions(

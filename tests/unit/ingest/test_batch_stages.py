@@ -1,5 +1,5 @@
-"""A worker's three stages (database, live state, rules) overlap, keep batch order, and a
-batch is reported only after all three are done with it."""
+"""A worker's four stages (parsing, database, live state, rules) overlap, keep batch order,
+and a batch is reported only after all of them are done with it."""
 
 from __future__ import annotations
 
@@ -46,8 +46,12 @@ class StagedPipeline:
         with self.lock:
             return self.started.setdefault((stage, n), threading.Event())
 
-    def store_isolating(self, inbound: Sequence[Inbound]) -> StoredBatch:
+    def prepare(self, inbound: Sequence[Inbound]) -> int:
         n = int(inbound[0].topic)
+        self._enter("prepare", n)
+        return n
+
+    def store_prepared_isolating(self, n: int) -> StoredBatch:
         self._enter("store", n)
         return StoredBatch(BatchResult(), [], {"n": [{"n": n}]})
 
@@ -93,28 +97,32 @@ def run(pipeline: StagedPipeline, batches: int, done: list[int], stop: threading
     return thread
 
 
-def test_the_three_stages_work_on_three_batches_at_once() -> None:
+STAGES = ("prepare", "store", "live", "rules")
+
+
+def test_the_four_stages_work_on_four_batches_at_once() -> None:
     pipeline = StagedPipeline()
-    # The rules may finish batch 0 only once the live stage holds batch 1 and the store
-    # stage batch 2: with the stages one after the other this would wait in vain.
-    both = threading.Event()
-    pipeline.gates[("rules", 0)] = both
+    # The rules may finish batch 0 only once the live stage holds batch 1, the store stage
+    # batch 2 and the parsing batch 3: one after the other, this would wait in vain.
+    released = threading.Event()
+    pipeline.gates[("rules", 0)] = released
     done: list[int] = []
     stop = threading.Event()
-    thread = run(pipeline, 4, done, stop)
+    thread = run(pipeline, 5, done, stop)
     assert pipeline.was_started("live", 1).wait(WAIT_S)
     assert pipeline.was_started("store", 2).wait(WAIT_S)
+    assert pipeline.was_started("prepare", 3).wait(WAIT_S)
     assert done == []  # nothing reported while batch 0 is with the rules
-    both.set()
+    released.set()
     thread.join(WAIT_S)
     assert not thread.is_alive()
-    assert done == [0, 1, 2, 3]
+    assert done == [0, 1, 2, 3, 4]
     # Each stage takes the batches in order, each in a thread of its own.
-    for stage in ("store", "live", "rules"):
-        assert [n for s, n in pipeline.events if s == stage] == [0, 1, 2, 3]
-    names = [pipeline.threads[s] for s in ("store", "live", "rules")]
+    for stage in STAGES:
+        assert [n for s, n in pipeline.events if s == stage] == [0, 1, 2, 3, 4]
+    names = [pipeline.threads[s] for s in STAGES]
     assert all(len(n) == 1 for n in names)
-    assert len(set.union(*names)) == 3
+    assert len(set.union(*names)) == 4
 
 
 def test_a_failed_live_write_is_retried_before_the_rules_see_the_batch() -> None:
@@ -140,7 +148,7 @@ def test_a_batch_committed_before_the_stop_still_gets_its_live_write_rules_and_r
     thread.join(WAIT_S)
     assert not thread.is_alive()
     assert done == [0]
-    assert pipeline.events == [("store", 0), ("live", 0), ("rules", 0)]
+    assert pipeline.events == [("prepare", 0), ("store", 0), ("live", 0), ("rules", 0)]
 
 
 def test_the_rule_stage_ticks_the_rules_when_no_batch_comes(monkeypatch: pytest.MonkeyPatch) -> None:

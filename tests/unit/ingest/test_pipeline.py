@@ -292,3 +292,43 @@ def test_a_batch_looks_up_the_devices_it_does_not_know_in_one_query(
         assert len(lookups) == 1
     finally:
         sa.event.remove(engine, "before_cursor_execute", count_device_selects)
+
+
+def test_a_reading_prepared_before_its_device_was_stored_is_stored_after_it(pipeline: IngestPipeline) -> None:
+    # The worker prepares batch N+1 while batch N (with the device's meta) is written.
+    prepared = pipeline.prepare([obs("air-new", minutes=1)])
+    assert prepared.observation_rows == []  # not known yet: left for the transaction
+    pipeline.store([meta("air-new")])
+    stored = pipeline.store_prepared(prepared)
+    assert stored.result.rejected == []
+    assert stored.result.stored["observations"] == 1
+
+
+def test_a_prepared_batch_stored_again_after_a_failure_counts_once(
+    pipeline: IngestPipeline, engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ingest.pipeline as pipeline_module
+
+    pipeline.process([meta("air-1")])
+    prepared = pipeline.prepare(
+        [obs("air-1", minutes=1), obs("air-1", minutes=2), msg("sensors/air-1/obs", 7)]
+    )
+    assert len(prepared.observation_rows) == 2  # a known device: checked and derived already
+    real = pipeline_module.record_observations
+    calls = 0
+
+    def failing_once(conn, rows):
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise sa.exc.OperationalError("INSERT", {}, Exception("server closed the connection"))
+        return real(conn, rows)
+
+    monkeypatch.setattr(pipeline_module, "record_observations", failing_once)
+    with pytest.raises(sa.exc.OperationalError):
+        pipeline.store_prepared(prepared)
+    stored = pipeline.store_prepared(prepared)
+    assert stored.result.stored["observations"] == 2
+    assert stored.result.rejected_by_reason == {"invalid_json": 1}
+    assert count(engine, schema.Observation.__table__) == 2
+    assert count(engine, schema.DeadLetter.__table__) == 1
