@@ -214,7 +214,7 @@ class IngestPipeline:
             return self._store_refused(messages[0], exc)
         log.warning("database refused a batch of %d (%s); isolating the message", len(messages), exc.orig)
         middle = len(messages) // 2
-        return _merged(self.store_isolating(messages[:middle]), self.store_isolating(messages[middle:]))
+        return merge_stored(self.store_isolating(messages[:middle]), self.store_isolating(messages[middle:]))
 
     def _store_refused(self, message: Inbound, exc: Exception) -> StoredBatch:
         first_line = (str(getattr(exc, "orig", exc)).splitlines() or [""])[0]
@@ -828,7 +828,7 @@ def _dead_letter_row(r: Rejection) -> dict[str, Any]:
     }
 
 
-def _merged(first: StoredBatch, second: StoredBatch) -> StoredBatch:
+def merge_stored(first: StoredBatch, second: StoredBatch) -> StoredBatch:
     """Two stored parts of one batch as one (counts added, rows and registrations in order)."""
     result = BatchResult(
         stored=first.result.stored + second.result.stored,

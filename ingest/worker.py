@@ -44,6 +44,7 @@ reported only after the rules saw it, as before: a crash before then means redel
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import logging
 import multiprocessing as mp
@@ -54,6 +55,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, NamedTuple, TypeVar
@@ -62,7 +64,7 @@ import sqlalchemy as sa
 
 from ingest import heartbeat, metrics
 from ingest.mqtt import MqttClient, ReceivedMessage
-from ingest.pipeline import BatchResult, Inbound, IngestPipeline, PreparedBatch, StoredBatch
+from ingest.pipeline import BatchResult, Inbound, IngestPipeline, PreparedBatch, StoredBatch, merge_stored
 from ingest.sensorthings import load_datastreams
 from models.config import Settings
 from models.live import LiveStore, connect_redis, live_state_lost, rebuild_live_state
@@ -80,6 +82,12 @@ BATCH_WAIT_S = 0.05
 RETRY_MIN_S = 0.5
 RETRY_MAX_S = 15.0
 SHARED_GROUP = "ingest"
+#: Database connections one batch is written over at once, split by device: the store
+#: stage is the pipeline's slowest (PostgreSQL's work per reading, ≈ 60 µs, is done by one
+#: server process per connection). Each part holds whole devices (a device's meta and
+#: readings, a camera's events, every 12345 message in one), so the parts touch disjoint
+#: rows and each device keeps its order. PostgreSQL only: SQLite has one writer.
+STORE_CONNECTIONS = 2
 #: Batches waiting between two stages (prepared → store → live → rules). One keeps every
 #: stage busy; more would only hold more messages unacknowledged when Redis is slow.
 STAGE_BACKLOG = 1
@@ -194,6 +202,10 @@ class BatchProcessor(Generic[Token]):
         #: why storage is failing right now, or None
         self.degraded: str | None = None
         self._on_degraded = on_degraded
+        engine = getattr(pipeline, "engine", None)
+        postgres = engine is not None and engine.dialect.name == "postgresql"
+        #: parts a batch is written in, at once (see STORE_CONNECTIONS)
+        self.store_parts = STORE_CONNECTIONS if postgres else 1
 
     def store(self, inbound: Sequence[Inbound], stop: threading.Event) -> StoredBatch | None:
         """Parse and write one batch (outside the pipelined :meth:`run`)."""
@@ -237,7 +249,7 @@ class BatchProcessor(Generic[Token]):
         ``stop`` is set or ``idle()`` says there will be no more. Committed batches still
         get their live write, the rules and ``done`` when stopping (tried at least once).
         """
-        prepared: queue.Queue[tuple[Token, PreparedBatch] | None] = queue.Queue(maxsize=STAGE_BACKLOG)
+        prepared: queue.Queue[tuple[Token, list[PreparedBatch]] | None] = queue.Queue(maxsize=STAGE_BACKLOG)
         committed: queue.Queue[tuple[Token, StoredBatch] | None] = queue.Queue(maxsize=STAGE_BACKLOG)
         written: queue.Queue[tuple[Token, StoredBatch] | None] = queue.Queue(maxsize=STAGE_BACKLOG)
         rules = threading.Thread(
@@ -259,7 +271,8 @@ class BatchProcessor(Generic[Token]):
                         break
                     continue
                 token, inbound = item
-                _hand_on(prepared, (token, self.pipeline.prepare(inbound)), store)
+                parts = [self.pipeline.prepare(part) for part in self.split(inbound)]
+                _hand_on(prepared, (token, parts), store)
         finally:
             # The later stages finish what was committed (unless stopped mid-outage: then
             # those messages stay unacknowledged and the broker redelivers them).
@@ -267,14 +280,33 @@ class BatchProcessor(Generic[Token]):
             for thread in (store, live, rules):
                 thread.join()
 
+    def split(self, inbound: Sequence[Inbound]) -> list[Sequence[Inbound]]:
+        """A batch in :attr:`store_parts` parts by device (see :data:`STORE_CONNECTIONS`).
+
+        Whole when there is one part, or when a message's topic is outside the cityops
+        prefix: a SensorThings reading joins its device's native reading of the same
+        instant, which may sit in the other part.
+        """
+        if self.store_parts == 1:
+            return [inbound]
+        prefix = self.pipeline.router.prefix
+        parts: list[list[Inbound]] = [[] for _ in range(self.store_parts)]
+        for message in inbound:
+            key = partition_key(message.topic, prefix)
+            if key == message.topic:
+                return [inbound]
+            parts[partition(key, self.store_parts)].append(message)
+        return [part for part in parts if part]
+
     def _store_stage(
         self,
-        prepared: queue.Queue[tuple[Token, PreparedBatch] | None],
+        prepared: queue.Queue[tuple[Token, list[PreparedBatch]] | None],
         committed: queue.Queue[tuple[Token, StoredBatch] | None],
         live: threading.Thread,
         stop: threading.Event,
     ) -> None:
-        """Prepared batches in order → the database → the live stage."""
+        """Prepared batches in order → the database (their parts at once) → the live stage."""
+        helpers = ThreadPoolExecutor(max(1, self.store_parts - 1), thread_name_prefix="ingest-store-part")
         try:
             while live.is_alive():
                 item = prepared.get()
@@ -282,12 +314,16 @@ class BatchProcessor(Generic[Token]):
                     return
                 if stop.is_set():
                     continue  # not stored, not acknowledged: the broker delivers it again
-                stored = self.store_prepared(item[1], stop)
-                if stored is None:
+                token, parts = item
+                # The next batch waits for every part of this one: each device keeps its order.
+                others = [helpers.submit(self.store_prepared, part, stop) for part in parts[1:]]
+                stored = [self.store_prepared(parts[0], stop), *(f.result() for f in others)]
+                if any(s is None for s in stored):
                     return  # stopped during a database outage: the batch stays unacknowledged
                 # Even when stopping: a committed batch still gets its live write and ack.
-                _hand_on(committed, (item[0], stored), live)
+                _hand_on(committed, (token, functools.reduce(merge_stored, stored)), live)  # type: ignore[arg-type]
         finally:
+            helpers.shutdown(wait=True)
             _hand_on(committed, None, live)
 
     def _live_stage(

@@ -171,3 +171,32 @@ def test_the_rule_stage_ticks_the_rules_when_no_batch_comes(monkeypatch: pytest.
         stop.set()
         thread.join(WAIT_S)
     assert not thread.is_alive()
+
+
+def test_a_batch_is_split_by_device_for_postgresql_and_kept_whole_otherwise() -> None:
+    class Engine:
+        class dialect:  # stands in for SQLAlchemy's attribute
+            name = "postgresql"
+
+    pipeline = StagedPipeline()
+    pipeline.engine = Engine()  # type: ignore[assignment]
+    pipeline.router = type("Router", (), {"prefix": "cityops/v1"})()  # type: ignore[attr-defined]
+    processor: BatchProcessor[int] = BatchProcessor(pipeline)  # type: ignore[arg-type]
+    assert processor.store_parts == worker_module.STORE_CONNECTIONS == 2
+    now = datetime.now(UTC)
+    topics = [f"cityops/v1/sensors/d{i}/{kind}" for i in range(20) for kind in ("meta", "obs", "obs")]
+    topics += ["cityops/v1/hotline/tickets", "cityops/v1/hotline/tickets/T1/events"]
+    batch = [Inbound(t, b"{}", now) for t in topics]
+    parts = processor.split(batch)
+    assert len(parts) == 2 and sum(len(p) for p in parts) == len(batch)
+    # A device's messages, and every 12345 message, stay in one part and in order.
+    for key in [f"/d{i}/" for i in range(20)] + ["/hotline/"]:
+        holding = [p for p in parts if any(key in m.topic for m in p)]
+        assert len(holding) == 1
+        assert [m.topic for m in holding[0] if key in m.topic] == [t for t in topics if key in t]
+    # A SensorThings topic (outside the prefix) keeps the batch whole.
+    sta = [*batch, Inbound("v1.1/Datastreams(7)/Observations", b"{}", now)]
+    assert processor.split(sta) == [sta]
+    # SQLite (one writer): whole.
+    Engine.dialect.name = "sqlite"
+    assert BatchProcessor(pipeline).split(batch) == [batch]  # type: ignore[arg-type]
