@@ -206,6 +206,9 @@ class BatchProcessor(Generic[Token]):
         postgres = engine is not None and engine.dialect.name == "postgresql"
         #: parts a batch is written in, at once (see STORE_CONNECTIONS)
         self.store_parts = STORE_CONNECTIONS if postgres else 1
+        #: (stage, thread) retrying right now: the stage is degraded while any is
+        self._failing: set[tuple[str, int]] = set()
+        self._failing_lock = threading.Lock()
 
     def store(self, inbound: Sequence[Inbound], stop: threading.Event) -> StoredBatch | None:
         """Parse and write one batch (outside the pipelined :meth:`run`)."""
@@ -408,11 +411,14 @@ class BatchProcessor(Generic[Token]):
         """``action()`` until it succeeds; None once stopped. Tried at least once, even when
         stopping, so that a committed batch still gets its live write and acknowledgement."""
         delay = RETRY_MIN_S
+        me = threading.get_ident()
         while True:
             try:
                 value = action()
             except Exception as exc:  # storage trouble: keep the batch unacknowledged and retry
                 first_line = (str(exc).splitlines() or [""])[0][:200]
+                with self._failing_lock:
+                    self._failing.add((stage, me))
                 self._set_degraded(stage, f"{stage}: {type(exc).__name__}: {first_line}")
                 if stop.is_set():
                     return None
@@ -420,10 +426,15 @@ class BatchProcessor(Generic[Token]):
                 stop.wait(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
                 continue
-            if self.degraded is not None and self.degraded.startswith(stage):
-                log.info("%s writes recovered", stage)
-                self._set_degraded(stage, None)
-            metrics.DEGRADED.labels(stage).set(0)
+            with self._failing_lock:
+                self._failing.discard((stage, me))
+                # Recovered only when no other thread of this stage (a store part) still fails.
+                recovered = not any(s == stage for s, _ in self._failing)
+            if recovered:
+                if self.degraded is not None and self.degraded.startswith(stage):
+                    log.info("%s writes recovered", stage)
+                    self._set_degraded(stage, None)
+                metrics.DEGRADED.labels(stage).set(0)
             return value
 
     def _set_degraded(self, stage: str, reason: str | None) -> None:

@@ -200,3 +200,28 @@ def test_a_batch_is_split_by_device_for_postgresql_and_kept_whole_otherwise() ->
     # SQLite (one writer): whole.
     Engine.dialect.name = "sqlite"
     assert BatchProcessor(pipeline).split(batch) == [batch]  # type: ignore[arg-type]
+
+
+def test_the_store_stays_degraded_while_one_part_still_fails() -> None:
+    processor: BatchProcessor[int] = BatchProcessor(StagedPipeline())  # type: ignore[arg-type]
+    stop = threading.Event()
+    failing = threading.Event()
+    failing.set()
+    failed_once = threading.Event()
+
+    def flaky() -> str:
+        if failing.is_set():
+            failed_once.set()
+            raise ConnectionError("connection to the database lost")
+        return "stored"
+
+    part = threading.Thread(target=processor._until_done, args=("database", flaky, stop))
+    part.start()
+    assert failed_once.wait(WAIT_S)
+    # The other part of the batch is written meanwhile: the stage is still degraded.
+    assert processor._until_done("database", lambda: "stored", stop) == "stored"
+    assert processor.degraded is not None and processor.degraded.startswith("database")
+    failing.clear()
+    part.join(WAIT_S)
+    assert not part.is_alive()
+    assert processor.degraded is None
