@@ -180,6 +180,30 @@ def partition(key: str, n: int) -> int:
     return zlib.crc32(key.encode()) % n
 
 
+class Partitioner:
+    """Which of ``n`` parts a message's topic goes to (:func:`partition_key`), remembered
+    per topic: it is asked for every message. Used for the processing processes and for
+    the store stage's parts."""
+
+    #: Topics remembered at most: they are bounded by devices; this only guards memory.
+    KEPT = 100_000
+
+    def __init__(self, prefix: str, n: int) -> None:
+        self.prefix = prefix
+        self.n = n
+        self._parts: dict[str, tuple[int, bool]] = {}
+
+    def __call__(self, topic: str) -> tuple[int, bool]:
+        """(part, whether the topic is outside the cityops prefix: then its own key)."""
+        part = self._parts.get(topic)
+        if part is None:
+            if len(self._parts) > self.KEPT:
+                self._parts.clear()
+            key = partition_key(topic, self.prefix)
+            part = self._parts[topic] = (partition(key, self.n), key == topic)
+        return part
+
+
 # ---- the work on one batch -----------------------------------------------------------------
 
 
@@ -206,6 +230,7 @@ class BatchProcessor(Generic[Token]):
         postgres = engine is not None and engine.dialect.name == "postgresql"
         #: parts a batch is written in, at once (see STORE_CONNECTIONS)
         self.store_parts = STORE_CONNECTIONS if postgres else 1
+        self._part_of = Partitioner(pipeline.router.prefix, self.store_parts) if postgres else None
         #: (stage, thread) retrying right now: the stage is degraded while any is
         self._failing: set[tuple[str, int]] = set()
         self._failing_lock = threading.Lock()
@@ -290,15 +315,14 @@ class BatchProcessor(Generic[Token]):
         prefix: a SensorThings reading joins its device's native reading of the same
         instant, which may sit in the other part.
         """
-        if self.store_parts == 1:
+        if self._part_of is None:
             return [inbound]
-        prefix = self.pipeline.router.prefix
         parts: list[list[Inbound]] = [[] for _ in range(self.store_parts)]
         for message in inbound:
-            key = partition_key(message.topic, prefix)
-            if key == message.topic:
+            part, outside = self._part_of(message.topic)
+            if outside:
                 return [inbound]
-            parts[partition(key, self.store_parts)].append(message)
+            parts[part].append(message)
         return [part for part in parts if part]
 
     def _store_stage(
@@ -589,8 +613,7 @@ class _ProcessPool:
         #: why the pool failed (a process died), or None
         self.failed: str | None = None
         self.stopping = False
-        self._index: dict[str, int] = {}
-        self._prefix = worker.pipeline.router.prefix
+        self._part_of = Partitioner(worker.pipeline.router.prefix, n)
 
     def start(self) -> None:
         for i in range(self.n):
@@ -619,12 +642,7 @@ class _ProcessPool:
         log.info("ingest worker %s: %d processing processes", self.worker.client.client_id, self.n)
 
     def index(self, topic: str) -> int:
-        i = self._index.get(topic)
-        if i is None:
-            if len(self._index) > 100_000:  # topics are bounded by devices; this only guards memory
-                self._index.clear()
-            i = self._index[topic] = partition(partition_key(topic, self._prefix), self.n)
-        return i
+        return self._part_of(topic)[0]
 
     def submit(self, seq: int, batch: Sequence[ReceivedMessage]) -> None:
         parts: dict[int, list[RawMessage]] = {}
