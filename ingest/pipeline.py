@@ -488,9 +488,9 @@ class IngestPipeline:
         in one query per :data:`DEVICE_LOOKUP_CHUNK`. Asked one by one, a worker that had just
         started (or met a district's new devices) spent its first seconds in round trips,
         and the readings queued behind them."""
-        missing = {route.key for _, route, _ in items if route.key not in self._devices}
         if conn is None:  # preparing: only what is known already
             return self._devices
+        missing = {route.key for _, route, _ in items if route.key not in self._devices}
         t = schema.Device.__table__
         wanted = sorted(missing)
         for start in range(0, len(wanted), DEVICE_LOOKUP_CHUNK):
