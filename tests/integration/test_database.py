@@ -239,3 +239,14 @@ def test_missing_database_is_named(postgis_url: str) -> None:
         db.check_database(engine)
     assert "\n" not in str(info.value)
     assert "'cityops_no_such_db' does not exist" in str(info.value)
+
+
+def test_hourly_rollup_pages_leave_room_for_updates_in_place(engine: sa.Engine) -> None:
+    # Without the room, most updates of the current hour's rows moved them and touched
+    # every index of the table (migration 0009).
+    with engine.connect() as conn:
+        options = conn.execute(
+            sa.text("SELECT reloptions FROM pg_class WHERE relname = 'observation_hourly'")
+        ).scalar_one()
+    assert options == [f"fillfactor={schema.HOURLY_FILLFACTOR}"]
+    assert schema.HOURLY_FILLFACTOR < 100

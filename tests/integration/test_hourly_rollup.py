@@ -111,3 +111,61 @@ def test_buckets_are_utc_hours_whatever_the_offset_of_the_reading(engine: sa.Eng
         datetime(2026, 7, 15, 10, tzinfo=UTC),
     ]
     assert [got[("d", "x", h)]["sum"] for h in sorted(h for _, _, h in got)] == [1.0, 3.0]
+
+
+def test_a_steady_feed_updates_the_current_hour_in_place(pg_url: str) -> None:
+    """Each reading rewrites its device's rows of the hour; on PostgreSQL those updates stay on
+    the row's page (HOT, no index touched) instead of moving the row and inserting into every
+    index of the table, which is what they did with full pages (migration 0009)."""
+    engine = db.create_engine_for(pg_url)
+    table = schema.ObservationHourly.__table__
+    t0 = datetime(2026, 7, 15, 9, 0, tzinfo=UTC)
+    devices = [f"steady-{i:03d}" for i in range(200)]
+
+    def blocks() -> dict[tuple[str, str], int]:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sa.text(
+                    "SELECT device_id, metric, (ctid::text::point)[0]::int FROM observation_hourly "
+                    "WHERE device_id LIKE 'steady-%'"
+                )
+            ).all()
+        return {(d, m): block for d, m, block in rows}
+
+    try:
+        # The first rounds place the rows (a page fills up with versions of rows all updated
+        # by one transaction, so some move once); from then on they should stay put.
+        settled = 5
+        for k in range(30):  # one reading per device and round, one transaction per round
+            batch = [
+                {
+                    "device_id": d,
+                    "ts": t0 + timedelta(seconds=60 * k + i % 60),
+                    "metrics": {"pm25": 30.0 + k, "pm10": 50.0 + i, "no2": 20.5},
+                    "msg_id": f"steady-{k}-{d}",
+                    "district_code": "511602",
+                    "grid_id": "511602-g1",
+                }
+                for i, d in enumerate(devices)
+            ]
+            with engine.begin() as conn:
+                assert len(db.record_observations(conn, batch)) == len(devices)
+            if k == settled:
+                first = blocks()
+        last = blocks()
+        assert len(first) == len(last) == 3 * len(devices)
+        moved = sum(first[key] != last[key] for key in first)
+        # A row that stayed on its page through 24 updates was updated in place each time.
+        assert moved <= len(first) // 10, f"{moved} of {len(first)} rows moved to another page"
+        with engine.connect() as conn:
+            count = conn.execute(
+                sa.select(table.c.count).where(table.c.device_id == devices[0], table.c.metric == "pm25")
+            ).scalar_one()
+        assert count == 30
+    finally:
+        with engine.begin() as conn:
+            conn.execute(table.delete().where(table.c.device_id.like("steady-%")))
+            conn.execute(
+                schema.Observation.__table__.delete().where(schema.Observation.device_id.like("steady-%"))
+            )
+        engine.dispose()

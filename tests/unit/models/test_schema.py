@@ -81,7 +81,7 @@ def test_comparison_notices_a_missing_index(engine: sa.Engine) -> None:
 
 def test_upgrade_is_repeatable_and_at_head(url: str, engine: sa.Engine) -> None:
     db.upgrade_database(url)
-    assert db.current_revision(engine) == db.head_revision() == "0008"
+    assert db.current_revision(engine) == db.head_revision() == "0009"
 
 
 def test_failed_upgrade_leaves_nothing_half_built(tmp_path: Path) -> None:
@@ -113,7 +113,7 @@ def test_migrations_do_not_depend_on_the_working_directory(
     monkeypatch.chdir(tmp_path)
     db.upgrade_database("sqlite:///elsewhere.sqlite3")
     assert (tmp_path / "elsewhere.sqlite3").exists()
-    assert db.head_revision() == "0008"
+    assert db.head_revision() == "0009"
 
 
 def test_new_revisions_can_be_generated_from_the_shipped_template(tmp_path: Path) -> None:
@@ -121,9 +121,9 @@ def test_new_revisions_can_be_generated_from_the_shipped_template(tmp_path: Path
     shutil.copytree(db.MIGRATIONS_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
     config = db.alembic_config()
     config.set_main_option("script_location", str(copy))
-    script = command.revision(config, message="add widgets", rev_id="0009")
+    script = command.revision(config, message="add widgets", rev_id="0010")
     text = Path(script.path).read_text(encoding="utf-8")
-    assert "down_revision" in text and "'0008'" in text and "add widgets" in text
+    assert "down_revision" in text and "'0010'" in text and "'0009'" in text and "add widgets" in text
 
 
 # ---- engine and health --------------------------------------------------------------------
