@@ -599,10 +599,15 @@ def _pg_insert_observations_sql() -> str:
         "FROM new CROSS JOIN LATERAL jsonb_each(new.metrics) AS m WHERE jsonb_typeof(m.value) = 'number'"
         "), rolled AS ("
         f'INSERT INTO "{hourly}" AS t ({hourly_names}) '
-        "SELECT device_id, metric, hour, "
-        "(array_agg(district_code ORDER BY ts DESC))[1], (array_agg(grid_id ORDER BY ts DESC))[1], "
-        "count(*), sum(value), min(value), max(value), max(ts), (array_agg(value ORDER BY ts DESC))[1] "
-        "FROM v GROUP BY device_id, metric, hour ORDER BY device_id, metric, hour "
+        # One sort for the whole batch: the bucket's totals over its partition, and its newest
+        # reading (ts is unique per device) as the row DISTINCT ON keeps. Ordered aggregates
+        # (array_agg(… ORDER BY ts DESC)) sorted every bucket anew, three times, and were a
+        # quarter of the statement's time.
+        "SELECT DISTINCT ON (device_id, metric, hour) device_id, metric, hour, district_code, grid_id, "
+        "count(*) OVER b, sum(value) OVER b, min(value) OVER b, max(value) OVER b, ts, value "
+        "FROM v WINDOW b AS (PARTITION BY device_id, metric, hour ORDER BY ts DESC "
+        "ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) "
+        "ORDER BY device_id, metric, hour, ts DESC "
         'ON CONFLICT (device_id, metric, "hour") DO UPDATE SET '
         '"count" = t."count" + EXCLUDED."count", "sum" = t."sum" + EXCLUDED."sum", '
         '"min" = LEAST(t."min", EXCLUDED."min"), "max" = GREATEST(t."max", EXCLUDED."max"), '
