@@ -275,8 +275,22 @@ def worker_process(
             "stored": dict(worker.totals.stored),
             "duplicates": dict(worker.totals.duplicates),
             "received": worker.client.stats().received,
+            "stage_busy": stage_busy_seconds(),
         }
     )
+
+
+def stage_busy_seconds() -> dict[str, float]:
+    """This process's ``cityops_ingest_stage_busy_seconds`` by stage (see ingest.metrics)."""
+    from prometheus_client import REGISTRY
+
+    return {
+        sample.labels["stage"]: sample.value
+        for metric in REGISTRY.collect()
+        if metric.name == "cityops_ingest_stage_busy_seconds"
+        for sample in metric.samples
+        if sample.name.endswith("_total")
+    }
 
 
 def bare_subscriber(mqtt_url: str, expected: int, ready: MpEvent, stop: MpEvent, results: Any) -> None:
@@ -550,6 +564,9 @@ class PhaseResult:
     cpu_by_pid: dict[int, float] = field(default_factory=dict)
     #: the same once the workers were ready: start-up (imports, connecting) is not counted
     cpu_at_start: dict[int, float] = field(default_factory=dict)
+    #: seconds each stage of the workers was busy, summed over the workers
+    stage_busy: dict[str, float] = field(default_factory=dict)
+    workers: int = 0
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -691,6 +708,9 @@ class Bench:
                 phase.notes.append("a worker did not report its totals")
                 continue
             phase.worker_duplicates += sum(totals["duplicates"].values())
+            phase.workers += 1
+            for stage, seconds in totals.get("stage_busy", {}).items():
+                phase.stage_busy[stage] = phase.stage_busy.get(stage, 0.0) + seconds
         for process in processes:
             process.join(30)
             if process.is_alive():
@@ -940,6 +960,15 @@ def report(args: argparse.Namespace, phases: list[PhaseResult]) -> str:
         if p.latency_samples:
             checks += f", latency samples {p.latency_samples:,}"
         lines.append(checks + ("; " + "; ".join(p.notes) if p.notes else ""))
+        if p.stage_busy and p.workers and p.seconds and not p.latency_samples:
+            # The stage near 1.00 is the one that limits a worker.
+            lines.append(
+                f"{p.name}, busy share of the phase per worker: "
+                + ", ".join(
+                    f"{stage} {p.stage_busy.get(stage, 0.0) / p.workers / p.seconds:.2f}"
+                    for stage in ("prepare", "store", "live", "rules")
+                )
+            )
         if p.latency_by_second:
             lines.append(
                 f"{p.name}, by second of arrival (readings: p50/p99/max ms): "

@@ -25,6 +25,11 @@ STORE_SECONDS = Histogram(
     "Time to validate, locate and commit one batch",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+STAGE_BUSY = Counter(
+    "cityops_ingest_stage_busy_seconds",
+    "Time a worker's stage spent on batches (prepare, store, live, rules): the one near 1 s/s limits",
+    ["stage"],
+)
 LATENCY_SECONDS = Histogram(
     "cityops_ingest_latency_seconds",
     "From delivery by the broker to being in the live state",

@@ -54,7 +54,7 @@ import queue
 import threading
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -299,7 +299,8 @@ class BatchProcessor(Generic[Token]):
                         break
                     continue
                 token, inbound = item
-                parts = [self.pipeline.prepare(part) for part in self.split(inbound)]
+                with _busy("prepare"):
+                    parts = [self.pipeline.prepare(part) for part in self.split(inbound)]
                 _hand_on(prepared, (token, parts), store)
         finally:
             # The later stages finish what was committed (unless stopped mid-outage: then
@@ -342,9 +343,10 @@ class BatchProcessor(Generic[Token]):
                 if stop.is_set():
                     continue  # not stored, not acknowledged: the broker delivers it again
                 token, parts = item
-                # The next batch waits for every part of this one: each device keeps its order.
-                others = [helpers.submit(self.store_prepared, part, stop) for part in parts[1:]]
-                stored = [self.store_prepared(parts[0], stop), *(f.result() for f in others)]
+                with _busy("store"):
+                    # The next batch waits for every part of this one: each device keeps its order.
+                    others = [helpers.submit(self.store_prepared, part, stop) for part in parts[1:]]
+                    stored = [self.store_prepared(parts[0], stop), *(f.result() for f in others)]
                 if any(s is None for s in stored):
                     return  # stopped during a database outage: the batch stays unacknowledged
                 # Even when stopping: a committed batch still gets its live write and ack.
@@ -366,7 +368,9 @@ class BatchProcessor(Generic[Token]):
                 item = committed.get()
                 if item is None:
                     return
-                if not self.write_live(item[1], stop):
+                with _busy("live"):
+                    written_live = self.write_live(item[1], stop)
+                if not written_live:
                     return  # stopped during a Redis outage: the batch stays unacknowledged
                 _hand_on(written, item, rules)
         finally:
@@ -391,11 +395,13 @@ class BatchProcessor(Generic[Token]):
                 return
             if item is not _IDLE:
                 token, stored = item
-                self.pipeline.run_hooks(stored)
-                done(token, stored)
+                with _busy("rules"):
+                    self.pipeline.run_hooks(stored)
+                    done(token, stored)
             if self.rules is not None and time.monotonic() >= next_tick:
                 next_tick = time.monotonic() + self.rules.interval_s
-                self._tick_rules()
+                with _busy("rules"):
+                    self._tick_rules()
 
     def _watch_live_state(self) -> None:
         """Rebuild the live state from the database when Redis has lost it (or never had it).
@@ -470,6 +476,16 @@ class BatchProcessor(Generic[Token]):
 
 #: The rule stage's "nothing arrived": time to look at the rule tick.
 _IDLE: Any = object()
+
+
+@contextlib.contextmanager
+def _busy(stage: str) -> Iterator[None]:
+    """Count the time inside toward ``stage``'s busy seconds (metrics.STAGE_BUSY)."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        metrics.STAGE_BUSY.labels(stage).inc(time.perf_counter() - started)
 
 
 def _hand_on(to: queue.Queue[Any], item: Any, consumer: threading.Thread) -> None:

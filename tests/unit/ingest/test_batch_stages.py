@@ -4,10 +4,12 @@ and a batch is reported only after all of them are done with it."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import pytest
+from prometheus_client import REGISTRY
 
 from ingest import worker as worker_module
 from ingest.pipeline import BatchResult, Inbound, StoredBatch
@@ -31,8 +33,11 @@ class StagedPipeline:
         self.live_failures = 0
         self.live = None
         self.engine = None
+        #: seconds each stage spends on a batch
+        self.delays: dict[str, float] = {}
 
     def _enter(self, stage: str, n: int) -> None:
+        time.sleep(self.delays.get(stage, 0.0))
         with self.lock:
             self.threads.setdefault(stage, set()).add(threading.current_thread().name)
             self.started.setdefault((stage, n), threading.Event()).set()
@@ -225,3 +230,22 @@ def test_the_store_stays_degraded_while_one_part_still_fails() -> None:
     part.join(WAIT_S)
     assert not part.is_alive()
     assert processor.degraded is None
+
+
+def busy_seconds(stage: str) -> float:
+    return REGISTRY.get_sample_value("cityops_ingest_stage_busy_seconds_total", {"stage": stage}) or 0.0
+
+
+def test_each_stage_counts_the_time_it_spends_on_batches() -> None:
+    # What an operator reads to see which stage limits a worker: the one busy ~1 s per second.
+    pipeline = StagedPipeline()
+    pipeline.delays = {"prepare": 0.01, "store": 0.06, "live": 0.03, "rules": 0.02}
+    before = {stage: busy_seconds(stage) for stage in STAGES}
+    done: list[int] = []
+    thread = run(pipeline, 4, done, threading.Event())
+    thread.join(WAIT_S)
+    assert done == [0, 1, 2, 3]
+    spent = {stage: busy_seconds(stage) - before[stage] for stage in STAGES}
+    for stage, delay in pipeline.delays.items():
+        assert spent[stage] >= 4 * delay, (stage, spent)
+    assert spent["store"] > spent["live"] > spent["prepare"]
