@@ -15,6 +15,11 @@ from typing import Any
 
 from models.clock import CITY_TZ
 
+#: float → its decimal (numerator, denominator); see exact_ratio
+_FLOAT_RATIOS: dict[float, tuple[int, int]] = {}
+#: entries kept before the memo starts over
+FLOAT_RATIOS_MAX = 1 << 16
+
 
 def exact(name: str, value: Any, *, allow_negative: bool = False) -> Fraction:
     """``value`` as an exact rational number.
@@ -32,6 +37,26 @@ def exact_ratio(name: str, value: Any, *, allow_negative: bool = False) -> tuple
     """:func:`exact` as ``(numerator, denominator)``, denominator > 0: the same checks and
     the same number, for hot paths that compare and interpolate in integers (a Fraction
     costs microseconds per operation, an int comparison nanoseconds)."""
+    kind = type(value)
+    if kind is float:
+        # Every sensor value arrives as a float: skip the abstract-class checks below and
+        # remember the conversion (readings repeat the same few thousand one- or two-decimal
+        # values, and the decimal conversion costs a microsecond each time).
+        ratio = _FLOAT_RATIOS.get(value)
+        if ratio is None:
+            if not math.isfinite(value):
+                raise ValueError(f"{name} must be finite, got {value!r}")
+            ratio = Decimal(repr(value)).as_integer_ratio()
+            if len(_FLOAT_RATIOS) >= FLOAT_RATIOS_MAX:
+                _FLOAT_RATIOS.clear()  # bounded: a feed of ever-new values costs a miss each
+            _FLOAT_RATIOS[value] = ratio
+        if ratio[0] < 0 and not allow_negative:
+            raise ValueError(f"{name} must not be negative, got {value!r}")
+        return ratio
+    if kind is int:
+        if value < 0 and not allow_negative:
+            raise ValueError(f"{name} must not be negative, got {value!r}")
+        return (value, 1)
     # Decimal is not registered as numbers.Real, but it is an exact decimal reading.
     if isinstance(value, bool) or not isinstance(value, numbers.Real | Decimal):
         raise ValueError(f"{name} must be a real number, got {type(value).__name__} {value!r}")

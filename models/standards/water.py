@@ -27,7 +27,7 @@ from fractions import Fraction
 from types import MappingProxyType
 from typing import Any, Literal
 
-from models.standards._inputs import exact
+from models.standards._inputs import exact, exact_ratio
 
 #: Classes from best to worst.
 GRADES: tuple[str, ...] = ("I", "II", "III", "IV", "V", "劣V")
@@ -186,13 +186,13 @@ def classify(
     b = _body(body)
     if not isinstance(values, Mapping):
         raise ValueError(f"values must be a mapping, got {type(values).__name__}")
-    evaluated = _evaluated_set(b, include, exclude)
+    evaluated = DEFAULT_EVALUATED[b] if not include and not exclude else _evaluated_set(b, include, exclude)
     unknown = [k for k in values if k not in PARAMETERS]
     if unknown:
         raise ValueError(f"unknown water parameter(s) {unknown!r}; expected some of {list(PARAMETERS)}")
-    given = {k: exact(k, v) for k, v in values.items() if v is not None}
+    given = {k: exact_ratio(k, v) for k, v in values.items() if v is not None}
     by_parameter: dict[str, Grade] = {
-        k: _grade(k, given[k], b) for k in PARAMETERS if k in given and k in evaluated
+        k: _grade_of(k, given[k], b) for k in PARAMETERS if k in given and k in evaluated
     }
     if not by_parameter:
         raise ValueError(f"no evaluated parameter given; evaluated for a {b}: {sorted(evaluated)}")
@@ -263,6 +263,25 @@ def evaluated_parameters(
 
 
 # --- internals ------------------------------------------------------------------------------
+
+
+#: (parameter, value as a ratio, body) → class: a station's readings keep to a few hundred
+#: values per parameter, and comparing Fractions costs microseconds each (see _grade_of)
+_GRADES_OF: dict[tuple[str, tuple[int, int], Body], Grade] = {}
+#: entries kept before the memo starts over
+GRADES_OF_MAX = 1 << 16
+
+
+def _grade_of(key: str, ratio: tuple[int, int], body: Body) -> Grade:
+    """:func:`_grade` of an exact ratio (:func:`exact_ratio`), remembered."""
+    memo = (key, ratio, body)
+    grade = _GRADES_OF.get(memo)
+    if grade is None:
+        grade = _grade(key, Fraction(*ratio), body)  # raises for an impossible value: not kept
+        if len(_GRADES_OF) >= GRADES_OF_MAX:
+            _GRADES_OF.clear()
+        _GRADES_OF[memo] = grade
+    return grade
 
 
 def _grade(key: str, value: Fraction, body: Body) -> Grade:

@@ -251,3 +251,26 @@ def test_other_bad_arguments_raise() -> None:
         water.parameter_grade("temp", 20)
     with pytest.raises(ValueError, match="grade"):
         water.status_of("VI")
+
+
+def test_a_remembered_class_is_the_class_and_impossible_values_are_never_remembered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(water, "_GRADES_OF", {})
+    for _ in range(2):  # computed, then remembered
+        assert water.classify({"nh3n": 1.0, "do": 7.5}).grade == "III"
+        assert water.classify({"tp": 0.05}, body="lake").grade == "III"
+        assert water.classify({"tp": 0.05}, body="river").grade == "II"  # the body is part of the key
+        with pytest.raises(ValueError, match="ph must be within 0–14"):
+            water.classify({"ph": 14.5})
+    assert ("ph", (29, 2), "river") not in water._GRADES_OF
+
+
+def test_the_class_memo_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(water, "GRADES_OF_MAX", 20)
+    monkeypatch.setattr(water, "_GRADES_OF", {})
+    for i in range(300):
+        value = i / 100
+        expected = water.parameter_grade("nh3n", value)
+        assert water.classify({"nh3n": value}).grade == expected
+    assert 0 < len(water._GRADES_OF) <= 20
