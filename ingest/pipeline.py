@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
+import orjson
 import sqlalchemy as sa
 from pydantic import BaseModel, ValidationError
 from shapely.geometry import Point
@@ -367,6 +368,10 @@ class IngestPipeline:
             raise Rejected("unknown_topic", f"topic {message.topic[:200]!r} is not part of the interface")
         if len(message.payload) > MAX_PAYLOAD_BYTES:
             raise Rejected("too_large", f"{len(message.payload)} bytes > {MAX_PAYLOAD_BYTES}")
+        if route.kind is Kind.SENSOR_OBS:
+            checked = _fast_reading(message.payload)
+            if checked is not None:
+                return route, checked
         try:
             text = message.payload.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -795,6 +800,30 @@ def _refuse_constant(name: str) -> Any:
 
 #: One decoder for every message: ``json.loads`` with a keyword builds a new decoder per call.
 _JSON = json.JSONDecoder(parse_constant=_refuse_constant)
+
+#: orjson reads integers beyond 64 bits as floats, where the general path keeps them exact.
+_ORJSON_EXACT = 2.0**64
+
+
+def _fast_reading(payload: bytes) -> CheckedObservation | None:
+    """A well-formed reading, decoded by orjson (several times faster than :data:`_JSON`).
+
+    None means "take the general path", which decides with the same rules as before and
+    gives a rejected message its reason: orjson refuses what that path also refuses (bad
+    UTF-8, NaN, too deep) and a few things it accepts (lone surrogates), and reads huge
+    integers as floats, so a reading with a value that large goes that way too.
+    """
+    try:
+        data = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
+    if type(data) is not dict:
+        return None
+    checked = fast_observation(data)
+    if checked is None or any(not -_ORJSON_EXACT < v < _ORJSON_EXACT for v in checked.metrics.values()):
+        return None
+    return checked
+
 
 _MODELS: dict[Kind, type[BaseModel]] = {
     Kind.SENSOR_META: DeviceMeta,

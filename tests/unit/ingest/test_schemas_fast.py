@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from ingest import pipeline as pipeline_module
 from ingest.schemas import Observation, fast_observation
 
 TS = "2026-07-01T08:00:00.123456+08:00"
@@ -99,3 +100,61 @@ payloads = st.fixed_dictionaries(
 def test_fast_observation_matches_pydantic_on_generated_payloads(data: dict[str, Any]) -> None:
     # Through JSON, as the pipeline sees them (tuples, NaN spelled as the parser gives it).
     assert_same(json.loads(json.dumps(data)))
+
+
+# ---- the pipeline's orjson decoding of readings ---------------------------------------------
+
+RAW_READINGS: list[bytes] = [
+    *(json.dumps(c).encode() for c in CASES),
+    b'{"ts": "%s", "metrics": {"a": 123456789012345678901234567890}}' % TS.encode(),
+    b'{"ts": "%s", "metrics": {"a": 18446744073709551615}}' % TS.encode(),
+    b'{"ts": "%s", "metrics": {"a": 1e20}}' % TS.encode(),
+    b'{"ts": "%s", "metrics": {"a": 1e400}}' % TS.encode(),
+    b'{"ts": "%s", "metrics": {"a": NaN}}' % TS.encode(),
+    b'{"ts": "%s", "metrics": {"a": 1.5}, "msg_id": "\\ud800"}' % TS.encode(),
+    b'\xef\xbb\xbf{"ts": "%s", "metrics": {"a": 1.5}}' % TS.encode(),
+    b'{"ts": "%s", "metrics": {"a": 1.5}, "msg_id": "\xff"}' % TS.encode(),
+    b'{"ts": "%s", "metrics": {"a": 1.5}, "metrics": {"b": 2}}' % TS.encode(),
+    b"[" * 3000 + b"]" * 3000,
+    b"[1.5]",
+    b"",
+]
+
+
+def general_reading(payload: bytes) -> Any:
+    """What the general path makes of a reading's payload: the decoded check, or None."""
+    try:
+        data = pipeline_module._JSON.decode(payload.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    return fast_observation(data) if isinstance(data, dict) else None
+
+
+@pytest.mark.parametrize("payload", RAW_READINGS, ids=range(len(RAW_READINGS)))
+def test_readings_decoded_by_orjson_are_what_the_general_path_gives(payload: bytes) -> None:
+    fast = pipeline_module._fast_reading(payload)
+    if fast is None:
+        return  # the general path decides, with its reasons
+    expected = general_reading(payload)
+    assert expected is not None, f"orjson took what the general path does not: {payload[:80]!r}"
+    assert (fast.ts, fast.metrics, fast.msg_id) == (expected.ts, expected.metrics, expected.msg_id)
+    assert [type(v) for v in fast.metrics.values()] == [type(v) for v in expected.metrics.values()]
+
+
+def test_huge_integers_and_non_json_constants_take_the_general_path() -> None:
+    for index in (len(CASES), len(CASES) + 2, len(CASES) + 3, len(CASES) + 4):
+        assert pipeline_module._fast_reading(RAW_READINGS[index]) is None, RAW_READINGS[index]
+    ordinary = b'{"ts": "%s", "metrics": {"pm25": 35, "pm10": 50.5}, "msg_id": "m-1"}' % TS.encode()
+    checked = pipeline_module._fast_reading(ordinary)
+    assert checked is not None and checked.metrics == {"pm25": 35.0, "pm10": 50.5}
+
+
+@settings(max_examples=300, deadline=None)
+@given(payloads)
+def test_orjson_and_the_general_path_agree_on_generated_readings(data: dict[str, Any]) -> None:
+    payload = json.dumps(data).encode()
+    fast = pipeline_module._fast_reading(payload)
+    expected = general_reading(payload)
+    if fast is not None:
+        assert expected is not None
+        assert (fast.ts, fast.metrics, fast.msg_id) == (expected.ts, expected.metrics, expected.msg_id)
