@@ -567,7 +567,13 @@ class PhaseResult:
     #: seconds each stage of the workers was busy, summed over the workers
     stage_busy: dict[str, float] = field(default_factory=dict)
     workers: int = 0
+    #: which repetition of the phases this is (``--rounds``)
+    round: int = 1
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return self.name if self.round == 1 else f"{self.name} #{self.round}"
 
     @property
     def receive_only(self) -> bool:
@@ -903,7 +909,8 @@ PHASES = ("bare", "tuned", "w1", "w2", "latency")
 
 
 def report(args: argparse.Namespace, phases: list[PhaseResult]) -> str:
-    bare = next((p for p in phases if p.name == "bare subscriber"), None)
+    # Each phase against the bare subscriber of its own round: the machine's speed drifts.
+    bares = {p.round: p for p in phases if p.name == "bare subscriber"}
     rows = [
         (
             "phase",
@@ -919,9 +926,10 @@ def report(args: argparse.Namespace, phases: list[PhaseResult]) -> str:
         )
     ]
     for p in phases:
+        bare = bares.get(p.round)
         rows.append(
             (
-                p.name,
+                p.label,
                 f"{p.published:,}",
                 f"{p.rate:,.0f}",
                 "-" if bare is None or not bare.rate else f"{p.rate / bare.rate:.2f}",
@@ -953,7 +961,7 @@ def report(args: argparse.Namespace, phases: list[PhaseResult]) -> str:
         if p.receive_only:
             continue
         checks = (
-            f"{p.name}: rows {p.stored:,}, distinct (device, ts) {p.distinct:,}, distinct msg_id "
+            f"{p.label}: rows {p.stored:,}, distinct (device, ts) {p.distinct:,}, distinct msg_id "
             f"{p.distinct_msg_id:,}, dead letters {p.dead_letters}, live counter {p.live_count:,}, "
             f"last-seen devices {p.last_seen}"
         )
@@ -963,7 +971,7 @@ def report(args: argparse.Namespace, phases: list[PhaseResult]) -> str:
         if p.stage_busy and p.workers and p.seconds and not p.latency_samples:
             # The stage near 1.00 is the one that limits a worker.
             lines.append(
-                f"{p.name}, busy share of the phase per worker: "
+                f"{p.label}, busy share of the phase per worker: "
                 + ", ".join(
                     f"{stage} {p.stage_busy.get(stage, 0.0) / p.workers / p.seconds:.2f}"
                     for stage in ("prepare", "store", "live", "rules")
@@ -971,10 +979,22 @@ def report(args: argparse.Namespace, phases: list[PhaseResult]) -> str:
             )
         if p.latency_by_second:
             lines.append(
-                f"{p.name}, by second of arrival (readings: p50/p99/max ms): "
+                f"{p.label}, by second of arrival (readings: p50/p99/max ms): "
                 + ", ".join(
                     f"{s}s {n}: {p50:.0f}/{p99:.0f}/{mx:.0f}" for s, n, p50, p99, mx in p.latency_by_second
                 )
+            )
+    rounds = max(p.round for p in phases) if phases else 1
+    for name in dict.fromkeys(p.name for p in phases):
+        ratios = [
+            p.rate / bares[p.round].rate
+            for p in phases
+            if p.name == name and not p.receive_only and p.round in bares and bares[p.round].rate
+        ]
+        if rounds > 1 and ratios:
+            lines.append(
+                f"{name} × bare, round by round: {', '.join(f'{r:.2f}' for r in ratios)} "
+                f"(median {statistics.median(ratios):.2f})"
             )
     return "\n".join(lines)
 
@@ -1013,6 +1033,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=list(PHASES),
         help="run only these phases (default: all; the ratio needs 'bare')",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run the phases this many times, one round after the other; each ratio is taken "
+        "against the same round's bare subscriber (a shared machine's speed drifts)",
+    )
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="cityops-bench-") as tmp:
@@ -1020,17 +1047,22 @@ def main(argv: Sequence[str] | None = None) -> None:
         phases: list[PhaseResult] = []
         try:
             bench.setup()
-            for name in PHASES:
-                if name not in args.phases:
-                    continue
-                if name in ("bare", "tuned"):
-                    phases.append(bench.bare(bench.feed(name), tuned=name == "tuned"))
-                elif name == "latency":
-                    phases.append(bench.latency())
-                else:
-                    # A new feed per phase: fresh timestamps, as a live feed has.
-                    phases.append(bench.ingest(bench.feed(name), int(name[1:])))
-                print(f"{phases[-1].name}: {phases[-1].rate:,.0f} msgs/s", flush=True)
+            for round_ in range(1, args.rounds + 1):
+                for name in PHASES:
+                    if name not in args.phases:
+                        continue
+                    # msg_ids and publisher ids carry the tag: new ones every round
+                    tag = name if round_ == 1 else f"{name}r{round_}"
+                    if name in ("bare", "tuned"):
+                        phase = bench.bare(bench.feed(tag), tuned=name == "tuned")
+                    elif name == "latency":
+                        phase = bench.latency()
+                    else:
+                        # A new feed per phase: fresh timestamps, as a live feed has.
+                        phase = bench.ingest(bench.feed(tag), int(name[1:]))
+                    phase.round = round_
+                    phases.append(phase)
+                    print(f"{phase.label}: {phase.rate:,.0f} msgs/s", flush=True)
         finally:
             bench.teardown()
     print()
