@@ -18,14 +18,13 @@ the engine never reads the wall clock itself.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import random
 import string
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -119,8 +118,7 @@ class _ReadingsByType:
 
 
 # Not frozen: a frozen dataclass sets each field through object.__setattr__, four times
-# the cost of building one, and a batch builds a sample per reading and rule. Samples are
-# still never changed after they are built (dataclasses.replace makes the complete one).
+# the cost of building one. Samples are still never changed after they are built.
 @dataclass(slots=True)
 class Sample:
     """One judgement of one (rule, subject) at reading time ``ts`` (epoch seconds)."""
@@ -140,13 +138,10 @@ class Sample:
     #: windows: the whole evidence, read from the window itself
     evidence: Mapping[str, Any] | None = None
     reason: str = "condition_ended"
-    #: builds the whole sample (place, fields, evidence) when the judge needs it: a reading
-    #: that neither holds the condition nor concerns a busy subject changes nothing, and
-    #: that is almost every reading, so its details are never built
-    complete: Callable[[], Sample] | None = None
 
     def completed(self) -> Sample:
-        return self.complete() if self.complete is not None else self
+        """The whole sample (a reading's is built late: see _ReadingSample)."""
+        return self
 
 
 def state_key(rule_id: str, subject: str) -> str:
@@ -188,7 +183,7 @@ class RuleEngine:
         observations = sorted(accepted.get("observations") or (), key=lambda r: r["ts"])
         videos = sorted(accepted.get("video_events") or (), key=lambda r: r["ts"])
         tickets = sorted(accepted.get("hotline_tickets") or (), key=lambda r: r["ts"])
-        samples: list[Sample] = []
+        samples: list[AnySample] = []
         if observations:
             self._remember_devices(observations)
             by_type = _ReadingsByType(observations)
@@ -244,8 +239,8 @@ class RuleEngine:
         # Only once Redis has it: a failed write is tried again with the next reading.
         self._meta_written.update(remembered)
 
-    def _threshold_samples(self, observations: _ReadingsByType) -> list[Sample]:
-        out: list[Sample] = []
+    def _threshold_samples(self, observations: _ReadingsByType) -> list[AnySample]:
+        out: list[AnySample] = []
         for rule in self.rules.of_kind("threshold"):
             assert isinstance(rule, ThresholdRule)
             # The rule's settings once per batch, not per reading (this loop runs for every
@@ -279,8 +274,8 @@ class RuleEngine:
                 )
         return out
 
-    def _standard_samples(self, observations: _ReadingsByType) -> list[Sample]:
-        out: list[Sample] = []
+    def _standard_samples(self, observations: _ReadingsByType) -> list[AnySample]:
+        out: list[AnySample] = []
         for rule in self.rules.of_kind("standard"):
             assert isinstance(rule, StandardRule)
             districts = rule.districts
@@ -294,7 +289,7 @@ class RuleEngine:
                 out.append(_reading_sample(rule, r, on=on, off=off, value=value, fields=fields))
         return out
 
-    def _rate_samples(self, observations: _ReadingsByType) -> list[Sample]:
+    def _rate_samples(self, observations: _ReadingsByType) -> list[AnySample]:
         """One slope per (rule, device) per batch, judged at the device's newest reading.
 
         A window keeps at most one point per :data:`RATE_POINTS_PER_WINDOW`-th of its length
@@ -342,7 +337,7 @@ class RuleEngine:
                 pipe.expire(key, int(rule.window_s + WINDOW_SLACK_S))
             results = pipe.execute()
         windows = results[writes : writes + len(newest)]
-        out: list[Sample] = []
+        out: list[AnySample] = []
         for (rule, r, _ts, value), window in zip(newest.values(), windows, strict=True):
             series = [(score, float(member.rsplit(":", 1)[1])) for member, score in window]
             if len(series) < rule.min_points or series[-1][0] - series[0][0] < max(rule.min_span_s, 1e-9):
@@ -684,7 +679,7 @@ class RuleEngine:
 
     # ---- conditions -------------------------------------------------------------------------
 
-    def judge(self, samples: Iterable[Sample]) -> list[Decision]:
+    def judge(self, samples: Iterable[AnySample]) -> list[Decision]:
         """Move the stored state of every sampled (rule, subject) on; the decisions that follow."""
         ordered = sorted(samples, key=lambda s: s.ts)
         if not ordered:
@@ -702,7 +697,7 @@ class RuleEngine:
         raise RuleStateConflict(f"rule state kept changing under {len(rule_ids)} rules; batch not judged")
 
     def _judge_once(
-        self, samples: Sequence[Sample], rule_ids: Sequence[str]
+        self, samples: Sequence[AnySample], rule_ids: Sequence[str]
     ) -> list[tuple[Sample, str, CondState]]:
         with self.redis.pipeline(transaction=True) as tx:
             busy_keys = [busy_key(r) for r in rule_ids]
@@ -849,6 +844,73 @@ def _reading_value(rule: Any, r: Mapping[str, Any]) -> float | None:
     return _number((r.get("metrics") or {}).get(rule.metric))
 
 
+class _ReadingSample:
+    """A reading's judgement by one rule, before its details: what :meth:`RuleEngine.judge`
+    needs to tell whether it matters (rule, subject, time, on, off).
+
+    A reading that neither holds the condition nor concerns a busy subject changes nothing,
+    and that is almost every reading, so the place, fields and evidence of a full
+    :class:`Sample` are built only by :meth:`completed`. A batch makes one of these per
+    reading and rule: a slotted class with positional arguments costs a fraction of a
+    dataclass with a closure.
+    """
+
+    __slots__ = ("_extra", "_fields", "_r", "_value", "off", "on", "rule", "subject", "ts")
+
+    def __init__(
+        self,
+        rule: Any,
+        r: Mapping[str, Any],
+        on: bool,
+        off: bool,
+        value: float | None,
+        fields: Mapping[str, Any],
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.rule = rule
+        self.subject: str = r["device_id"]
+        self.ts = _epoch(r["ts"])
+        self.on = on
+        self.off = off
+        self._r = r
+        self._value = value
+        self._fields = fields
+        self._extra = extra
+
+    def completed(self) -> Sample:
+        rule, r, value = self.rule, self._r, self._value
+        item: dict[str, Any] = {"ts": _iso(self.ts)}
+        metric = getattr(rule, "metric", None)
+        if metric is not None and value is not None:
+            item[metric] = value
+        elif value is not None:
+            item["value"] = value
+        item |= dict(self._extra or {})
+        m = catalog_metric(r.get("device_type") or "", metric) if metric else None
+        return Sample(
+            rule,
+            self.subject,
+            self.ts,
+            on=self.on,
+            off=self.off,
+            place=_place(r),
+            source_kind="device",
+            source_id=self.subject,
+            fields={
+                "device_id": self.subject,
+                "metric": metric or "",
+                "metric_label": m.label_zh if m else (metric or ""),
+                "unit": m.unit if m else "",
+                **self._fields,
+            },
+            evidence_item=item,
+        )
+
+
+#: what judge takes: samples, and readings' samples not built yet
+AnySample = Sample | _ReadingSample
+
+
 def _reading_sample(
     rule: Any,
     r: Mapping[str, Any],
@@ -858,46 +920,8 @@ def _reading_sample(
     value: float | None,
     fields: Mapping[str, Any],
     extra: Mapping[str, Any] | None = None,
-) -> Sample:
-    ts = _epoch(r["ts"])
-    device_id = r["device_id"]
-
-    def complete() -> Sample:
-        item: dict[str, Any] = {"ts": _iso(ts)}
-        metric = getattr(rule, "metric", None)
-        if metric is not None and value is not None:
-            item[metric] = value
-        elif value is not None:
-            item["value"] = value
-        item |= dict(extra or {})
-        dtype = r.get("device_type") or ""
-        m = catalog_metric(dtype, metric) if metric else None
-        return dataclasses.replace(
-            light,
-            place=_place(r),
-            fields={
-                "device_id": device_id,
-                "metric": metric or "",
-                "metric_label": m.label_zh if m else (metric or ""),
-                "unit": m.unit if m else "",
-                **fields,
-            },
-            evidence_item=item,
-            complete=None,
-        )
-
-    light = Sample(
-        rule,
-        device_id,
-        ts,
-        on=on,
-        off=off,
-        place=_NOWHERE,
-        source_kind="device",
-        source_id=device_id,
-        complete=complete,
-    )
-    return light
+) -> _ReadingSample:
+    return _ReadingSample(rule, r, on, off, value, fields, extra)
 
 
 def _judge_standard(
