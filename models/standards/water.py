@@ -259,7 +259,8 @@ def evaluated_parameters(
     body: str = "river", *, include: Iterable[str] = (), exclude: Iterable[str] = ()
 ) -> frozenset[str]:
     """The parameter set :func:`classify` evaluates for these settings."""
-    return _evaluated_set(_body(body), include, exclude)
+    b = _body(body)
+    return DEFAULT_EVALUATED[b] if not include and not exclude else _evaluated_set(b, include, exclude)
 
 
 # --- internals ------------------------------------------------------------------------------
