@@ -533,6 +533,14 @@ def record_observations(conn: Connection, observations: Sequence[Mapping[str, An
     from models.schema import utcnow
 
     now = utcnow()
+    if conn.dialect.name == "postgresql":
+        # The same statement also folds the new rows into the hourly roll-up.
+        fresh = _pg_insert_observations(conn, observations, now)
+        # Hand back the caller's own mappings (they may carry more than the columns, e.g. the
+        # device type and derived indices the rules need), only those that were new.
+        if fresh is None:
+            return list(observations)  # type: ignore[arg-type]
+        return [o for i, o in enumerate(observations) if i in fresh]  # type: ignore[misc]
     params = [
         {
             "device_id": o["device_id"],
@@ -545,18 +553,11 @@ def record_observations(conn: Connection, observations: Sequence[Mapping[str, An
         }
         for o in observations
     ]
-    if conn.dialect.name == "postgresql":
-        # The same statement also folds the new rows into the hourly roll-up.
-        fresh = _pg_insert_observations(conn, params)
-    else:
-        stmt = dialect_insert(conn, table).on_conflict_do_nothing().returning(table.c.device_id, table.c.ts)
-        fresh = {(row.device_id, row.ts) for row in conn.execute(stmt, params)}
-    # Hand back the caller's own mappings (they may carry more than the columns, e.g. the
-    # device type and derived indices the rules need), only those that were new.
-    inserted = [o for o, p in zip(observations, params, strict=True) if (p["device_id"], p["ts"]) in fresh]
-    if conn.dialect.name != "postgresql":
-        upsert_hourly(conn, hourly_deltas(inserted))
-    return inserted
+    stmt = dialect_insert(conn, table).on_conflict_do_nothing().returning(table.c.device_id, table.c.ts)
+    new_keys = {(row.device_id, row.ts) for row in conn.execute(stmt, params)}
+    inserted = [o for o, p in zip(observations, params, strict=True) if (p["device_id"], p["ts"]) in new_keys]
+    upsert_hourly(conn, hourly_deltas(inserted))  # type: ignore[arg-type]
+    return inserted  # type: ignore[return-value]
 
 
 _OBSERVATION_COLUMNS = (
@@ -590,8 +591,11 @@ def _pg_insert_observations_sql() -> str:
     hourly_names = ", ".join(f'"{c}"' for c, _ in _HOURLY_COLUMNS)
     newer = "EXCLUDED.last_ts >= t.last_ts"
     return (
-        f"WITH new AS ("
-        f'INSERT INTO "{table}" ({names}) SELECT {select} FROM unnest({arrays}) AS u({names}) '
+        # u numbers the given rows (n, from 1), so the statement can answer which were new
+        # with one integer array instead of a row per reading for the client to match up.
+        f"WITH u AS (SELECT * FROM unnest({arrays}) WITH ORDINALITY AS u({names}, n)), "
+        f"new AS ("
+        f'INSERT INTO "{table}" ({names}) SELECT {select} FROM u '
         "ON CONFLICT DO NOTHING RETURNING device_id, ts, metrics, district_code, grid_id"
         "), v AS ("
         "SELECT new.device_id, m.key AS metric, date_trunc('hour', new.ts, 'UTC') AS hour, new.ts, "
@@ -615,35 +619,41 @@ def _pg_insert_observations_sql() -> str:
         f"last_value = CASE WHEN {newer} THEN EXCLUDED.last_value ELSE t.last_value END, "
         f"district_code = CASE WHEN {newer} THEN EXCLUDED.district_code ELSE t.district_code END, "
         f"grid_id = CASE WHEN {newer} THEN EXCLUDED.grid_id ELSE t.grid_id END"
-        ") SELECT device_id, ts FROM new"
+        ") SELECT array_agg(u.n) FROM new JOIN u ON u.device_id = new.device_id AND u.ts = new.ts"
     )
 
 
 _PG_INSERT_OBSERVATIONS = _pg_insert_observations_sql()
 
 
-def _pg_insert_observations(conn: Connection, params: list[dict[str, Any]]) -> set[tuple[str, datetime]]:
-    """Insert observation rows in one statement over arrays; the (device_id, ts) that were new.
+def _pg_insert_observations(
+    conn: Connection, observations: Sequence[Mapping[str, Any]], now: datetime
+) -> set[int] | None:
+    """Insert observation rows in one statement over arrays; the indexes of the new ones
+    (into ``observations``), or None when every one was new (the usual case).
 
     Same rows and conflict handling as the SQLAlchemy executemany (ON CONFLICT DO NOTHING on
     both unique keys), but the driver sends seven array parameters instead of binding,
     type-processing and rendering each row, which was most of the write cost per message.
+    Two given rows with the same device and ts are one row: both count as new if it was.
     """
     serialize = conn.dialect._json_serializer or _json_text  # type: ignore[attr-defined]
     # One list per column, built directly (no row dicts in between): this runs per message.
     columns = {
-        "device_id": [p["device_id"] for p in params],
-        "ts": [_utc(p["ts"]) for p in params],
-        "received_at": [_utc(p["received_at"]) for p in params],
-        "metrics": [None if p["metrics"] is None else serialize(p["metrics"]) for p in params],
-        "msg_id": [p["msg_id"] for p in params],
-        "district_code": [p["district_code"] for p in params],
-        "grid_id": [p["grid_id"] for p in params],
+        "device_id": [o["device_id"] for o in observations],
+        "ts": [_utc(o["ts"]) for o in observations],
+        "received_at": [_utc(o.get("received_at") or now) for o in observations],
+        "metrics": [None if o["metrics"] is None else serialize(o["metrics"]) for o in observations],
+        "msg_id": [o.get("msg_id") for o in observations],
+        "district_code": [o.get("district_code") for o in observations],
+        "grid_id": [o.get("grid_id") for o in observations],
     }
-    result = conn.exec_driver_sql(
+    numbers = conn.exec_driver_sql(
         _PG_INSERT_OBSERVATIONS, tuple(columns[name] for name, _ in _OBSERVATION_COLUMNS)
-    )
-    return {(device_id, ts.astimezone(UTC)) for device_id, ts in result}
+    ).scalar_one()
+    if numbers is not None and len(numbers) == len(observations):
+        return None
+    return {n - 1 for n in numbers or ()}
 
 
 def _json_text(value: Any) -> str:

@@ -137,6 +137,45 @@ def test_record_observations_on_postgis(engine: sa.Engine) -> None:
     assert row["sum"] == pytest.approx(1.5)
 
 
+def test_record_observations_hands_back_exactly_the_new_readings(engine: sa.Engine) -> None:
+    t0 = datetime(2026, 7, 16, 10, tzinfo=UTC)
+
+    def reading(minute: int, msg_id: str, **more: object) -> dict[str, object]:
+        return {
+            "device_id": "wl-new",
+            "ts": t0 + timedelta(minutes=minute),
+            "metrics": {"level_m": 1.0},
+            "msg_id": msg_id,
+            **more,
+        }
+
+    with engine.begin() as conn:
+        first = [reading(0, "n0"), reading(1, "n1")]
+        assert db.record_observations(conn, first) == first  # all new: the same mappings
+    batch = [
+        reading(0, "n0", tag="stored before"),  # same device and ts
+        reading(2, "n2", tag="new"),
+        reading(3, "n1", tag="msg_id stored before"),  # same msg_id at another instant
+        reading(4, "n4", tag="new too"),
+        reading(4, "n4b", tag="same instant as the one before, in the same batch"),
+    ]
+    with engine.begin() as conn:
+        fresh = db.record_observations(conn, batch)
+    assert [r["tag"] for r in fresh] == [
+        "new",
+        "new too",
+        "same instant as the one before, in the same batch",
+    ]
+    assert all(any(f is b for b in batch) for f in fresh), "the caller's own mappings"
+    with engine.connect() as conn:
+        stored = (
+            conn.execute(sa.text("SELECT msg_id FROM observations WHERE device_id = 'wl-new' ORDER BY ts"))
+            .scalars()
+            .all()
+        )
+    assert stored == ["n0", "n1", "n2", "n4"]
+
+
 def test_seed_reference_data_is_idempotent(engine: sa.Engine) -> None:
     started = time.perf_counter()
     first = seed_reference_data(engine)
