@@ -354,9 +354,7 @@ class LiveStore:
 
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
-        # The embedded store (fakeredis without a Lua runtime) gets the same writes as a
-        # pipeline; a real Redis runs them as one script.
-        self._scripts = not type(client).__module__.startswith("fakeredis")
+        self._scripts = runs_scripts(client)
         self._readings_script = client.register_script(_RECORD_READINGS_LUA)
         self._devices_lock = threading.Lock()
         self._devices_cache: _DeviceCache | None = None
@@ -971,6 +969,13 @@ redis.call('EXPIRE', b.hour, b.ttl)
 redis.call('PUBLISH', b.channel, b.note)
 return #b.entries
 """
+
+
+def runs_scripts(client: redis.Redis) -> bool:
+    """Whether ``client`` runs Lua scripts. A real Redis does, and writes that would be a
+    command per reading go to it as one script call; the embedded store (fakeredis without
+    a Lua runtime) gets the same commands as a pipeline."""
+    return not type(client).__module__.startswith("fakeredis")
 
 
 def mapping_json(value: Mapping[str, Any]) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import fakeredis
+import pytest
 
 from models.rules import Clear, Draft, RuleEngine, load_rules, parse_rules
 from models.rules import engine as engine_module
@@ -198,6 +199,11 @@ refresh_s = 100000
 """
 
 
+#: rate windows: pipelines on the embedded store, one Lua script on a real Redis
+BOTH_STORES = pytest.mark.parametrize("redis_client", ["embedded", "redis"], indirect=True)
+
+
+@BOTH_STORES
 def test_rate_of_rise_over_a_window(make_engine: Make) -> None:
     engine = make_engine(rule_toml("rate", RATE))
     # Flat with noise: no alert.
@@ -208,8 +214,11 @@ def test_rate_of_rise_over_a_window(make_engine: Make) -> None:
     rising = [(s, 4.5 + 0.6 * s / 3600) for s in range(0, 600, 60)]
     assert levels(engine2, rising, device="wl-2") == ["raise"]
     assert engine2.redis.zcard("cityops:rules:series:rule_b:wl-2") == 10
+    if not isinstance(engine2.redis, fakeredis.FakeRedis):  # the real Redis ran the script
+        assert engine2.redis.script_exists(engine_module._RATE_WINDOWS_SHA) == [True]
 
 
+@BOTH_STORES
 def test_rate_clears_when_the_river_levels_off(make_engine: Make) -> None:
     engine = make_engine(rule_toml("rate", RATE.replace("1800", "600").replace("300", "120")))
     rising = [(s, 4.5 + 1.0 * s / 3600) for s in range(0, 300, 30)]
@@ -218,6 +227,7 @@ def test_rate_clears_when_the_river_levels_off(make_engine: Make) -> None:
     assert levels(engine, rising + flat) == ["raise", "clear"]
 
 
+@BOTH_STORES
 def test_rate_window_stays_bounded_for_a_device_reporting_every_second(make_engine: Make) -> None:
     engine = make_engine(rule_toml("rate", RATE))
     # 40 minutes of a reading a second, rising 0.6 m/h, ten readings per batch: the window
@@ -239,6 +249,7 @@ def test_rate_window_stays_bounded_for_a_device_reporting_every_second(make_engi
     assert all(int(score) % 15 == 14 for _member, score in points[:-1])
 
 
+@BOTH_STORES
 def test_rate_window_late_reading_leaves_the_newer_point_of_its_stretch(make_engine: Make) -> None:
     engine = make_engine(rule_toml("rate", RATE))
     key = "cityops:rules:series:rule_a:wl-1"
