@@ -968,7 +968,7 @@ def report(args: argparse.Namespace, phases: list[PhaseResult]) -> str:
         if p.latency_samples:
             checks += f", latency samples {p.latency_samples:,}"
         lines.append(checks + ("; " + "; ".join(p.notes) if p.notes else ""))
-        if p.stage_busy and p.workers and p.seconds and not p.latency_samples:
+        if p.stage_busy and p.workers and p.seconds:
             # The stage near 1.00 is the one that limits a worker.
             lines.append(
                 f"{p.label}, busy share of the phase per worker: "
