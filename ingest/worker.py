@@ -386,7 +386,7 @@ class BatchProcessor(Generic[Token]):
         while True:
             if time.monotonic() >= next_watch:
                 next_watch = time.monotonic() + LIVE_WATCH_S
-                self._watch_live_state()
+                self.watch_live_state()
             try:
                 item = written.get(timeout=TICK_POLL_S)
             except queue.Empty:
@@ -403,13 +403,13 @@ class BatchProcessor(Generic[Token]):
                 with _busy("rules"):
                     self._tick_rules()
 
-    def _watch_live_state(self) -> None:
+    def watch_live_state(self) -> None:
         """Rebuild the live state from the database when Redis has lost it (or never had it).
 
-        Runs in the rule stage, between batches, so it never races this worker's own alert
-        writes; the rebuild never moves a device backwards, so the live stage's reading
-        writes (and another worker's) are safe meanwhile. Redis away: the next batch's live
-        write reports it; nothing to do here.
+        Runs before the worker takes its first message, then in the rule stage between
+        batches, so it never races this worker's own alert writes; the rebuild never moves a
+        device backwards, so the live stage's reading writes (and another worker's) are safe
+        meanwhile. Redis away: the next batch's live write reports it; nothing to do here.
         """
         live = self.pipeline.live
         try:
@@ -872,6 +872,10 @@ class IngestWorker:
         return batch
 
     def _run_here(self, stop: threading.Event) -> None:
+        # A live state Redis lost is rebuilt before the first message is taken: rebuilt by
+        # the rule stage instead, it held up the first batches' rules and acknowledgements
+        # (seconds, for a city) while messages kept arriving.
+        self.processor.watch_live_state()
         self._subscribe()
         self.ready.set()
 

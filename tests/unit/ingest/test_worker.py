@@ -170,3 +170,22 @@ def test_a_worker_builds_the_locate_index_before_its_first_message(pipeline: Ing
     assert locate_module._index.cache_info().currsize == 1
     assert locate_module._district_trees.cache_info().currsize == 1
     assert locate_module.prepare_index() < 0.05  # built already: nothing left to do
+
+
+def test_a_worker_rebuilds_a_lost_live_state_before_it_subscribes(
+    pipeline: IngestPipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from models.live import LIVE_MARK_KEY
+
+    worker = IngestWorker(FakeClient(), pipeline)  # type: ignore[arg-type]
+    seen: list[bool] = []
+
+    def subscribe() -> None:
+        seen.append(bool(pipeline.live.redis.exists(LIVE_MARK_KEY)))
+        raise RuntimeError("stop here")  # the test needs nothing after the subscription
+
+    monkeypatch.setattr(worker, "_subscribe", subscribe)
+    assert not pipeline.live.redis.exists(LIVE_MARK_KEY)  # an empty Redis: lost
+    with pytest.raises(RuntimeError, match="stop here"):
+        worker._run_here(threading.Event())
+    assert seen == [True]
