@@ -297,7 +297,7 @@ class RuleEngine:
                 else:
                     on, off = value <= threshold, value > threshold + rule.hysteresis
                 out.append(
-                    _reading_sample(
+                    _ReadingSample(
                         rule,
                         r,
                         on=on,
@@ -320,7 +320,7 @@ class RuleEngine:
                 if judged is None:
                     continue
                 on, off, value, fields = judged
-                out.append(_reading_sample(rule, r, on=on, off=off, value=value, fields=fields))
+                out.append(_ReadingSample(rule, r, on=on, off=off, value=value, fields=fields))
         return out
 
     def _rate_samples(self, observations: _ReadingsByType) -> list[AnySample]:
@@ -372,7 +372,7 @@ class RuleEngine:
             else:
                 on, off = rate <= rule.per_hour, rate > rule.per_hour + rule.hysteresis
             out.append(
-                _reading_sample(
+                _ReadingSample(
                     rule,
                     r,
                     on=on,
@@ -909,8 +909,7 @@ class _ReadingSample:
     A reading that neither holds the condition nor concerns a busy subject changes nothing,
     and that is almost every reading, so the place, fields and evidence of a full
     :class:`Sample` are built only by :meth:`completed`. A batch makes one of these per
-    reading and rule: a slotted class with positional arguments costs a fraction of a
-    dataclass with a closure.
+    reading and rule: a slotted class costs a fraction of a dataclass with a closure.
     """
 
     __slots__ = ("_extra", "_fields", "_r", "_value", "off", "on", "rule", "subject", "ts")
@@ -919,6 +918,7 @@ class _ReadingSample:
         self,
         rule: Any,
         r: Mapping[str, Any],
+        *,
         on: bool,
         off: bool,
         value: float | None,
@@ -967,19 +967,6 @@ class _ReadingSample:
 
 #: what judge takes: samples, and readings' samples not built yet
 AnySample = Sample | _ReadingSample
-
-
-def _reading_sample(
-    rule: Any,
-    r: Mapping[str, Any],
-    *,
-    on: bool,
-    off: bool,
-    value: float | None,
-    fields: Mapping[str, Any],
-    extra: Mapping[str, Any] | None = None,
-) -> _ReadingSample:
-    return _ReadingSample(rule, r, on, off, value, fields, extra)
 
 
 def _judge_standard(
