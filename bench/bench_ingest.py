@@ -695,8 +695,9 @@ class Bench:
                 raise SystemExit("device metadata did not reach the live state")
             time.sleep(0.05)
         # Each phase starts on a flushed Redis, so each worker first rebuilds the live state
-        # from the database (about 0.5 s with this fill, in its rule stage). A worker in
-        # service does that only after Redis lost its data: the phase starts once it is done.
+        # from the database (about 0.5 s with this fill, before it subscribes: every worker
+        # is ready only after its own). A worker in service does that only after Redis lost
+        # its data: the phase starts once it is done.
         while not self.redis.exists(LIVE_MARK_KEY):
             if time.monotonic() > deadline:
                 raise SystemExit("the workers did not rebuild the live state")
