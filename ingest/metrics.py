@@ -22,7 +22,7 @@ BATCH_SIZE = Histogram(
 )
 STORE_SECONDS = Histogram(
     "cityops_ingest_store_seconds",
-    "Time to validate, locate and commit one batch",
+    "Time to commit one batch (or one of its parts) to the database; parsing and locating come before",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 STAGE_BUSY = Counter(
