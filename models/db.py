@@ -525,7 +525,8 @@ def record_observations(conn: Connection, observations: Sequence[Mapping[str, An
     ``msg_id``, ``district_code``, ``grid_id``. Duplicates (same device and ts, or same
     msg_id) are skipped, and only rows actually inserted reach the roll-up, so a redelivered
     MQTT batch changes nothing. Runs in the caller's transaction; returns the given mappings
-    whose rows were inserted.
+    whose rows were inserted. On PostgreSQL it is a single statement, atomic on its own, so
+    a caller with nothing else to write may run it in autocommit (ingest does).
     """
     if not observations:
         return []
