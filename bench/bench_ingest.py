@@ -276,6 +276,7 @@ def worker_process(
             "duplicates": dict(worker.totals.duplicates),
             "received": worker.client.stats().received,
             "stage_busy": stage_busy_seconds(),
+            "batches": batch_figures(),
         }
     )
 
@@ -290,6 +291,24 @@ def stage_busy_seconds() -> dict[str, float]:
         if metric.name == "cityops_ingest_stage_busy_seconds"
         for sample in metric.samples
         if sample.name.endswith("_total")
+    }
+
+
+def batch_figures() -> dict[str, float]:
+    """This process's batches: how many, their messages, and the store stage's parts and seconds."""
+    from prometheus_client import REGISTRY
+
+    wanted = {
+        "cityops_ingest_batch_size_count": "batches",
+        "cityops_ingest_batch_size_sum": "messages",
+        "cityops_ingest_store_seconds_count": "store_parts",
+        "cityops_ingest_store_seconds_sum": "store_seconds",
+    }
+    return {
+        wanted[sample.name]: sample.value
+        for metric in REGISTRY.collect()
+        for sample in metric.samples
+        if sample.name in wanted
     }
 
 
@@ -566,6 +585,8 @@ class PhaseResult:
     cpu_at_start: dict[int, float] = field(default_factory=dict)
     #: seconds each stage of the workers was busy, summed over the workers
     stage_busy: dict[str, float] = field(default_factory=dict)
+    #: batches, their messages, store parts and their seconds, summed over the workers
+    batches: dict[str, float] = field(default_factory=dict)
     workers: int = 0
     #: which repetition of the phases this is (``--rounds``)
     round: int = 1
@@ -718,6 +739,8 @@ class Bench:
             phase.workers += 1
             for stage, seconds in totals.get("stage_busy", {}).items():
                 phase.stage_busy[stage] = phase.stage_busy.get(stage, 0.0) + seconds
+            for name, value in totals.get("batches", {}).items():
+                phase.batches[name] = phase.batches.get(name, 0.0) + value
         for process in processes:
             process.join(30)
             if process.is_alive():
@@ -909,6 +932,17 @@ def latency_by_second(samples: Sequence[tuple[int, float]]) -> list[tuple[int, i
 PHASES = ("bare", "tuned", "w1", "w2", "latency")
 
 
+def _batch_line(batches: dict[str, float]) -> str:
+    """Batch count and sizes: at a rate below capacity a worker takes what has arrived, so
+    batches shrink until the store stage's fixed cost per batch dominates its time."""
+    if not batches.get("batches") or not batches.get("store_parts"):
+        return ""
+    return (
+        f"; {batches['batches']:,.0f} batches of {batches['messages'] / batches['batches']:.0f} messages on "
+        f"average, {batches['store_seconds'] / batches['store_parts'] * 1000:.1f} ms per store part"
+    )
+
+
 def report(args: argparse.Namespace, phases: list[PhaseResult]) -> str:
     # Each phase against the bare subscriber of its own round: the machine's speed drifts.
     bares = {p.round: p for p in phases if p.name == "bare subscriber"}
@@ -977,6 +1011,7 @@ def report(args: argparse.Namespace, phases: list[PhaseResult]) -> str:
                     f"{stage} {p.stage_busy.get(stage, 0.0) / p.workers / p.seconds:.2f}"
                     for stage in ("prepare", "store", "live", "rules")
                 )
+                + _batch_line(p.batches)
             )
         if p.latency_by_second:
             lines.append(
