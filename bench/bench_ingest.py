@@ -1060,7 +1060,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--processes",
         type=int,
         default=None,
-        help="processing processes per worker (default: CITYOPS_INGEST_PROCESSES' default, one per CPU)",
+        help="processing processes per worker (default: CITYOPS_INGEST_PROCESSES' default, 0: the worker process itself)",
     )
     parser.add_argument(
         "--phases",

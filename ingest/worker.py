@@ -8,11 +8,13 @@ says so (log line, ``degraded``, the ``cityops_ingest_degraded`` metric).
 
 The work on a batch (:class:`BatchProcessor`) runs in one of two places:
 
-* **in the worker process** (``processes=0``: the embedded demo, whose in-process Redis
-  store and SQLite file cannot be shared with other processes, and the tests that hand
-  the worker their own pipeline);
-* **in processing processes** (``processes=N``, ``CITYOPS_INGEST_PROCESSES``, default one
-  per CPU): the worker process keeps the MQTT session — receiving and acknowledging,
+* **in the worker process** (``processes=0``, the default of ``CITYOPS_INGEST_PROCESSES``:
+  on two cores shared with the broker and PostgreSQL, processing processes made a worker
+  slower and cost about 200 MB each; and always for the embedded demo, whose in-process
+  Redis store and SQLite file cannot be shared with other processes, and the tests that
+  hand the worker their own pipeline);
+* **in processing processes** (``processes=N``, ``CITYOPS_INGEST_PROCESSES=N``, for hosts
+  with cores to spare): the worker process keeps the MQTT session — receiving and acknowledging,
   which its buffered client does cheaply — and splits each batch by device over N
   processes, each with its own database engine and Redis client. Validation, the
   writes and the rules are CPU-bound Python, held to one core by the GIL; processes let
