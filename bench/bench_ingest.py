@@ -1060,7 +1060,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--processes",
         type=int,
         default=None,
-        help="processing processes per worker (default: CITYOPS_INGEST_PROCESSES' default, 0: the worker process itself)",
+        help="processing processes per worker (default: CITYOPS_INGEST_PROCESSES' default, 0: none)",
     )
     parser.add_argument(
         "--phases",
