@@ -11,6 +11,7 @@ in a capped Redis stream, with the reason; one bad message never holds up the ot
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections import Counter
@@ -42,7 +43,14 @@ from ingest.sensorthings import DatastreamMap
 from models import schema, tickets
 from models.catalog import DEVICE_TYPES
 from models.clock import Clock, utc_now
-from models.db import dialect_insert, hourly_deltas, insert_new, record_observations, upsert_hourly
+from models.db import (
+    dialect_insert,
+    hourly_deltas,
+    insert_new,
+    record_observations,
+    upsert_hourly,
+    warm_observations,
+)
 from models.live import LiveStore
 from models.standards.derive import derive
 
@@ -226,6 +234,18 @@ class IngestPipeline:
         with self.engine.begin() as conn:
             conn.execute(schema.DeadLetter.__table__.insert(), [_dead_letter_row(rejection)])
         return StoredBatch(result, [], {})
+
+    def warm_up(self, connections: int = 1) -> None:
+        """Open ``connections`` database connections at once and ready each for the readings'
+        statement (:func:`models.db.warm_observations`); they stay in the engine's pool.
+
+        A worker does this before it subscribes: otherwise its first batches open the
+        connections, and each new server process loads its catalog caches, while messages
+        keep arriving behind them.
+        """
+        with contextlib.ExitStack() as held:
+            for _ in range(connections):
+                warm_observations(held.enter_context(self.engine.connect()))
 
     def store(self, messages: Sequence[Inbound]) -> StoredBatch:
         """Validate, locate and write a batch (and its dead letters) in one database transaction.

@@ -405,6 +405,18 @@ class BatchProcessor(Generic[Token]):
                 with _busy("rules"):
                     self._tick_rules()
 
+    def warm_up(self) -> None:
+        """Before the first message: one database connection per store part, ready for the
+        readings' statement, and the rules' first-batch checks. A worker that restarts under
+        load otherwise pays these in its first batches while the backlog grows behind them.
+        Failing here is not fatal: the stages retry their writes anyway."""
+        try:
+            self.pipeline.warm_up(self.store_parts)
+            if self.rules is not None:
+                self.rules.warm_up()
+        except Exception as exc:  # the database or Redis away: the first batch will say so
+            log.warning("warm-up failed: %s: %s", type(exc).__name__, exc)
+
     def watch_live_state(self) -> None:
         """Rebuild the live state from the database when Redis has lost it (or never had it).
 
@@ -577,6 +589,7 @@ def _processing_main(spec: PipelineSpec, index: int, inbox: Any, outbox: Any) ->
                 return
 
     threading.Thread(target=read_inbox, name="ingest-inbox", daemon=True).start()
+    processor.warm_up()
     send(("ready", os.getpid()))
 
     def next_batch() -> tuple[int, list[Inbound]] | None:
@@ -878,6 +891,7 @@ class IngestWorker:
         # the rule stage instead, it held up the first batches' rules and acknowledgements
         # (seconds, for a city) while messages kept arriving.
         self.processor.watch_live_state()
+        self.processor.warm_up()
         self._subscribe()
         self.ready.set()
 

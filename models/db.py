@@ -657,6 +657,22 @@ def _pg_insert_observations(
     return {n - 1 for n in numbers or ()}
 
 
+def warm_observations(conn: Connection) -> None:
+    """Have this connection's server process plan the readings' statement once, writing nothing.
+
+    A new PostgreSQL connection is served by a new process whose catalog caches are empty:
+    its first INSERT of readings reads the definitions of both tables, their indexes and the
+    functions involved before it can plan. EXPLAIN (without ANALYZE) does that work and runs
+    nothing, so a worker can pay it before it takes messages instead of in its first batch.
+    SQLite has nothing to warm.
+    """
+    if conn.dialect.name != "postgresql":
+        return
+    now = datetime.now(UTC)
+    row = ["warm-up"], [now], [now], ["{}"], [None], [None], [None]
+    conn.exec_driver_sql("EXPLAIN " + _PG_INSERT_OBSERVATIONS, row)
+
+
 def _json_text(value: Any) -> str:
     """JSON text for a jsonb parameter (orjson: several times faster than json.dumps here;
     validated metrics hold only finite numbers, booleans and short strings)."""
@@ -682,4 +698,5 @@ __all__ = [
     "session_factory",
     "upgrade_database",
     "upsert_hourly",
+    "warm_observations",
 ]

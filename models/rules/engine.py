@@ -824,6 +824,13 @@ class RuleEngine:
             tx.execute()
         return actions
 
+    def warm_up(self) -> None:
+        """What the first batch would otherwise do first: check the busy sets (after Redis
+        lost its data that is a scan of every rule state) and load the rate rule's script."""
+        self._ensure_busy_sets()
+        if self._scripts:
+            self.redis.script_load(_RATE_WINDOWS_LUA)
+
     def _ensure_busy_sets(self) -> None:
         """List every non-idle subject in its rule's busy set once, for state written before
         the sets existed (an upgrade): a missing member would let an open alert miss its

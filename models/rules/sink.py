@@ -164,6 +164,10 @@ class RuleRunner:
     def __call__(self, accepted: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
         self.sink.apply(self.engine.evaluate(accepted), opening=self.opening)
 
+    def warm_up(self) -> None:
+        """Before the first batch (see :meth:`RuleEngine.warm_up`)."""
+        self.engine.warm_up()
+
     def tick(self, now: datetime | None = None, *, claim: bool = True) -> list[Decision]:
         """Time-based rules and SLA escalation; with ``claim``, one worker per interval does it."""
         now = now or self.clock()

@@ -125,3 +125,24 @@ def test_a_batch_with_a_rejected_message_keeps_its_dead_letter_in_the_same_trans
     assert [r.reason for r in stored.result.rejected] == ["schema"]
     assert ("INSERT", False) in statements
     assert all(not autocommit for _, autocommit in statements), statements
+
+
+def test_warm_up_opens_a_connection_per_store_part_and_plans_without_writing(pg_url: str) -> None:
+    engine = db.create_engine_for(pg_url)
+    seen: list[str] = []
+    sa.event.listen(engine, "before_cursor_execute", lambda *args: seen.append(args[2].split(None, 1)[0]))
+    try:
+        pipeline_for(engine).warm_up(2)
+        # Both held at once, so the pool made two, and both wait there for the store parts.
+        assert engine.pool.checkedin() == 2
+        assert seen == ["EXPLAIN", "EXPLAIN"]
+        with engine.connect() as conn:
+            for table in (schema.Observation.__table__, schema.ObservationHourly.__table__):
+                assert (
+                    conn.execute(
+                        sa.select(sa.func.count()).select_from(table).where(table.c.device_id == "warm-up")
+                    ).scalar_one()
+                    == 0
+                )
+    finally:
+        engine.dispose()

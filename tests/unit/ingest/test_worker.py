@@ -189,3 +189,49 @@ def test_a_worker_rebuilds_a_lost_live_state_before_it_subscribes(
     with pytest.raises(RuntimeError, match="stop here"):
         worker._run_here(threading.Event())
     assert seen == [True]
+
+
+def test_a_worker_warms_its_connections_and_rules_before_it_subscribes(
+    pipeline: IngestPipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+
+    class Rules:
+        interval_s = 60.0
+
+        def warm_up(self) -> None:
+            calls.append("rules")
+
+    monkeypatch.setattr(pipeline, "warm_up", lambda connections: calls.append(f"database x{connections}"))
+    worker = IngestWorker(FakeClient(), pipeline, rules=Rules())  # type: ignore[arg-type]
+
+    def subscribe() -> None:
+        calls.append("subscribe")
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(worker, "_subscribe", subscribe)
+    with pytest.raises(RuntimeError, match="stop here"):
+        worker._run_here(threading.Event())
+    # SQLite: one store part, so one connection.
+    assert calls == ["database x1", "rules", "subscribe"]
+
+
+def test_a_failed_warm_up_is_logged_and_the_worker_goes_on(
+    pipeline: IngestPipeline, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def refuse(connections: int) -> None:
+        raise sa.exc.OperationalError("connect", {}, OSError("connection refused"))
+
+    monkeypatch.setattr(pipeline, "warm_up", refuse)
+    worker = IngestWorker(FakeClient(), pipeline)  # type: ignore[arg-type]
+    subscribed: list[bool] = []
+
+    def subscribe() -> None:
+        subscribed.append(True)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(worker, "_subscribe", subscribe)
+    with pytest.raises(RuntimeError, match="stop here"):
+        worker._run_here(threading.Event())
+    assert subscribed == [True]
+    assert "warm-up failed: OperationalError" in caplog.text

@@ -154,6 +154,23 @@ def test_state_from_before_the_busy_sets_still_clears(redis_client: fakeredis.Fa
     assert redis_client.get(BUSY_READY_KEY) == "1"
 
 
+@pytest.mark.parametrize("redis_client", ["embedded", "redis"], indirect=True)
+def test_warm_up_lists_open_conditions_and_loads_the_rate_script_before_any_batch(
+    redis_client: fakeredis.FakeRedis,
+) -> None:
+    rules = parse_rules("version = 1\n" + rule_toml("threshold", LEVEL.format(duration=0)))
+    RuleEngine(rules, redis_client).evaluate(batch([reading("wl-1", 0, {"level": 5.0}, props=PROPS)]))
+    redis_client.delete(busy_key("rule_a"), BUSY_READY_KEY)
+    real = not isinstance(redis_client, fakeredis.FakeRedis)
+    if real:
+        redis_client.script_flush()  # as after a Redis restart
+    RuleEngine(rules, redis_client).warm_up()
+    assert redis_client.smembers(busy_key("rule_a")) == {"wl-1"}
+    assert redis_client.get(BUSY_READY_KEY) == "1"
+    if real:
+        assert redis_client.script_exists(engine_module._RATE_WINDOWS_SHA) == [True]
+
+
 def test_device_metadata_is_written_when_it_changes_or_is_due() -> None:
     client = fakeredis.FakeRedis(decode_responses=True)
     now = [1000.0]
