@@ -194,6 +194,36 @@ def _point_value(member: str | bytes) -> float:
     return float(text.rsplit(":", 1)[1])
 
 
+def _rate_script_argument(
+    writes: Sequence[tuple[str, float, float, float]], reads: Sequence[tuple[str, float, float]]
+) -> bytes:
+    """The rate windows script's ARGV[1] (see _RATE_WINDOWS_LUA) for these writes and reads."""
+    return orjson.dumps(
+        {
+            "writes": [[k, repr(start), f"({ts!r}", f"{ts!r}:{v!r}", repr(ts)] for k, start, ts, v in writes],
+            "reads": [
+                [k, repr(ts - window), repr(ts), f"({ts - window!r}", str(int(window + WINDOW_SLACK_S))]
+                for k, window, ts in reads
+            ],
+        }
+    )
+
+
+def _rate_windows_read(flat: Sequence[Sequence[Any]]) -> list[list[tuple[float, float]]]:
+    """The script's windows (member, score, member, score …) as (ts, value), oldest first."""
+    return [[(float(w[i + 1]), _point_value(w[i])) for i in range(0, len(w), 2)] for w in flat]
+
+
+@dataclass(frozen=True, slots=True)
+class _RatePlan:
+    """A batch's rate windows: the points to write, the windows to read, and per window
+    (in read order) its rule, newest reading, ts and value."""
+
+    newest: list[tuple[RateRule, Mapping[str, Any], float, float]]
+    writes: list[tuple[str, float, float, float]]
+    reads: list[tuple[str, float, float]]
+
+
 def dedup_key(rule_id: str, subject: str) -> str:
     return f"{rule_id}:{subject}"
 
@@ -218,30 +248,92 @@ class RuleEngine:
         videos = sorted(accepted.get("video_events") or (), key=lambda r: r["ts"])
         tickets = sorted(accepted.get("hotline_tickets") or (), key=lambda r: r["ts"])
         samples: list[AnySample] = []
+        busy: dict[str, set[str]] | None = None
         if observations:
-            self._remember_devices(observations)
             by_type = _ReadingsByType(observations)
             samples += self._threshold_samples(by_type)
             samples += self._standard_samples(by_type)
-            samples += self._rate_samples(by_type)
-            samples += self._back_online_samples(observations)
+            plan = self._rate_plan(by_type)
+            windows, offline, busy = self._readings_round_trip(observations, plan)
+            if plan is not None:
+                samples += self._rate_samples(plan, windows)
+            samples += self._back_online_samples(observations, offline)
         if videos:
             samples += self._video_samples(videos)
         if observations or videos or tickets:
             samples += self._correlation_samples(observations, videos, tickets)
         if tickets:
             samples += self._surge_samples(tickets)
-        return self.judge(samples)
+        return self.judge(samples, busy=busy)
 
     def _in_scope(self, rule: Any, district_code: str | None) -> bool:
         return not rule.districts or district_code in rule.districts
 
-    def _remember_devices(self, observations: Sequence[Mapping[str, Any]]) -> None:
-        """Last reading time and what staleness needs to know about each device.
+    def _readings_round_trip(
+        self, observations: Sequence[Mapping[str, Any]], plan: _RatePlan | None
+    ) -> tuple[list[list[tuple[float, float]]], list[tuple[StalenessRule, set[str]]], dict[str, set[str]]]:
+        """Everything a batch of readings needs from Redis before its samples are judged, in
+        one round trip: the devices' last reading and metadata written, the rate windows
+        written and read (the script, on a real Redis), the devices with an open offline
+        alert, and the busy set of every rule that samples readings.
 
-        One ZADD and at most one HSET per batch: a device's metadata is written when it
-        changed or :data:`DEVICE_META_REFRESH_S` passed, not with every reading.
+        A round trip costs the rule stage more than the commands in it: the thread waits for
+        the GIL after each socket call, behind the other stages' Python. As separate calls
+        these were six round trips per batch and most of the stage's time.
+        Returns (rate windows, offline devices per staleness rule, busy subjects per rule).
         """
+        self._ensure_busy_sets()
+        latest, changed, remembered = self._devices_to_remember(observations)
+        staleness = [r for r in self.rules.of_kind("staleness") if isinstance(r, StalenessRule)]
+        busy_rules = sorted(
+            {
+                r.id
+                for kind in ("threshold", "standard", "rate", "staleness")
+                for r in self.rules.of_kind(kind)
+            }
+        )
+        scripted = plan is not None and self._scripts
+        with self.redis.pipeline(transaction=False) as pipe:
+            # GT: a late reading never moves a device's last-seen back.
+            pipe.zadd(SEEN_KEY, {d: _epoch(r["ts"]) for d, r in latest.items()}, gt=True)
+            if changed:
+                pipe.hset(DEVICES_KEY, mapping=changed)
+            for rule in staleness:
+                pipe.smembers(active_key(rule.id))
+            for rule_id in busy_rules:
+                pipe.smembers(busy_key(rule_id))
+            if scripted:
+                assert plan is not None
+                pipe.evalsha(_RATE_WINDOWS_SHA, 0, _rate_script_argument(plan.writes, plan.reads))
+            results = pipe.execute(raise_on_error=False)
+        script_result = results.pop() if scripted else None
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+        # Only once Redis has it: a failed write is tried again with the next reading.
+        self._meta_written.update(remembered)
+        results = results[2 if changed else 1 :]
+        offline = list(zip(staleness, results[: len(staleness)], strict=True))
+        busy = dict(zip(busy_rules, results[len(staleness) :], strict=True))
+        windows: list[list[tuple[float, float]]] = []
+        if plan is not None:
+            if isinstance(script_result, redis.exceptions.NoScriptError):
+                # Redis lost its scripts (a restart): the script object loads it again.
+                windows = self._rate_windows(plan.writes, plan.reads)
+            elif isinstance(script_result, Exception):
+                raise script_result
+            elif scripted:
+                windows = _rate_windows_read(script_result)
+            else:
+                windows = self._rate_windows(plan.writes, plan.reads)
+        return windows, offline, busy
+
+    def _devices_to_remember(
+        self, observations: Sequence[Mapping[str, Any]]
+    ) -> tuple[dict[str, Mapping[str, Any]], dict[str, str], dict[str, tuple[tuple[Any, ...], float]]]:
+        """Each device's newest reading of the batch, and the metadata staleness needs of
+        those whose metadata changed or is due (:data:`DEVICE_META_REFRESH_S`): one ZADD of
+        last readings and at most one HSET per batch, not a write with every reading."""
         latest: dict[str, Mapping[str, Any]] = {}
         for r in observations:
             latest[r["device_id"]] = r
@@ -264,14 +356,7 @@ class RuleEngine:
                 changed[device_id] = json.dumps(
                     dict(zip(_META_FIELDS, meta, strict=True)), ensure_ascii=False
                 )
-        with self.redis.pipeline(transaction=False) as pipe:
-            # GT: a late reading never moves a device's last-seen back.
-            pipe.zadd(SEEN_KEY, {d: _epoch(r["ts"]) for d, r in latest.items()}, gt=True)
-            if changed:
-                pipe.hset(DEVICES_KEY, mapping=changed)
-            pipe.execute()
-        # Only once Redis has it: a failed write is tried again with the next reading.
-        self._meta_written.update(remembered)
+        return latest, changed, remembered
 
     def _threshold_samples(self, observations: _ReadingsByType) -> list[AnySample]:
         out: list[AnySample] = []
@@ -323,8 +408,9 @@ class RuleEngine:
                 out.append(_ReadingSample(rule, r, on=on, off=off, value=value, fields=fields))
         return out
 
-    def _rate_samples(self, observations: _ReadingsByType) -> list[AnySample]:
-        """One slope per (rule, device) per batch, judged at the device's newest reading.
+    def _rate_plan(self, observations: _ReadingsByType) -> _RatePlan | None:
+        """What the rate rules write to and read from their windows for this batch; None
+        when no rate rule has a reading in it.
 
         A window keeps at most one point per :data:`RATE_POINTS_PER_WINDOW`-th of its length
         (the newest reading of that stretch), so what is read and fitted stays bounded
@@ -333,7 +419,7 @@ class RuleEngine:
         """
         rules = [r for r in self.rules.of_kind("rate") if isinstance(r, RateRule)]
         if not rules:
-            return []
+            return None
         #: window key → bucket → (ts, value): the newest point of each bucket in this batch
         points: dict[str, dict[int, tuple[float, float]]] = {}
         #: window key → (rule, its newest reading, ts, value)
@@ -361,9 +447,16 @@ class RuleEngine:
             step = newest[key][0].window_s / RATE_POINTS_PER_WINDOW
             writes += [(key, bucket * step, ts, value) for bucket, (ts, value) in buckets.items()]
         reads = [(key, rule.window_s, ts) for key, (rule, _r, ts, _value) in newest.items()]
-        windows = self._rate_windows(writes, reads)
+        if not reads:
+            return None
+        return _RatePlan(list(newest.values()), writes, reads)
+
+    def _rate_samples(
+        self, plan: _RatePlan, windows: Sequence[Sequence[tuple[float, float]]]
+    ) -> list[AnySample]:
+        """One slope per (rule, device) per batch, judged at the device's newest reading."""
         out: list[AnySample] = []
-        for (rule, r, _ts, value), series in zip(newest.values(), windows, strict=True):
+        for (rule, r, _ts, value), series in zip(plan.newest, windows, strict=True):
             if len(series) < rule.min_points or series[-1][0] - series[0][0] < max(rule.min_span_s, 1e-9):
                 continue
             rate = _slope_per_hour(series)
@@ -394,17 +487,7 @@ class RuleEngine:
         and batch, whose encoding was most of the rate rule's cost.
         """
         if self._scripts:
-            batch = {
-                "writes": [
-                    [k, repr(start), f"({ts!r}", f"{ts!r}:{v!r}", repr(ts)] for k, start, ts, v in writes
-                ],
-                "reads": [
-                    [k, repr(ts - window), repr(ts), f"({ts - window!r}", str(int(window + WINDOW_SLACK_S))]
-                    for k, window, ts in reads
-                ],
-            }
-            flat = self._rate_script(args=[orjson.dumps(batch)])
-            return [[(float(w[i + 1]), _point_value(w[i])) for i in range(0, len(w), 2)] for w in flat]
+            return _rate_windows_read(self._rate_script(args=[_rate_script_argument(writes, reads)]))
         with self.redis.pipeline(transaction=False) as pipe:
             for key, start, ts, value in writes:
                 pipe.zremrangebyscore(key, start, f"({ts!r}")
@@ -418,17 +501,13 @@ class RuleEngine:
         windows = results[2 * len(writes) : 2 * len(writes) + len(reads)]
         return [[(score, _point_value(member)) for member, score in window] for window in windows]
 
-    def _back_online_samples(self, observations: Sequence[Mapping[str, Any]]) -> list[Sample]:
-        """A reading from a device with an open offline alert clears it."""
-        rules = [r for r in self.rules.of_kind("staleness") if isinstance(r, StalenessRule)]
-        if not rules:
-            return []
-        with self.redis.pipeline(transaction=False) as pipe:
-            for rule in rules:
-                pipe.smembers(active_key(rule.id))
-            offline = pipe.execute()
+    def _back_online_samples(
+        self, observations: Sequence[Mapping[str, Any]], offline: Sequence[tuple[StalenessRule, set[str]]]
+    ) -> list[Sample]:
+        """A reading from a device with an open offline alert (``offline``: each staleness
+        rule and its devices with one open) clears it."""
         out: list[Sample] = []
-        for rule, devices in zip(rules, offline, strict=True):
+        for rule, devices in offline:
             for r in observations:
                 if r["device_id"] in devices:
                     out.append(
@@ -737,10 +816,22 @@ class RuleEngine:
 
     # ---- conditions -------------------------------------------------------------------------
 
-    def judge(self, samples: Iterable[AnySample]) -> list[Decision]:
-        """Move the stored state of every sampled (rule, subject) on; the decisions that follow."""
+    def judge(
+        self, samples: Iterable[AnySample], *, busy: Mapping[str, set[str]] | None = None
+    ) -> list[Decision]:
+        """Move the stored state of every sampled (rule, subject) on; the decisions that follow.
+
+        ``busy``: the rules' busy sets as read in this batch's round trip. When no sample
+        holds its condition and no sampled subject is pending or open there, judging would
+        write nothing: the batch is then a read-only transaction, as of that read, and needs
+        none of the watched reads and EXEC (three round trips, most batches of a normal day).
+        """
         ordered = sorted(samples, key=lambda s: s.ts)
         if not ordered:
+            return []
+        if busy is not None and all(
+            not s.on and s.rule.id in busy and s.subject not in busy[s.rule.id] for s in ordered
+        ):
             return []
         self._ensure_busy_sets()
         rule_ids = sorted({s.rule.id for s in ordered})

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import fakeredis
 import pytest
+from redis import Redis
+from redis.client import Pipeline
 
 from models.rules import Clear, Draft, RuleEngine, load_rules, parse_rules
 from models.rules import engine as engine_module
@@ -233,6 +236,69 @@ def test_rate_of_rise_over_a_window(make_engine: Make) -> None:
     assert engine2.redis.zcard("cityops:rules:series:rule_b:wl-2") == 10
     if not isinstance(engine2.redis, fakeredis.FakeRedis):  # the real Redis ran the script
         assert engine2.redis.script_exists(engine_module._RATE_WINDOWS_SHA) == [True]
+
+
+def round_trips(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Each round trip a client makes from now on: a pipeline sent, or one command alone
+    (WATCH and the commands after it in a watched transaction, a script call, EXISTS …)."""
+    trips: list[str] = []
+    execute, immediate, command = Pipeline.execute, Pipeline.immediate_execute_command, Redis.execute_command
+
+    def pipeline_execute(self: Pipeline, *args: Any, **kwargs: Any) -> Any:
+        if self.command_stack or not self.watching:
+            trips.append("pipeline")
+        return execute(self, *args, **kwargs)
+
+    def one(name: str, call: Any) -> Any:
+        def run(self: Any, *args: Any, **kwargs: Any) -> Any:
+            trips.append(str(args[0]))
+            return call(self, *args, **kwargs)
+
+        return run
+
+    monkeypatch.setattr(Pipeline, "execute", pipeline_execute)
+    monkeypatch.setattr(Pipeline, "immediate_execute_command", one("immediate", immediate))
+    monkeypatch.setattr(Redis, "execute_command", one("command", command))
+    return trips
+
+
+@BOTH_STORES
+def test_a_quiet_batch_of_readings_is_one_round_trip_to_redis(
+    make_engine: Make, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = make_engine(
+        rule_toml("threshold", LEVEL.format(duration=0)), rule_toml("rate", RATE, rule_id="rule_b")
+    )
+    engine.warm_up()
+    trips = round_trips(monkeypatch)
+    quiet = batch([reading("wl-1", s, {"level": 4.0}, props=PROPS) for s in range(0, 600, 60)])
+    assert engine.evaluate(quiet) == []
+    # Last readings, the rate windows (written and read), offline devices, busy sets: one
+    # pipeline; nothing holds and nothing is pending, so nothing is watched or written. The
+    # embedded store runs no scripts: its rate windows are a pipeline of their own.
+    embedded = isinstance(engine.redis, fakeredis.FakeRedis)
+    assert trips == (["pipeline", "pipeline"] if embedded else ["pipeline"])
+    assert engine.redis.zcard("cityops:rules:series:rule_b:wl-1") == 10
+    # A reading over the level is judged in a watched transaction and raises its alert.
+    trips.clear()
+    assert kinds(engine.evaluate(batch([reading("wl-2", 600, {"level": 5.0}, props=PROPS)]))) == ["raise"]
+    assert "WATCH" in trips
+    # While the alert is open, a reading below the level is judged too (the subject is busy).
+    trips.clear()
+    assert kinds(engine.evaluate(batch([reading("wl-2", 660, {"level": 4.0}, props=PROPS)]))) == ["clear"]
+    assert "WATCH" in trips
+
+
+@pytest.mark.parametrize("redis_client", ["redis"], indirect=True)
+def test_rate_windows_are_kept_when_redis_lost_its_scripts(
+    make_engine: Make, redis_client: fakeredis.FakeRedis
+) -> None:
+    engine = make_engine(rule_toml("rate", RATE))
+    rising = [(s, 4.5 + 0.6 * s / 3600) for s in range(0, 600, 60)]
+    assert levels(engine, rising[:5]) == []
+    redis_client.script_flush()  # as after a Redis restart
+    assert levels(engine, rising[5:]) == ["raise"]
+    assert redis_client.zcard("cityops:rules:series:rule_a:wl-1") == 10
 
 
 @BOTH_STORES
