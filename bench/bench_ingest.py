@@ -241,11 +241,16 @@ def worker_process(
     batch_max: int | None,
     rules: bool,
     processes: int | None,
+    devices: int,
     ready: MpEvent,
+    settled: MpEvent,
     stop: MpEvent,
     results: Any,
 ) -> None:
-    """One cityops ingest worker, as ``cityops ingest`` runs it, until ``stop`` is set."""
+    """One cityops ingest worker, as ``cityops ingest`` runs it, until ``stop`` is set.
+
+    ``settled`` is set once the worker has stored the retained meta messages of all
+    ``devices`` (the broker sends them when it subscribes)."""
     logging.basicConfig(level=logging.WARNING, format=f"{client_id}: %(levelname)s %(message)s")
     from ingest import worker as worker_module
     from models.config import Settings, parse_mqtt_url
@@ -266,6 +271,10 @@ def worker_process(
     thread.start()
     if worker.ready.wait(30):
         ready.set()
+    while not stop.is_set() and not settled.is_set():
+        if worker.totals.stored.get("devices", 0) >= devices:
+            settled.set()
+        time.sleep(0.02)
     stop.wait()
     halt.set()
     thread.join(30)
@@ -681,9 +690,11 @@ class Bench:
         results = self.ctx.Queue()
         processes = []
         readies = []
+        settles = []
         client_ids = [f"bench-{tag}-{i}" for i in range(n)]
         for i in range(n):
             ready = self.ctx.Event()
+            settled = self.ctx.Event()
             process = self.ctx.Process(
                 target=worker_process,
                 args=(
@@ -694,7 +705,9 @@ class Bench:
                     self.args.batch,
                     self.args.rules,
                     self.args.processes,
+                    len(self.devices),
                     ready,
+                    settled,
                     stop,
                     results,
                 ),
@@ -705,16 +718,18 @@ class Bench:
             process.start()
             processes.append(process)
             readies.append(ready)
+            settles.append(settled)
         for ready in readies:
             if not ready.wait(60):
                 raise SystemExit("an ingest worker did not start")
-        # Wait until the retained metas are in the live state: readings of a device not yet
-        # registered would be dead letters, which is a start-up artefact, not ingest speed.
+        # Wait until every worker has stored the retained metas the broker sent it on
+        # subscribing (a batch of 500 takes a few hundred ms): readings published meanwhile
+        # would wait behind them, a start-up artefact, not ingest speed. The live state's
+        # device keys do not tell: the rebuild before subscribing already wrote them.
         deadline = time.monotonic() + 30
-        while len(self.redis.keys("cityops:device:*")) < len(self.devices):
-            if time.monotonic() > deadline:
-                raise SystemExit("device metadata did not reach the live state")
-            time.sleep(0.05)
+        for settled in settles:
+            if not settled.wait(max(0.0, deadline - time.monotonic())):
+                raise SystemExit("a worker did not store the device metadata")
         # Each phase starts on a flushed Redis, so each worker first rebuilds the live state
         # from the database (about 0.5 s with this fill, before it subscribes: every worker
         # is ready only after its own). A worker in service does that only after Redis lost
