@@ -10,7 +10,6 @@ from __future__ import annotations
 import random
 import socket
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -25,13 +24,6 @@ from models.reference import seed_reference_data
 from models.schema import AuditLog, Resource
 
 pytestmark = pytest.mark.real_services
-
-
-@pytest.fixture(scope="module")
-def engine(pg_url: str) -> Iterator[sa.Engine]:
-    engine = db.create_engine_for(pg_url)
-    yield engine
-    engine.dispose()
 
 
 def test_migration_builds_exactly_the_models(engine: sa.Engine) -> None:
