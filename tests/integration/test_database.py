@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import socket
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -24,6 +25,13 @@ from models.reference import seed_reference_data
 from models.schema import AuditLog, Resource
 
 pytestmark = pytest.mark.real_services
+
+
+@pytest.fixture(scope="module")
+def engine(pg_url: str) -> Iterator[sa.Engine]:
+    engine = db.create_engine_for(pg_url)
+    yield engine
+    engine.dispose()
 
 
 def test_migration_builds_exactly_the_models(engine: sa.Engine) -> None:

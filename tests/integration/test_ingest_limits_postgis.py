@@ -9,6 +9,7 @@ dead letter, and the good messages of the same batch are stored either way.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import fakeredis
@@ -16,13 +17,20 @@ import pytest
 import sqlalchemy as sa
 
 from ingest.pipeline import Inbound, IngestPipeline
-from models import schema
+from models import db, schema
 from models.live import LiveStore
 
 pytestmark = pytest.mark.real_services
 
 NOW = datetime(2026, 7, 15, 2, 30, tzinfo=UTC)
 LON, LAT = 106.6333, 30.4560  # inside 广安区
+
+
+@pytest.fixture(scope="module")
+def engine(pg_url: str) -> Iterator[sa.Engine]:
+    engine = db.create_engine_for(pg_url)
+    yield engine
+    engine.dispose()
 
 
 def ticket(ticket_id: str, **extra: object) -> Inbound:

@@ -28,6 +28,13 @@ LON, LAT = 106.6333, 30.4560  # inside 广安区
 PREFIX = "cityops/v1"
 
 
+@pytest.fixture(scope="module")
+def engine(pg_url: str) -> Iterator[sa.Engine]:
+    engine = db.create_engine_for(pg_url)
+    yield engine
+    engine.dispose()
+
+
 @pytest.fixture
 def statements(engine: sa.Engine) -> Iterator[list[tuple[str, bool]]]:
     """Each statement the engine runs, with whether the driver connection was in autocommit."""
