@@ -239,6 +239,11 @@ class RuleEngine:
         self._busy_checked = False
         self._scripts = runs_scripts(client)
         self._rate_script = client.register_script(_RATE_WINDOWS_LUA)
+        #: what every batch of readings reads (see _readings_round_trip): the rule set is fixed
+        self._staleness_rules = [r for r in rules.of_kind("staleness") if isinstance(r, StalenessRule)]
+        self._reading_rule_ids = sorted(
+            {r.id for kind in ("threshold", "standard", "rate", "staleness") for r in rules.of_kind(kind)}
+        )
 
     # ---- batches ---------------------------------------------------------------------------
 
@@ -284,14 +289,7 @@ class RuleEngine:
         """
         self._ensure_busy_sets()
         latest, changed, remembered = self._devices_to_remember(observations)
-        staleness = [r for r in self.rules.of_kind("staleness") if isinstance(r, StalenessRule)]
-        busy_rules = sorted(
-            {
-                r.id
-                for kind in ("threshold", "standard", "rate", "staleness")
-                for r in self.rules.of_kind(kind)
-            }
-        )
+        staleness, busy_rules = self._staleness_rules, self._reading_rule_ids
         scripted = plan is not None and self._scripts
         with self.redis.pipeline(transaction=False) as pipe:
             # GT: a late reading never moves a device's last-seen back.
@@ -307,25 +305,20 @@ class RuleEngine:
                 pipe.evalsha(_RATE_WINDOWS_SHA, 0, _rate_script_argument(plan.writes, plan.reads))
             results = pipe.execute(raise_on_error=False)
         script_result = results.pop() if scripted else None
-        for result in results:
-            if isinstance(result, Exception):
+        for result in (*results, script_result):
+            if isinstance(result, Exception) and not isinstance(result, redis.exceptions.NoScriptError):
                 raise result
         # Only once Redis has it: a failed write is tried again with the next reading.
         self._meta_written.update(remembered)
         results = results[2 if changed else 1 :]
         offline = list(zip(staleness, results[: len(staleness)], strict=True))
         busy = dict(zip(busy_rules, results[len(staleness) :], strict=True))
-        windows: list[list[tuple[float, float]]] = []
-        if plan is not None:
-            if isinstance(script_result, redis.exceptions.NoScriptError):
-                # Redis lost its scripts (a restart): the script object loads it again.
-                windows = self._rate_windows(plan.writes, plan.reads)
-            elif isinstance(script_result, Exception):
-                raise script_result
-            elif scripted:
-                windows = _rate_windows_read(script_result)
-            else:
-                windows = self._rate_windows(plan.writes, plan.reads)
+        if plan is None:
+            windows = []
+        elif scripted and not isinstance(script_result, redis.exceptions.NoScriptError):
+            windows = _rate_windows_read(script_result)
+        else:  # the embedded store, or Redis lost its scripts (a restart): the script object loads it
+            windows = self._rate_windows(plan.writes, plan.reads)
         return windows, offline, busy
 
     def _devices_to_remember(
