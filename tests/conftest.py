@@ -120,6 +120,17 @@ def pg_url(postgis_url: str) -> Iterator[str]:
         admin.dispose()
 
 
+@pytest.fixture(scope="module")
+def pg_engine(pg_url: str) -> Iterator[sa.Engine]:
+    """An engine on the module's own PostGIS database. Modules that run on PostGIS alone
+    name it ``engine`` for their tests; the per-test ``engine`` below is SQLite."""
+    from models import db
+
+    engine = db.create_engine_for(pg_url)
+    yield engine
+    engine.dispose()
+
+
 @pytest.fixture
 def fixed_now() -> datetime:
     """A fixed, timezone-aware 'now' for tests that depend on the clock."""

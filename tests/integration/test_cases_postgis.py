@@ -11,7 +11,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from models import cases, db
+from models import cases
 from models.lifecycle import IllegalTransition
 from models.schema import Case, CaseEvent
 from tests.unit.models.test_cases import (
@@ -29,10 +29,8 @@ pytestmark = pytest.mark.real_services
 
 
 @pytest.fixture(scope="module")
-def engine(pg_url: str) -> Iterator[sa.Engine]:
-    engine = db.create_engine_for(pg_url)
-    yield engine
-    engine.dispose()
+def engine(pg_engine: sa.Engine) -> sa.Engine:
+    return pg_engine
 
 
 @pytest.fixture

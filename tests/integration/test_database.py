@@ -10,7 +10,6 @@ from __future__ import annotations
 import random
 import socket
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -28,10 +27,8 @@ pytestmark = pytest.mark.real_services
 
 
 @pytest.fixture(scope="module")
-def engine(pg_url: str) -> Iterator[sa.Engine]:
-    engine = db.create_engine_for(pg_url)
-    yield engine
-    engine.dispose()
+def engine(pg_engine: sa.Engine) -> sa.Engine:
+    return pg_engine
 
 
 def test_migration_builds_exactly_the_models(engine: sa.Engine) -> None:

@@ -16,7 +16,7 @@ from openpyxl import load_workbook
 from dashboards import briefing as br
 from dashboards import exports
 from dashboards.context import PageContext
-from models import alerts, db
+from models import alerts
 from models.clock import CITY_TZ
 from models.config import load_settings
 from models.live import LiveStore
@@ -30,10 +30,8 @@ NOW = MIDNIGHT + timedelta(hours=10)
 
 
 @pytest.fixture(scope="module")
-def engine(pg_url: str) -> Iterator[sa.Engine]:
-    engine = db.create_engine_for(pg_url)
-    yield engine
-    engine.dispose()
+def engine(pg_engine: sa.Engine) -> sa.Engine:
+    return pg_engine
 
 
 @pytest.fixture

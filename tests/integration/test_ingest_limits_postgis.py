@@ -9,7 +9,6 @@ dead letter, and the good messages of the same batch are stored either way.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import fakeredis
@@ -17,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from ingest.pipeline import Inbound, IngestPipeline
-from models import db, schema
+from models import schema
 from models.live import LiveStore
 
 pytestmark = pytest.mark.real_services
@@ -27,10 +26,8 @@ LON, LAT = 106.6333, 30.4560  # inside 广安区
 
 
 @pytest.fixture(scope="module")
-def engine(pg_url: str) -> Iterator[sa.Engine]:
-    engine = db.create_engine_for(pg_url)
-    yield engine
-    engine.dispose()
+def engine(pg_engine: sa.Engine) -> sa.Engine:
+    return pg_engine
 
 
 def ticket(ticket_id: str, **extra: object) -> Inbound:

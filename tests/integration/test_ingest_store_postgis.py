@@ -29,10 +29,8 @@ PREFIX = "cityops/v1"
 
 
 @pytest.fixture(scope="module")
-def engine(pg_url: str) -> Iterator[sa.Engine]:
-    engine = db.create_engine_for(pg_url)
-    yield engine
-    engine.dispose()
+def engine(pg_engine: sa.Engine) -> sa.Engine:
+    return pg_engine
 
 
 @pytest.fixture

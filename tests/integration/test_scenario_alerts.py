@@ -29,7 +29,6 @@ from ingest.scenarios import metres
 from ingest.simulator import CitySimulator, Message, SimDevice
 from ingest.worker import IngestWorker
 from models import schema
-from models.db import create_engine_for
 from models.live import LiveStore
 from models.rules import AlertSink, RuleEngine, RuleRunner, load_rules
 from tests.services import MOSQUITTO_CONF, PrivateMosquitto
@@ -65,10 +64,8 @@ def tuned_mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Privat
 
 
 @pytest.fixture(scope="module")
-def engine(pg_url: str) -> Iterator[sa.Engine]:
-    e = create_engine_for(pg_url)
-    yield e
-    e.dispose()
+def engine(pg_engine: sa.Engine) -> sa.Engine:
+    return pg_engine
 
 
 def clean(engine: sa.Engine, client: redis.Redis) -> None:

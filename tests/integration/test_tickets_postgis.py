@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from models import db, tickets
+from models import tickets
 from models.lifecycle import IllegalTransition
 from models.schema import HotlineTicket, TicketEvent
 from tests.unit.models.test_tickets import (
@@ -28,10 +28,8 @@ ROUNDS = 20
 
 
 @pytest.fixture(scope="module")
-def engine(pg_url: str) -> Iterator[sa.Engine]:
-    engine = db.create_engine_for(pg_url)
-    yield engine
-    engine.dispose()
+def engine(pg_engine: sa.Engine) -> sa.Engine:
+    return pg_engine
 
 
 @pytest.fixture
