@@ -471,6 +471,7 @@ STRINGS: dict[str, dict[str, str]] = {
     "eco.none": {"zh": "暂无数据", "en": "no data"},
     "eco.none_primary": {"zh": "无（AQI≤50）", "en": "none (AQI ≤ 50)"},
     "eco.river": {"zh": "{river}水质", "en": "{river} water quality"},
+    "eco.water_export": {"zh": "全部河流断面水质", "en": "Water sections of all rivers"},
     "eco.river_status": {
         "zh": "河流水质：{status}（{n}个断面，Ⅰ～Ⅲ类占 {share}）",
         "en": "River status: {status} ({n} sections, {share} class I–III)",

@@ -97,7 +97,15 @@ def layout(**_query: str) -> html.Div:
                     html.Div(
                         className="stack",
                         children=[
-                            html.Div(export_links("water-sections"), className="eco-export-row"),
+                            # One download for the sections of every river panel below:
+                            # named, so the two links do not stand alone above them.
+                            html.Div(
+                                [
+                                    html.Span(t("eco.water_export"), className="eco-export-label"),
+                                    export_links("water-sections"),
+                                ],
+                                className="eco-export-row",
+                            ),
                             html.Div(id="eco-rivers", className="stack"),
                             _panel("eco.noise", "eco-noise", age_id="eco-noise-age", export="noise"),
                         ],

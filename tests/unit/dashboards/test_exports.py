@@ -343,3 +343,47 @@ def test_every_page_table_has_its_download(ctx, page: str, datasets: set[str]) -
     linked = {h.removeprefix("/api/export/").rsplit(".", 1)[0] for h in hrefs if h.startswith("/api/export/")}
     assert linked == datasets
     assert all(ds in exports.DATASETS for ds in linked)
+
+
+def _export_groups(component: object, ancestors: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    """Every CSV/Excel link group in a layout tree, as the path from the root down to it."""
+    path = (*ancestors, component)
+    if getattr(component, "className", None) == "export-links":
+        return [path]
+    found: list[tuple[object, ...]] = []
+    children = getattr(component, "children", None)
+    for child in children if isinstance(children, list | tuple) else [children]:
+        if child is not None and not isinstance(child, str | int | float):
+            found += _export_groups(child, path)
+    return found
+
+
+def _names_something(component: object) -> bool:
+    """A heading (its text may come from a callback) or a label with text of its own."""
+    kind = type(component).__name__
+    text = getattr(component, "children", None)
+    labelled = kind in ("Span", "Label") and isinstance(text, str) and bool(text.strip())
+    return kind in ("H2", "H3") or labelled
+
+
+@pytest.mark.parametrize("page", ["hotline", "urban", "emergency", "alerts", "ecology", "overview"])
+def test_every_download_is_named_by_what_stands_beside_it(ctx, page: str) -> None:
+    """The links say CSV and Excel only: a heading or label next to them, at most three
+    levels up (the panel's head), says what they download."""
+    import importlib
+
+    import dash
+
+    dash.Dash(__name__, use_pages=True, pages_folder="")
+    module = importlib.import_module(f"dashboards.pages.{page}")
+    with signed_in(account("boss", "leader")):
+        groups = _export_groups(module.layout())
+    assert groups
+    for path in groups:
+        links = path[-1]
+        named = False
+        for below, holder in list(zip(path[1:], path[:-1], strict=True))[::-1][:3]:
+            siblings = getattr(holder, "children", None) or []
+            siblings = siblings if isinstance(siblings, list | tuple) else [siblings]
+            named = named or any(_names_something(s) for s in siblings if s is not below)
+        assert named, (page, _hrefs(links))
