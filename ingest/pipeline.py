@@ -814,11 +814,10 @@ class IngestPipeline:
     def _write_live(
         self, devices: list[dict[str, Any]], accepted: dict[str, list[dict[str, Any]]], result: BatchResult
     ) -> None:
-        for d in devices:
-            self.live.register_device(
-                d["device_id"],
-                {k: d[k] for k in ("type", "name", "lon", "lat", "district_code", "grid_id")},
-            )
+        self.live.register_devices(
+            (d["device_id"], {k: d[k] for k in ("type", "name", "lon", "lat", "district_code", "grid_id")})
+            for d in devices
+        )
         self.live.record_readings(accepted.get("observations", []))
         self.live.record_events("video", accepted.get("video_events", []))
         # Caller name and phone are personal data: they stay in the database only.

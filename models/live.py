@@ -94,6 +94,8 @@ ALERT_SCORE_STEP = 10**13
 #: MULTI: a web process keeps what it read and reads again only when this moved, so a
 #: refresh with an unchanged queue costs one round trip instead of a hash per alert.
 ALERTS_VERSION_KEY = KEY_PREFIX + "alerts:version"
+#: Tries of :meth:`LiveStore.rebuild_alerts` while alert changes keep moving the version.
+REBUILD_ATTEMPTS = 10
 #: Set (epoch ns) when the per-district queues were built from the whole queue (by
 #: rebuild_alerts, or by the first scoped read of a store written before they existed);
 #: while it is absent a scoped read walks the city queue. Also part of the cache token,
@@ -366,12 +368,21 @@ class LiveStore:
     # ---- writes (ingest) -------------------------------------------------------------
 
     def register_device(self, device_id: str, fields: Mapping[str, Any]) -> None:
-        mapping = {k: _encode(v) for k, v in fields.items()}
+        self.register_devices([(device_id, fields)])
+
+    def register_devices(self, devices: Iterable[tuple[str, Mapping[str, Any]]]) -> int:
+        """Store devices' metadata (hash fields, the set of their type) in one round trip,
+        however many: a batch of retained metas or a rebuild brings thousands at once."""
+        registered = 0
         with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hset(device_key(device_id), mapping=mapping)
-            if "type" in fields:
-                pipe.sadd(f"{KEY_PREFIX}devices:type:{fields['type']}", device_id)
-            pipe.execute()
+            for device_id, fields in devices:
+                pipe.hset(device_key(device_id), mapping={k: _encode(v) for k, v in fields.items()})
+                if "type" in fields:
+                    pipe.sadd(f"{KEY_PREFIX}devices:type:{fields['type']}", device_id)
+                registered += 1
+            if registered:
+                pipe.execute()
+        return registered
 
     def record_readings(self, readings: Iterable[Mapping[str, Any]], *, now: float | None = None) -> int:
         """Store a batch of latest readings: one script call on Redis.
@@ -890,22 +901,45 @@ class LiveStore:
 
         One MULTI, so a console never sees a half-built queue; the per-district queues are
         built with it and the version moves. Returns the alerts loaded.
+
+        Other processes go on writing alert changes meanwhile (another worker's rules, a
+        duty officer's acknowledgement), each after its database commit and each moving the
+        version. A change written between this read of the database and the MULTI would be
+        overwritten by the older state read here, so the version is WATCHed from before the
+        read, and the rebuild reads again when it moved. After :data:`REBUILD_ATTEMPTS`
+        tries under a storm of changes it writes what it read: a queue slightly behind is
+        put right by the alert's next change, an empty one by nothing.
         """
         from models.alerts import OPEN_STATES, open_alerts
 
-        alerts = open_alerts(conn, states=OPEN_STATES, limit=100_000)
-        districts = list(self.redis.scan_iter(match=alerts_district_key("*"), count=1000))
-        with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(ALERTS_OPEN_KEY, ALERTS_AUDIBLE_KEY, *districts)
-            _bump_alerts_version(pipe)
-            for alert in alerts:
-                self._queue_alert(pipe, alert)
-            pipe.set(ALERTS_INDEXED_KEY, str(time.time_ns()))
-            pipe.publish(
-                UPDATES_CHANNEL, json.dumps({"kind": "alert", "action": "rebuild", "n": len(alerts)})
-            )
-            pipe.execute()
-        return len(alerts)
+        # A read inside a transaction this call began sees one snapshot (SQLite): end it
+        # before reading again, or every try would read the same old rows.
+        own_snapshot = not conn.in_transaction()
+        for attempt in range(1, REBUILD_ATTEMPTS + 1):
+            with self.redis.pipeline(transaction=True) as pipe:
+                watched = attempt < REBUILD_ATTEMPTS
+                if watched:
+                    pipe.watch(ALERTS_VERSION_KEY)
+                alerts = open_alerts(conn, states=OPEN_STATES, limit=100_000)
+                districts = list(self.redis.scan_iter(match=alerts_district_key("*"), count=1000))
+                if watched:
+                    pipe.multi()
+                pipe.delete(ALERTS_OPEN_KEY, ALERTS_AUDIBLE_KEY, *districts)
+                _bump_alerts_version(pipe)
+                for alert in alerts:
+                    self._queue_alert(pipe, alert)
+                pipe.set(ALERTS_INDEXED_KEY, str(time.time_ns()))
+                pipe.publish(
+                    UPDATES_CHANNEL, json.dumps({"kind": "alert", "action": "rebuild", "n": len(alerts)})
+                )
+                try:
+                    pipe.execute()
+                except redis.WatchError:
+                    if own_snapshot and conn.in_transaction():
+                        conn.rollback()
+                    continue
+            return len(alerts)
+        raise AssertionError("unreachable: the last attempt is not watched")  # pragma: no cover
 
 
 def _bump_alerts_version(pipe: Any) -> None:
@@ -1072,12 +1106,11 @@ def rebuild_live_state(live: LiveStore, conn: Connection) -> LiveRebuild:
             d.c.device_id, d.c.type, d.c.name, d.c.lon, d.c.lat, d.c.district_code, d.c.grid_id, d.c.props
         )
     ).all()
-    for row in devices:
-        live.register_device(
-            row.device_id,
-            {"type": row.type, "name": row.name, "lon": row.lon, "lat": row.lat,
-             "district_code": row.district_code, "grid_id": row.grid_id},
-        )  # fmt: skip
+    live.register_devices(
+        (row.device_id, {"type": row.type, "name": row.name, "lon": row.lon, "lat": row.lat,
+                         "district_code": row.district_code, "grid_id": row.grid_id})
+        for row in devices
+    )  # fmt: skip
 
     o = schema.Observation.__table__
     newest = sa.select(o.c.device_id, sa.func.max(o.c.ts).label("ts")).group_by(o.c.device_id).subquery()
@@ -1088,8 +1121,14 @@ def rebuild_live_state(live: LiveStore, conn: Connection) -> LiveRebuild:
     ).all()
     kinds = {row.device_id: (row.type, row.props or {}) for row in devices}
     readings = 0
+    # What Redis holds now, read for all devices in one round trip: ingest may have written
+    # newer readings since the database was read.
     with live.redis.pipeline(transaction=False) as pipe:
         for row in latest:
+            pipe.hget(device_key(row.device_id), "ts")
+        held = pipe.execute() if latest else []
+    with live.redis.pipeline(transaction=False) as pipe:
+        for row, stored in zip(latest, held, strict=True):
             ts = row.ts.astimezone(UTC)
             mapping = {"ts": ts.isoformat(), "metrics": mapping_json(row.metrics)}
             if row.device_id in kinds:
@@ -1097,7 +1136,6 @@ def rebuild_live_state(live: LiveStore, conn: Connection) -> LiveRebuild:
                 mapping["derived"] = json.dumps(
                     derive(device_type, props, row.metrics, ts), ensure_ascii=False
                 )
-            stored = live.redis.hget(device_key(row.device_id), "ts")
             if stored is not None and _parse_ts(stored) > ts:
                 continue  # ingest wrote a newer reading meanwhile
             pipe.hset(device_key(row.device_id), mapping=mapping)

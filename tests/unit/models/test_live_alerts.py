@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from unittest.mock import patch
 
 import fakeredis
 import pytest
@@ -23,6 +24,7 @@ from models.live import (
     ALERTS_INDEXED_KEY,
     ALERTS_OPEN_KEY,
     ALERTS_VERSION_KEY,
+    REBUILD_ATTEMPTS,
     LiveAlert,
     LiveStore,
     alerts_district_key,
@@ -260,11 +262,63 @@ def a_flushed_store_that_was_never_rebuilt_is_read_again(engine: sa.Engine, live
     assert live.audible_alerts() == {second.alert.id}
 
 
+def a_change_written_during_a_rebuild_is_not_undone(engine: sa.Engine, live: LiveStore) -> None:
+    """Another process acknowledges an alert after the rebuild read the database and before
+    its MULTI: the rebuild reads again instead of writing the alert back as it was."""
+    with engine.begin() as conn:
+        raised = alerts.raise_alert(conn, draft("a", "critical"), now=T0)
+    live.apply_alert_changes([raised])
+    other = LiveStore(live.redis)  # a web process on the same Redis
+    reads: list[int] = []
+    read_open = alerts.open_alerts
+
+    def read_then_acknowledged_elsewhere(*args: object, **kwargs: object) -> list:
+        rows = read_open(*args, **kwargs)  # type: ignore[arg-type]
+        reads.append(len(rows))
+        if len(reads) == 1:
+            with engine.begin() as conn:
+                ack = alerts.acknowledge(
+                    conn, raised.alert.id, actor="zhang", address=None, now=T0 + timedelta(minutes=1)
+                )
+            assert other.apply_alert_changes([ack]) == 1
+        return rows
+
+    with patch.object(alerts, "open_alerts", read_then_acknowledged_elsewhere), engine.connect() as conn:
+        assert live.rebuild_alerts(conn) == 1
+    assert len(reads) == 2, "the rebuild wrote what it read before the acknowledgement"
+    stored = LiveStore(live.redis).alert(raised.alert.id)
+    assert stored is not None and stored.state == "acknowledged"
+    assert live.audible_alerts() == set()
+    assert_index_consistent(live)
+
+
+def a_rebuild_under_a_storm_of_changes_writes_in_the_end(engine: sa.Engine, live: LiveStore) -> None:
+    """Changes moving the version before every MULTI: the last try writes without WATCH."""
+    with engine.begin() as conn:
+        raised = alerts.raise_alert(conn, draft("a", "critical", LINSHUI), now=T0)
+    reads: list[int] = []
+    read_open = alerts.open_alerts
+
+    def read_then_changed_elsewhere(*args: object, **kwargs: object) -> list:
+        reads.append(1)
+        live.redis.incr(ALERTS_VERSION_KEY)  # what every alert write does in its MULTI
+        return read_open(*args, **kwargs)  # type: ignore[arg-type]
+
+    live.redis.flushdb()
+    with patch.object(alerts, "open_alerts", read_then_changed_elsewhere), engine.connect() as conn:
+        assert live.rebuild_alerts(conn) == 1
+    assert len(reads) == REBUILD_ATTEMPTS
+    assert [x.id for x in LiveStore(live.redis).open_alerts(district_code=LINSHUI)] == [raised.alert.id]
+    assert_index_consistent(live)
+
+
 SCENARIOS: list[Callable[..., None]] = [
     every_change_path_moves_the_version,
     a_store_written_before_the_district_queues,
     a_store_without_a_version_keeps_nothing,
     a_flushed_store_that_was_never_rebuilt_is_read_again,
+    a_change_written_during_a_rebuild_is_not_undone,
+    a_rebuild_under_a_storm_of_changes_writes_in_the_end,
 ]
 
 
