@@ -189,6 +189,9 @@ def acts(permission: Permission | str, refused: Callable[[str], Any]) -> Callabl
     def decorate(function: F) -> F:
         @functools.wraps(function)
         def checked(*args: Any, **kwargs: Any) -> Any:
+            if _redrawn_not_pressed():
+                # Nobody asked for anything: no check, no refusal shown, nothing audited.
+                raise dash.exceptions.PreventUpdate
             try:
                 require(permission, what=function.__name__)
                 return function(*args, **kwargs)
@@ -199,6 +202,26 @@ def acts(permission: Permission | str, refused: Callable[[str], Any]) -> Callabl
         return checked  # type: ignore[return-value]
 
     return decorate
+
+
+def _redrawn_not_pressed() -> bool:
+    """True when a callback whose inputs are all buttons runs without a button pressed.
+
+    Dash runs such a callback when buttons matched by a pattern (``ALL``) are added or
+    drawn again, e.g. a table's row buttons after a refresh, with ``n_clicks`` None or 0,
+    even with ``prevent_initial_call``. Checking the permission then would show a viewer
+    the refusal of an action nobody took and audit it, at every refresh. A callback with
+    any other input (a timer, a store, a field) is checked as it stands: it may read.
+    """
+    try:
+        inputs = dash.callback_context.inputs_list
+        triggered = dash.callback_context.triggered
+    except dash.exceptions.MissingCallbackContextException:
+        return False  # called directly (tests, tools): check
+    entries = [e for group in inputs for e in (group if isinstance(group, list) else [group])]
+    if not entries or any(e.get("property") != "n_clicks" for e in entries):
+        return False
+    return not any(trigger.get("value") for trigger in triggered)
 
 
 def role_label(role: str) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import json
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -268,6 +269,56 @@ def test_a_viewer_pressing_acknowledge_over_http_changes_nothing(system) -> None
     assert forged.status_code == 403 and forged.get_json()["error"] == "csrf"
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM alert_events")).scalar_one() == 0
+
+
+def _emergency_act_body(app: dash.Dash, key: str, open_alert_clicks: int | None) -> dict[str, Any]:
+    """The emergency page's action callback as the browser sends it after the alerts table
+    was drawn with one 转为突发事件 button: pressed ``open_alert_clicks`` times (None: drawn,
+    not pressed), every other button untouched."""
+    spec = app.callback_map[key]
+    inputs: list[Any] = []
+    for entry in spec["inputs"]:
+        if entry["id"].startswith("{"):  # a pattern: the buttons on the page now
+            pattern = json.loads(entry["id"])
+            if pattern.get("type") == "em-open-alert":
+                button = {"id": {"id": 1, "type": "em-open-alert"}, "property": "n_clicks"}
+                inputs.append([{**button, "value": open_alert_clicks}])
+            else:
+                inputs.append([])
+        else:
+            inputs.append({**entry, "value": None})
+    changed = '{"id":1,"type":"em-open-alert"}.n_clicks'
+    return {
+        "output": key,
+        "outputs": [
+            {"id": o.split(".")[0], "property": o.split(".")[1]} for o in key.strip(".").split("...")
+        ],
+        "inputs": inputs,
+        "state": [{**entry, "value": None} for entry in spec["state"]],
+        "changedPropIds": [changed],
+    }
+
+
+def test_buttons_drawn_again_are_not_an_action_nobody_took(system) -> None:
+    """The emergency page's alert table redraws its 转为突发事件 buttons at every refresh, and
+    Dash then runs the action callback with no button pressed. A leader (who may not open
+    incidents) saw a refusal and left an auth.denied audit entry on every page view."""
+    app, engine = system
+    client = login(app, "leader")
+    key = next(k for k, f in server_callbacks(app).items() if name_of(f) == "dashboards.pages.emergency.act")
+    headers = {auth.CSRF_HEADER: client.get_cookie(auth.CSRF_COOKIE).value}
+    before = len(entries(engine, "auth.denied"))
+
+    drawn = client.post("/_dash-update-component", json=_emergency_act_body(app, key, None), headers=headers)
+    assert drawn.status_code == 204, drawn.get_data(as_text=True)
+    assert len(entries(engine, "auth.denied")) == before
+
+    # Pressed, it is checked, refused and audited as before.
+    pressed = client.post("/_dash-update-component", json=_emergency_act_body(app, key, 1), headers=headers)
+    assert pressed.status_code == 200
+    assert "无权" in str(pressed.get_json()["response"]["emergency-feedback"]["children"])
+    denied = entries(engine, "auth.denied")
+    assert len(denied) == before + 1 and denied[0].actor == "leader"
 
 
 # ---- pages by role ----------------------------------------------------------------------------
