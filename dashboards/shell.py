@@ -200,8 +200,12 @@ def layout() -> html.Div:
                         className="shell-lang",
                         lang=HTML_LANG[other_language(lang)],
                     ),
-                    html.Div(id="shell-clock", className="shell-clock"),
-                    user_badge(),
+                    # One group, so that when the header needs a second row (ten links in
+                    # English) the clock and the account move to it together, on the right.
+                    html.Div(
+                        [html.Div(id="shell-clock", className="shell-clock"), user_badge()],
+                        className="shell-end",
+                    ),
                 ],
             ),
             # Shown by assets/cityops-shell.js while the server cannot be reached.

@@ -95,3 +95,44 @@ def test_lost_connection_is_shown_and_clears_by_itself(base_url: str, driver) ->
         )
     assert wait_until(lambda: not conn().is_displayed(), 20), conn().text
     driver.execute_cdp_cmd("Network.disable", {})
+
+
+#: Each text of the header with the number of lines it is drawn on, and the header's rows.
+HEADER_LINES = """
+var texts = [];
+document.querySelectorAll('.shell-header *').forEach(function (el) {
+  Array.from(el.childNodes).forEach(function (node) {
+    if (node.nodeType !== 3 || !node.textContent.trim()) return;
+    var range = document.createRange();
+    range.selectNodeContents(node);
+    var tops = new Set(Array.from(range.getClientRects()).map(function (r) { return Math.round(r.top); }));
+    texts.push([node.textContent.trim(), tops.size]);
+  });
+});
+var top = function (sel) { return Math.round(document.querySelector(sel).getBoundingClientRect().top); };
+return {texts: texts, titleTop: top('.shell-title'), endTop: top('.shell-clock')};
+"""
+
+
+def test_the_longest_header_breaks_no_label_at_1920(base_url: str) -> None:
+    """An administrator has the most links (ten). At 1920 px the Chinese header is one row;
+    the longer English one may take a second row, but no label, the clock or the account is
+    broken over two lines (they were, every one of them)."""
+    from selenium.webdriver.common.by import By
+
+    admin = chromium()
+    try:
+        sign_in(admin, base_url + "/ecology", "admin")
+        for path, word in (("/ecology", "城市运行体征"), ("/lang/en?next=/ecology", "City vital signs")):
+            admin.get(base_url + path)
+            assert wait_until(lambda w=word: w in nav_labels(admin), 30), nav_labels(admin)
+            assert wait_until(lambda: admin.find_element(By.ID, "shell-clock").text, 10)
+            header = admin.execute_script(HEADER_LINES)
+            assert len(nav_labels(admin)) == 10
+            broken = [text for text, lines in header["texts"] if lines != 1]
+            assert broken == [], (path, header)
+            if word == "城市运行体征":
+                assert abs(header["endTop"] - header["titleTop"]) < 20, header
+        admin.get(base_url + "/lang/zh?next=/ecology")
+    finally:
+        admin.quit()
