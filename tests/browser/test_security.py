@@ -53,6 +53,15 @@ def test_wrong_password_then_sign_in_admin_page_and_sign_out(base_url: str, driv
         severe_errors(driver),
     )
     assert admin["username"] in driver.find_element(By.ID, "shell-user-name").text
+    # The filter's date fields show a whole date (they shrank to their label's width).
+    for field in ("admin-audit-since", "admin-audit-until"):
+        box = driver.find_element(By.ID, field)
+        shown = driver.execute_script(
+            "var i = arguments[0]; i.value = '2026-11-27'; var fits = i.scrollWidth <= i.clientWidth;"
+            " i.value = ''; return fits;",
+            box,
+        )
+        assert shown, (field, box.size)
     # The failed attempt is in the audit trail on the page.
     driver.find_element(By.ID, "admin-audit-what").send_keys("auth.login_failed\n")
     driver.find_element(By.ID, "admin-audit-search").click()
