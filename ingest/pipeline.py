@@ -819,7 +819,7 @@ class IngestPipeline:
             for d in devices
         )
         self.live.record_readings(accepted.get("observations", []))
-        self.live.record_events("video", accepted.get("video_events", []))
+        self.live.record_events("video", accepted.get("video_events", []), seen_by="camera_id")
         # Caller name and phone are personal data: they stay in the database only.
         self.live.record_events(
             "tickets",

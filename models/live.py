@@ -14,6 +14,7 @@ key                                      type    content
                                                  reading, ISO-8601), ``metrics`` (JSON),
                                                  ``derived`` (JSON, e.g. AQI)
 ``cityops:devices:last_seen``            zset    device_id → epoch seconds of the last message
+                                                 (a reading, or a camera's video event)
 ``cityops:devices:type:{type}``          set     device ids of one type
 ``cityops:stream:{name}``                stream  recent ``observations``, ``video``,
                                                  ``tickets``, ``alerts`` (capped)
@@ -497,13 +498,24 @@ class LiveStore:
         self._readings_script(args=[orjson.dumps(batch)])
 
     def record_events(
-        self, stream: str, rows: Iterable[Mapping[str, Any]], *, now: float | None = None
+        self,
+        stream: str,
+        rows: Iterable[Mapping[str, Any]],
+        *,
+        now: float | None = None,
+        seen_by: str | None = None,
     ) -> int:
-        """Append events (video events, tickets …) to a capped stream and count them per hour."""
+        """Append events (video events, tickets …) to a capped stream and count them per hour.
+
+        ``seen_by`` names the field holding the device that sent each event (``camera_id``):
+        its last-seen is stamped as a reading's is, so a camera reporting events counts as
+        online. Cameras send no readings; without this they were never online.
+        """
         rows = list(rows)
         if not rows:
             return 0
-        hour = counter_key(stream, datetime.fromtimestamp(time.time() if now is None else now, UTC))
+        stamp = time.time() if now is None else now
+        hour = counter_key(stream, datetime.fromtimestamp(stamp, UTC))
         per_district: dict[str, int] = {}
         with self.redis.pipeline(transaction=False) as pipe:
             for r in rows:
@@ -511,6 +523,9 @@ class LiveStore:
                 pipe.xadd(stream_key(stream), fields, maxlen=STREAM_MAXLEN, approximate=True)
                 for field in ("all", r.get("district_code") or "outside"):
                     per_district[field] = per_district.get(field, 0) + 1
+            senders = {str(r[seen_by]) for r in rows if r.get(seen_by)} if seen_by else set()
+            if senders:
+                pipe.zadd(LAST_SEEN_KEY, dict.fromkeys(senders, stamp))
             for field, n in per_district.items():
                 pipe.hincrby(hour, field, n)
             pipe.expire(hour, COUNTER_TTL_S)
@@ -1091,7 +1106,8 @@ def rebuild_live_state(live: LiveStore, conn: Connection) -> LiveRebuild:
 
     Idempotent: a device's reading is written only where Redis holds none or an older one,
     so running it while ingest writes never moves a device backwards. Hourly counters and
-    the recent readings/video streams are not rebuilt; they fill again as data arrives.
+    the recent readings/video streams are not rebuilt; they fill again as data arrives, and
+    a camera (which sends events, not readings) is online again with its next event.
     """
     import sqlalchemy as sa
 

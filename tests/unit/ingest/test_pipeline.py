@@ -207,6 +207,7 @@ def test_video_event_and_ticket_are_stored_once_and_located(
     )
     assert len(live.recent("video")) == 1 and len(live.recent("tickets")) == 1
     assert "caller_phone" not in live.recent("tickets")[0], "personal data stays out of Redis"
+    assert [s.device_id for s in live.devices() if s.online()] == ["cam-1"], "its event says it is there"
 
 
 def test_out_of_order_reading_does_not_move_live_state_backwards(

@@ -227,6 +227,25 @@ def test_a_device_that_goes_silent_is_reported_offline(store: LiveStore, clock: 
     assert [s.device_id for s in states if not s.online(later)] == ["aq-0", "aq-1", "aq-2"]
 
 
+def test_a_camera_reporting_events_is_online_and_goes_offline_when_it_stops(
+    store: LiveStore, clock: Clock
+) -> None:
+    """Cameras send events, not readings: each event is what says one is there."""
+    for i in range(2):
+        register(store, f"cam-{i}", dtype="camera")
+    event = {"event_id": "e-1", "camera_id": "cam-0", "type": "illegal_parking", "district_code": "511602"}
+    store.record_events("video", [event], now=STAMP, seen_by="camera_id")
+    # A 12345 order names no device: nothing is stamped for it.
+    store.record_events("tickets", [{"ticket_id": "T-1", "district_code": "511602"}], now=STAMP)
+    states = {s.device_id: s for s in store.devices()}
+    assert states["cam-0"].online(STAMP) and not states["cam-1"].online(STAMP)
+    assert store.redis.zrange(live_module.LAST_SEEN_KEY, 0, -1) == ["cam-0"]
+
+    later = STAMP + live_module.OFFLINE_AFTER_S + 1
+    clock.at = later
+    assert not any(s.online(later) for s in store.devices())
+
+
 def test_changing_the_returned_list_does_not_change_the_next_read(store: LiveStore) -> None:
     for i in range(4):
         register(store, f"aq-{i}")
