@@ -922,8 +922,8 @@ class LiveStore:
         version. A change written between this read of the database and the MULTI would be
         overwritten by the older state read here, so the version is WATCHed from before the
         read, and the rebuild reads again when it moved. After :data:`REBUILD_ATTEMPTS`
-        tries under a storm of changes it writes what it read: a queue slightly behind is
-        put right by the alert's next change, an empty one by nothing.
+        tries under a storm of changes it writes what it read anyway: an alert shown a
+        change behind is put right by its next change, while an empty queue would stay empty.
         """
         from models.alerts import OPEN_STATES, open_alerts
 
@@ -1116,6 +1116,10 @@ def rebuild_live_state(live: LiveStore, conn: Connection) -> LiveRebuild:
     from models.tickets import OPEN_STATES
 
     started = time.perf_counter()
+    # The reads below begin a transaction if the caller had none; ending it before the
+    # alerts lets their rebuild read again what changed meanwhile (SQLite reads a snapshot
+    # for as long as a transaction lasts). A caller's own transaction is left alone.
+    began_here = not conn.in_transaction()
     d = schema.Device.__table__
     devices = conn.execute(
         sa.select(
@@ -1160,6 +1164,8 @@ def rebuild_live_state(live: LiveStore, conn: Connection) -> LiveRebuild:
             readings += 1
         pipe.execute()
 
+    if began_here and conn.in_transaction():
+        conn.rollback()
     alerts = live.rebuild_alerts(conn)
 
     t = schema.HotlineTicket.__table__

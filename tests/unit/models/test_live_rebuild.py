@@ -93,3 +93,38 @@ def test_devices_registered_together_are_one_round_trip(
     assert trips == ["pipeline"], "nothing to register sends nothing"
     assert live.redis.scard("cityops:devices:type:gas") == 25
     assert live.redis.hget("cityops:device:d-7", "type") == "gas"
+
+
+def test_an_alert_acknowledged_during_a_whole_rebuild_stays_acknowledged(
+    engine: sa.Engine, live: LiveStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As tests/unit/models/test_live_alerts.py checks for the queue alone, through the
+    whole rebuild on the embedded database, whose reads see one snapshot per transaction:
+    the devices read before the alerts must not hold the alerts' retry to the old rows."""
+    from models import alerts
+    from tests.unit.models.test_live_alerts import draft
+
+    fill(engine, 2)
+    with engine.begin() as conn:
+        raised = alerts.raise_alert(conn, draft("a", "critical"), now=T0)
+    read_open = alerts.open_alerts
+    reads: list[int] = []
+
+    def acknowledged_elsewhere_after_the_first_read(*args: object, **kwargs: object) -> list:
+        rows = read_open(*args, **kwargs)  # type: ignore[arg-type]
+        reads.append(len(rows))
+        if len(reads) == 1:
+            with engine.begin() as conn:
+                ack = alerts.acknowledge(
+                    conn, raised.alert.id, actor="zhang", address=None, now=T0 + timedelta(minutes=1)
+                )
+            LiveStore(live.redis).apply_alert_changes([ack])
+        return rows
+
+    monkeypatch.setattr(alerts, "open_alerts", acknowledged_elsewhere_after_the_first_read)
+    with engine.connect() as conn:
+        assert rebuild_live_state(live, conn).alerts == 1
+    assert len(reads) == 2
+    stored = live.alert(raised.alert.id)
+    assert stored is not None and stored.state == "acknowledged"
+    assert live.audible_alerts() == set()
