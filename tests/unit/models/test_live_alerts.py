@@ -262,26 +262,36 @@ def a_flushed_store_that_was_never_rebuilt_is_read_again(engine: sa.Engine, live
     assert live.audible_alerts() == {second.alert.id}
 
 
+def acknowledged_after_the_first_read(
+    engine: sa.Engine, live: LiveStore, alert_id: int
+) -> tuple[Callable[..., list], list[int]]:
+    """A stand-in for ``models.alerts.open_alerts`` after whose first read another process
+    (a web process on the same Redis) acknowledges ``alert_id``, in the database and then in
+    Redis; and the number of rows each read returned."""
+    reads: list[int] = []
+    read_open = alerts.open_alerts
+
+    def read(*args: object, **kwargs: object) -> list:
+        rows = read_open(*args, **kwargs)  # type: ignore[arg-type]
+        reads.append(len(rows))
+        if len(reads) == 1:
+            with engine.begin() as conn:
+                ack = alerts.acknowledge(
+                    conn, alert_id, actor="zhang", address=None, now=T0 + timedelta(minutes=1)
+                )
+            assert LiveStore(live.redis).apply_alert_changes([ack]) == 1
+        return rows
+
+    return read, reads
+
+
 def a_change_written_during_a_rebuild_is_not_undone(engine: sa.Engine, live: LiveStore) -> None:
     """Another process acknowledges an alert after the rebuild read the database and before
     its MULTI: the rebuild reads again instead of writing the alert back as it was."""
     with engine.begin() as conn:
         raised = alerts.raise_alert(conn, draft("a", "critical"), now=T0)
     live.apply_alert_changes([raised])
-    other = LiveStore(live.redis)  # a web process on the same Redis
-    reads: list[int] = []
-    read_open = alerts.open_alerts
-
-    def read_then_acknowledged_elsewhere(*args: object, **kwargs: object) -> list:
-        rows = read_open(*args, **kwargs)  # type: ignore[arg-type]
-        reads.append(len(rows))
-        if len(reads) == 1:
-            with engine.begin() as conn:
-                ack = alerts.acknowledge(
-                    conn, raised.alert.id, actor="zhang", address=None, now=T0 + timedelta(minutes=1)
-                )
-            assert other.apply_alert_changes([ack]) == 1
-        return rows
+    read_then_acknowledged_elsewhere, reads = acknowledged_after_the_first_read(engine, live, raised.alert.id)
 
     with patch.object(alerts, "open_alerts", read_then_acknowledged_elsewhere), engine.connect() as conn:
         assert live.rebuild_alerts(conn) == 1

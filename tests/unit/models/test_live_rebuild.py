@@ -102,26 +102,13 @@ def test_an_alert_acknowledged_during_a_whole_rebuild_stays_acknowledged(
     whole rebuild on the embedded database, whose reads see one snapshot per transaction:
     the devices read before the alerts must not hold the alerts' retry to the old rows."""
     from models import alerts
-    from tests.unit.models.test_live_alerts import draft
+    from tests.unit.models.test_live_alerts import acknowledged_after_the_first_read, draft
 
     fill(engine, 2)
     with engine.begin() as conn:
         raised = alerts.raise_alert(conn, draft("a", "critical"), now=T0)
-    read_open = alerts.open_alerts
-    reads: list[int] = []
-
-    def acknowledged_elsewhere_after_the_first_read(*args: object, **kwargs: object) -> list:
-        rows = read_open(*args, **kwargs)  # type: ignore[arg-type]
-        reads.append(len(rows))
-        if len(reads) == 1:
-            with engine.begin() as conn:
-                ack = alerts.acknowledge(
-                    conn, raised.alert.id, actor="zhang", address=None, now=T0 + timedelta(minutes=1)
-                )
-            LiveStore(live.redis).apply_alert_changes([ack])
-        return rows
-
-    monkeypatch.setattr(alerts, "open_alerts", acknowledged_elsewhere_after_the_first_read)
+    read, reads = acknowledged_after_the_first_read(engine, live, raised.alert.id)
+    monkeypatch.setattr(alerts, "open_alerts", read)
     with engine.connect() as conn:
         assert rebuild_live_state(live, conn).alerts == 1
     assert len(reads) == 2
