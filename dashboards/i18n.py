@@ -213,6 +213,7 @@ STRINGS: dict[str, dict[str, str]] = {
     "district.title": {"zh": "{name}运行体征", "en": "{name}: vital signs"},
     "district.page_title": {"zh": "区县运行体征", "en": "District vital signs"},
     "district.back": {"zh": "← 全市", "en": "← City"},
+    "district.export": {"zh": "本区县概况", "en": "This district's summary"},
     "district.unknown": {
         "zh": "没有代码为 {code} 的区县。广安市的区县：",
         "en": "There is no district with code {code}. Guang'an's districts:",

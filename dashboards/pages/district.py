@@ -97,7 +97,13 @@ def layout(code: str | None = None, **_query: str) -> html.Div:
                     html.H1(t("district.title", name=district_label(d)), id="district-name"),
                     html.Span(d.code, className="district-code"),
                     drill.scope_badge(scope),
-                    export_links("districts", district=d.code),
+                    html.Div(
+                        [
+                            html.Span(t("district.export"), className="export-label"),
+                            export_links("districts", district=d.code),
+                        ],
+                        className="export-named",
+                    ),
                     html.Div(id="district-status", className="status-line"),
                 ],
             ),

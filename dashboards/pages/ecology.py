@@ -101,10 +101,10 @@ def layout(**_query: str) -> html.Div:
                             # named, so the two links do not stand alone above them.
                             html.Div(
                                 [
-                                    html.Span(t("eco.water_export"), className="eco-export-label"),
+                                    html.Span(t("eco.water_export"), className="export-label"),
                                     export_links("water-sections"),
                                 ],
-                                className="eco-export-row",
+                                className="export-named",
                             ),
                             html.Div(id="eco-rivers", className="stack"),
                             _panel("eco.noise", "eco-noise", age_id="eco-noise-age", export="noise"),
