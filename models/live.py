@@ -930,9 +930,10 @@ class LiveStore:
         # A read inside a transaction this call began sees one snapshot (SQLite): end it
         # before reading again, or every try would read the same old rows.
         own_snapshot = not conn.in_transaction()
-        for attempt in range(1, REBUILD_ATTEMPTS + 1):
+        attempt = 1
+        while True:
             with self.redis.pipeline(transaction=True) as pipe:
-                watched = attempt < REBUILD_ATTEMPTS
+                watched = attempt < REBUILD_ATTEMPTS  # the last try cannot fail
                 if watched:
                     pipe.watch(ALERTS_VERSION_KEY)
                 alerts = open_alerts(conn, states=OPEN_STATES, limit=100_000)
@@ -949,12 +950,11 @@ class LiveStore:
                 )
                 try:
                     pipe.execute()
+                    return len(alerts)
                 except redis.WatchError:
                     if own_snapshot and conn.in_transaction():
                         conn.rollback()
-                    continue
-            return len(alerts)
-        raise AssertionError("unreachable: the last attempt is not watched")  # pragma: no cover
+                    attempt += 1
 
 
 def _bump_alerts_version(pipe: Any) -> None:
